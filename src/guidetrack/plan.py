@@ -1,0 +1,354 @@
+"""Script -> Plan: the timeline of a track, without audio.
+
+Pure: breath maths, inline pauses, sides, holds with reminders and fitting to
+the target duration. The only thing it needs from outside is the spoken length
+of each utterance, asked for once through `measure`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from .errors import InvalidInput, Location, Problem
+from .script import (
+    SIDE_FIELD, Breathe, Chime, Hold, Pause, Say, Script, Section, Sides, Step, split_inline,
+)
+from .units import SAMPLE_RATE, Samples, format_clock, to_samples, to_seconds
+
+CHIME_LENGTH = to_samples(6.0)  # a chime step: strike and ring out
+TONE_LENGTH = to_samples(0.4)  # a soft tone marking a breath phase
+REMINDER_MARGIN = to_samples(1.0)  # quiet kept around each reminder in a hold
+MAX_TRACK = to_samples(48 * 3600)
+
+CUE_WORDS = {"in": "Breathe in", "hold": "Hold", "out": "And out", "rest": "Rest"}
+COUNT_WORDS = ("In", "Hold", "Out", "Rest")  # the first word of each phase when counting
+NUMBERS = ("two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve")
+
+# One measure call covers every utterance: text -> its spoken length in samples.
+Measure = Callable[[Sequence[str]], Mapping[str, Samples]]
+
+
+@dataclass(frozen=True)
+class Event:
+    """Something audible on the timeline."""
+
+    start: Samples
+    length: Samples
+    kind: str  # "speech" | "chime" | "tone"
+    text: str = ""  # what is said; for a tone, the breath phase it marks
+
+
+@dataclass(frozen=True)
+class Chapter:
+    title: str
+    start: Samples
+    end: Samples
+
+
+@dataclass(frozen=True)
+class Plan:
+    script: Script
+    length: Samples
+    events: tuple[Event, ...]
+    chapters: tuple[Chapter, ...]
+    warnings: tuple[Problem, ...] = ()
+    holds: tuple[Samples, ...] = field(default=())  # each hold's fitted length, in script order
+
+    def speech(self) -> tuple[Event, ...]:
+        return tuple(e for e in self.events if e.kind == "speech")
+
+    def to_json(self) -> dict:
+        return {
+            "title": self.script.title,
+            "duration": to_seconds(self.length),
+            "sample_rate": SAMPLE_RATE,
+            "events": [
+                {"start": round(to_seconds(e.start), 6), "duration": round(to_seconds(e.length), 6),
+                 "kind": e.kind, **({"text": e.text} if e.text else {})}
+                for e in self.events
+            ],
+            "chapters": [
+                {"title": c.title, "start": round(to_seconds(c.start), 6), "end": round(to_seconds(c.end), 6)}
+                for c in self.chapters
+            ],
+            "warnings": [str(w) for w in self.warnings],
+        }
+
+
+# ---------------------------------------------------------------- flattening
+
+@dataclass(frozen=True)
+class _Utterances:
+    """A `say`: texts and inline pauses, then the narrator's gap."""
+
+    parts: tuple[str | Samples, ...]
+    gap: Samples
+
+
+@dataclass(frozen=True)
+class _HoldItem:
+    hold: Hold
+    reminders: tuple[str, ...]
+    index: int  # position among all holds, for fitting
+
+
+@dataclass(frozen=True)
+class _Mark:
+    title: str
+    opening: bool
+
+
+_Item = _Utterances | Pause | Chime | Breathe | _HoldItem | _Mark
+
+
+def _flatten(steps: Sequence[Step], side: str | None, gap: Samples, out: list[_Item], holds: list[Hold]) -> None:
+    def fill(text: str) -> str:
+        return text.replace(SIDE_FIELD, side) if side is not None else text
+
+    for step in steps:
+        if isinstance(step, Say):
+            out.append(_Utterances(tuple(split_inline(fill(step.text))), gap))
+        elif isinstance(step, Hold):
+            out.append(_HoldItem(step, tuple(fill(r) for r in step.reminders), len(holds)))
+            holds.append(step)
+        elif isinstance(step, Sides):
+            for name in step.sides:
+                _flatten(step.steps, name, gap, out, holds)
+        elif isinstance(step, Section):
+            out.append(_Mark(fill(step.title), True))
+            _flatten(step.steps, side, gap, out, holds)
+            out.append(_Mark(fill(step.title), False))
+        else:
+            out.append(step)
+
+
+def _breath_cues(step: Breathe) -> list[tuple[Samples, str]]:
+    """(offset within one cycle, text) of each spoken cue in a cycle."""
+    cues: list[tuple[Samples, str]] = []
+    offset = 0
+    for index, (phase, length) in enumerate(step.pattern.phases()):
+        if length > 0:
+            if step.cue == "words":
+                cues.append((offset, CUE_WORDS[phase]))
+            elif step.cue == "count":
+                cues.append((offset, COUNT_WORDS[index]))
+                whole_seconds = length // SAMPLE_RATE
+                for second in range(1, min(whole_seconds, len(NUMBERS) + 1)):
+                    cues.append((offset + second * SAMPLE_RATE, NUMBERS[second - 1]))
+        offset += length
+    return cues
+
+
+def _texts(items: Sequence[_Item]) -> list[str]:
+    texts: list[str] = []
+    for item in items:
+        if isinstance(item, _Utterances):
+            texts.extend(p for p in item.parts if isinstance(p, str))
+        elif isinstance(item, _HoldItem):
+            texts.extend(item.reminders)
+        elif isinstance(item, Breathe):
+            texts.extend(text for _, text in _breath_cues(item))
+    return list(dict.fromkeys(texts))
+
+
+# ---------------------------------------------------------------- fitting
+
+@dataclass(frozen=True)
+class Elastic:
+    nominal: Samples
+    low: Samples
+    high: Samples
+
+
+def fit(fixed: Samples, elastic: Sequence[Elastic], target: Samples) -> list[Samples]:
+    """Lengths for the elastic parts so that fixed + sum == target exactly.
+
+    Each part scales in proportion to its nominal length, clamped to its bounds;
+    what a clamped part cannot take is shared by the others. Raises ValueError
+    naming the shortest and longest reachable totals when the target is out of reach.
+    """
+    shortest = fixed + sum(e.low for e in elastic)
+    longest = fixed + sum(e.high for e in elastic)
+    if not shortest <= target <= longest:
+        raise ValueError(
+            f"the script can be between {format_clock(shortest)} and {format_clock(longest)} long, "
+            f"not {format_clock(target)}"
+        )
+    need = target - fixed
+    lengths: list[float | None] = [None] * len(elastic)
+    while True:
+        free = [i for i, v in enumerate(lengths) if v is None]
+        settled = sum(v for v in lengths if v is not None)
+        weight = sum(elastic[i].nominal for i in free)
+        scale = (need - settled) / weight if weight else 0.0
+        clamped = False
+        for i in free:
+            want = elastic[i].nominal * scale
+            if want < elastic[i].low or want > elastic[i].high:
+                lengths[i] = float(min(max(want, elastic[i].low), elastic[i].high))
+                clamped = True
+        if not clamped:
+            for i in free:
+                lengths[i] = elastic[i].nominal * scale
+            break
+    # Round to whole samples, handing the remainder to the largest fractions.
+    floors = [int(v) for v in lengths]  # type: ignore[arg-type]
+    remainder = need - sum(floors)
+    order = sorted(range(len(floors)), key=lambda i: lengths[i] - floors[i], reverse=True)  # type: ignore[operator]
+    for i in order[:remainder]:
+        floors[i] += 1
+    return floors
+
+
+def _reminder_room(spoken: Sequence[Samples]) -> Samples:
+    """The shortest hold that keeps every reminder apart with quiet around it."""
+    return sum(spoken) + (len(spoken) + 1) * REMINDER_MARGIN if spoken else 0
+
+
+# ---------------------------------------------------------------- the plan
+
+
+def make_plan(script: Script, measure: Measure) -> Plan:
+    items: list[_Item] = []
+    holds: list[Hold] = []
+    _flatten(script.steps, None, script.gap, items, holds)
+    spoken = measure(_texts(items))
+    warnings: list[Problem] = []
+
+    fixed = 0
+    elastic: list[Elastic] = []
+    elastic_of: dict[int, int] = {}
+    for item in items:
+        if isinstance(item, _HoldItem):
+            hold = item.hold
+            room = _reminder_room([spoken[r] for r in item.reminders])
+            if room > hold.length:
+                warnings.append(Problem(
+                    f"this hold ({format_clock(hold.length)}) is shorter than its reminders need "
+                    f"({format_clock(room)}); they will run close together", hold.where, "warning"))
+            if script.duration is not None and hold.elastic:
+                elastic_of[item.index] = len(elastic)
+                elastic.append(Elastic(hold.length, max(hold.min, min(room, hold.max)), hold.max))
+            else:
+                fixed += hold.length
+        else:
+            fixed += _fixed_length(item, spoken)
+
+    lengths = [h.length for h in holds]
+    if script.duration is not None:
+        try:
+            fitted = fit(fixed, elastic, script.duration)
+        except ValueError as err:
+            hint = (" Give holds `min`/`max` so they can stretch, or change `duration`."
+                    if not elastic else " Widen the holds' `min`/`max`, or change `duration`.")
+            raise InvalidInput(Problem(f"cannot fit duration: {err}.{hint}", script.duration_where)) from None
+        for index, slot in elastic_of.items():
+            lengths[index] = fitted[slot]
+
+    events, chapters, length = _lay_out(items, spoken, lengths, warnings)
+    if length > MAX_TRACK:
+        raise InvalidInput(Problem(f"the track would be {format_clock(length)} long; the limit is 48 hours",
+                                   Location(script.path, 1, 1)))
+    return Plan(script, length, tuple(events), tuple(chapters), tuple(warnings), tuple(lengths))
+
+
+def _fixed_length(item: _Item, spoken: Mapping[str, Samples]) -> Samples:
+    if isinstance(item, _Utterances):
+        return sum(p if isinstance(p, int) else spoken[p] for p in item.parts) + item.gap
+    if isinstance(item, Pause):
+        return item.length
+    if isinstance(item, Chime):
+        return CHIME_LENGTH
+    if isinstance(item, Breathe):
+        return item.cycles * item.pattern.cycle
+    return 0
+
+
+def _lay_out(items: Sequence[_Item], spoken: Mapping[str, Samples], holds: Sequence[Samples],
+             warnings: list[Problem]) -> tuple[list[Event], list[Chapter], Samples]:
+    events: list[Event] = []
+    chapters: list[Chapter] = []
+    open_sections: list[tuple[str, Samples]] = []
+    now = 0
+    for item in items:
+        if isinstance(item, _Utterances):
+            for part in item.parts:
+                if isinstance(part, str):
+                    events.append(Event(now, spoken[part], "speech", part))
+                    now += spoken[part]
+                else:
+                    now += part
+            now += item.gap
+        elif isinstance(item, Pause):
+            now += item.length
+        elif isinstance(item, Chime):
+            events.append(Event(now, CHIME_LENGTH, "chime"))
+            now += CHIME_LENGTH
+        elif isinstance(item, Breathe):
+            events.extend(_breath_events(item, now, spoken, warnings))
+            now += item.cycles * item.pattern.cycle
+        elif isinstance(item, _HoldItem):
+            length = holds[item.index]
+            events.extend(_reminder_events(item, now, length, spoken, warnings))
+            now += length
+        elif isinstance(item, _Mark):
+            if item.opening:
+                open_sections.append((item.title, now))
+            else:
+                title, start = open_sections.pop()
+                chapters.append(Chapter(title, start, now))
+    chapters.sort(key=lambda c: (c.start, -c.end))
+    return events, chapters, now
+
+
+def _breath_events(step: Breathe, start: Samples, spoken: Mapping[str, Samples],
+                   warnings: list[Problem]) -> list[Event]:
+    """Every cue starts exactly on its phase: the grid comes from integer sample counts."""
+    cycle = step.pattern.cycle
+    events: list[Event] = []
+    if step.cue in ("words", "count"):
+        cues = _breath_cues(step)
+        # A cue may run until the next cue (or the cycle's end), never past it.
+        limits = [nxt for nxt, _ in cues[1:]] + [cycle]
+        for (offset, text), limit in zip(cues, limits):
+            if spoken[text] > limit - offset:
+                warnings.append(Problem(
+                    f"the cue '{text}' takes {to_seconds(spoken[text]):.2f} s, longer than its "
+                    f"{to_seconds(limit - offset):.2f} s slot; slow the pattern or use cue: tone",
+                    step.where, "warning"))
+        for k in range(step.cycles):
+            base = start + k * cycle
+            events.extend(Event(base + offset, spoken[text], "speech", text) for offset, text in cues)
+    elif step.cue == "tone":
+        offset = 0
+        for phase, length in step.pattern.phases():
+            if length > 0 and phase in ("in", "out"):
+                for k in range(step.cycles):
+                    events.append(Event(start + k * cycle + offset, min(TONE_LENGTH, length), "tone", phase))
+            offset += length
+        events.sort(key=lambda e: e.start)
+    return events
+
+
+def _reminder_events(item: _HoldItem, start: Samples, length: Samples, spoken: Mapping[str, Samples],
+                     warnings: list[Problem]) -> list[Event]:
+    """Reminders centred on evenly spaced points through the hold, never overlapping."""
+    texts = item.reminders
+    if not texts:
+        return []
+    total = sum(spoken[t] for t in texts)
+    if total > length:
+        raise InvalidInput(Problem(
+            f"the reminders take {format_clock(total)}, longer than the hold's {format_clock(length)}",
+            item.hold.where))
+    events: list[Event] = []
+    earliest = start
+    for index, text in enumerate(texts):
+        centre = start + length * (index + 1) // (len(texts) + 1)
+        begin = max(earliest, centre - spoken[text] // 2)
+        remaining_after = sum(spoken[t] for t in texts[index + 1:])
+        begin = min(begin, start + length - spoken[text] - remaining_after)
+        events.append(Event(begin, spoken[text], "speech", text))
+        earliest = begin + spoken[text]
+    return events

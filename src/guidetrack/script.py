@@ -1,0 +1,750 @@
+"""Load a YAML sequence script into frozen dataclasses.
+
+Every problem in a script is collected in one pass and reported with file, line,
+column and key path. Nothing here does I/O beyond reading the script itself.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Union
+
+import yaml
+
+from .errors import InvalidInput, Location, Problem
+from .units import Samples, parse_duration, parse_level, to_samples
+
+FORMAT_VERSION = 1
+MAX_FILE_BYTES = 1_000_000
+MAX_NODES = 50_000  # after alias expansion: stops "billion laughs" early
+MAX_DEPTH = 40
+MAX_TEXT = 5_000  # characters in one `say`
+MAX_CYCLES = 10_000
+
+# ---------------------------------------------------------------- the model
+
+
+@dataclass(frozen=True)
+class VoiceSpec:
+    """Which voice speaks, and how. Every field changes the sound."""
+
+    engine: str = "pyttsx3"
+    voice: str = "en-us"
+    rate: int = 135  # words per minute
+    volume: float = 0.9  # 0..1
+
+
+VOICE_PROFILES: dict[str, VoiceSpec] = {
+    # slow and calm: the default for practice tracks
+    "calm": VoiceSpec(),
+    # a little brisker, for instructions between poses
+    "clear": VoiceSpec(rate=155, volume=0.9),
+    "default": VoiceSpec(),
+}
+DEFAULT_VOICE = "calm"
+
+GENERATED_BACKGROUNDS = ("brown-noise", "pink-noise", "white-noise")
+AUDIO_SUFFIXES = (".mp3", ".wav", ".ogg", ".flac")
+
+
+@dataclass(frozen=True)
+class Background:
+    sound: str  # a generator name, or the resolved path of an audio file
+    level_db: float = -18.0  # relative to the voice
+    fade_in: Samples = 0
+    fade_out: Samples = 0
+
+    @property
+    def is_file(self) -> bool:
+        return self.sound not in GENERATED_BACKGROUNDS
+
+
+@dataclass(frozen=True)
+class BreathPattern:
+    name: str
+    inhale: Samples
+    hold: Samples
+    exhale: Samples
+    rest: Samples
+
+    @property
+    def cycle(self) -> Samples:
+        return self.inhale + self.hold + self.exhale + self.rest
+
+    def phases(self) -> tuple[tuple[str, Samples], ...]:
+        return (("in", self.inhale), ("hold", self.hold), ("out", self.exhale), ("rest", self.rest))
+
+
+def _preset(name: str, inhale: float, hold: float, exhale: float, rest: float) -> BreathPattern:
+    return BreathPattern(name, to_samples(inhale), to_samples(hold), to_samples(exhale), to_samples(rest))
+
+
+_COHERENT_PHASE = 60.0 / 5.5 / 2  # 5.5 breaths a minute, in and out equal: ~5.45 s
+BREATH_PRESETS: dict[str, BreathPattern] = {
+    "box": _preset("box", 4, 4, 4, 4),
+    "4-7-8": _preset("4-7-8", 4, 7, 8, 0),
+    "coherent": _preset("coherent", _COHERENT_PHASE, 0, _COHERENT_PHASE, 0),
+    "relax": _preset("relax", 4, 0, 6, 0),
+    "long-exhale": _preset("long-exhale", 4, 0, 8, 0),
+    "equal": _preset("equal", 4, 0, 4, 0),
+}
+CUES = ("words", "count", "tone", "none")
+
+
+@dataclass(frozen=True)
+class Say:
+    text: str
+    where: Location
+
+
+@dataclass(frozen=True)
+class Pause:
+    length: Samples
+    where: Location
+
+
+@dataclass(frozen=True)
+class Chime:
+    where: Location
+
+
+@dataclass(frozen=True)
+class Breathe:
+    pattern: BreathPattern
+    cycles: int
+    cue: str
+    where: Location
+
+
+@dataclass(frozen=True)
+class Hold:
+    length: Samples  # nominal
+    min: Samples
+    max: Samples
+    reminders: tuple[str, ...]
+    where: Location
+
+    @property
+    def elastic(self) -> bool:
+        return self.min < self.length or self.max > self.length
+
+
+@dataclass(frozen=True)
+class Sides:
+    sides: tuple[str, ...]
+    steps: tuple["Step", ...]
+    where: Location
+
+
+@dataclass(frozen=True)
+class Section:
+    title: str
+    steps: tuple["Step", ...]
+    where: Location
+
+
+Step = Union[Say, Pause, Chime, Breathe, Hold, Sides, Section]
+
+
+@dataclass(frozen=True)
+class Script:
+    path: Path
+    title: str
+    steps: tuple[Step, ...]
+    author: str = ""
+    description: str = ""
+    album: str = ""
+    duration: Samples | None = None
+    duration_where: Location | None = None
+    voice: VoiceSpec = field(default_factory=VoiceSpec)
+    background: Background | None = None
+    gap: Samples = to_samples(0.8)  # silence after each `say`
+
+    @property
+    def slug(self) -> str:
+        return slugify(self.path.stem)
+
+
+def slugify(text: str) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+    return slug or "track"
+
+
+# ---------------------------------------------------------------- inline text
+
+INLINE_PAUSE = re.compile(r"\[([^\[\]]*)\]")
+SIDE_FIELD = "{side}"
+
+
+def split_inline(text: str) -> list[str | Samples]:
+    """`"Lie down. [2s] Breathe."` -> `["Lie down.", 88200, "Breathe."]`.
+
+    Raises ValueError for a bracket that is not a duration.
+    """
+    parts: list[str | Samples] = []
+    position = 0
+    for match in INLINE_PAUSE.finditer(text):
+        before = text[position:match.start()].strip()
+        if before:
+            parts.append(before)
+        try:
+            seconds = parse_duration(match.group(1).strip())
+        except ValueError as err:
+            raise ValueError(f"inline pause [{match.group(1)}]: {err}") from None
+        parts.append(to_samples(seconds))
+        position = match.end()
+    rest = text[position:].strip()
+    if rest:
+        parts.append(rest)
+    return parts
+
+
+# ---------------------------------------------------------------- schema
+
+_DURATION = {"type": ["number", "string"], "description": "seconds, or a string like 4s, 1m30s, 1h"}
+_LEVEL = {"type": ["number", "string"], "description": "decibels: -18 or '-18 dB'"}
+_TEXT = {"type": "string", "minLength": 1, "maxLength": MAX_TEXT}
+
+VOICE_SCHEMA = {
+    "anyOf": [
+        {"type": "string", "description": "a voice profile name"},
+        {
+            "type": "object",
+            "properties": {
+                "engine": {"type": "string", "enum": ["pyttsx3"]},
+                "voice": {"type": "string", "minLength": 1},
+                "rate": {"type": "integer", "minimum": 60, "maximum": 400},
+                "volume": {"type": "number", "minimum": 0.05, "maximum": 1},
+            },
+            "additionalProperties": False,
+        },
+    ]
+}
+
+TOP_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "guidetrack": {"const": FORMAT_VERSION, "description": "format version"},
+        "title": _TEXT,
+        "author": {"type": "string"},
+        "description": {"type": "string"},
+        "album": {"type": "string"},
+        "duration": _DURATION,
+        "gap": _DURATION,
+        "voice": VOICE_SCHEMA,
+        "background": {
+            "type": "object",
+            "properties": {
+                "sound": {"type": "string", "minLength": 1},
+                "level": _LEVEL,
+                "fade_in": _DURATION,
+                "fade_out": _DURATION,
+            },
+            "required": ["sound"],
+            "additionalProperties": False,
+        },
+        "steps": {"type": "array", "minItems": 1},
+    },
+    "required": ["guidetrack", "title", "steps"],
+    "additionalProperties": False,
+}
+
+_PATTERN = {
+    "anyOf": [
+        {"type": "string"},
+        {
+            "type": "object",
+            "properties": {"in": _DURATION, "hold": _DURATION, "out": _DURATION, "rest": _DURATION},
+            "required": ["in", "out"],
+            "additionalProperties": False,
+        },
+    ]
+}
+
+STEP_SCHEMAS: dict[str, dict[str, Any]] = {
+    "say": {"properties": {"say": _TEXT}},
+    "pause": {"properties": {"pause": _DURATION}},
+    "chime": {"properties": {"chime": {"type": ["object", "null"], "additionalProperties": False}}},
+    "breathe": {
+        "properties": {
+            "breathe": {
+                "type": "object",
+                "properties": {
+                    "pattern": _PATTERN,
+                    "cycles": {"type": "integer", "minimum": 1, "maximum": MAX_CYCLES},
+                    "for": _DURATION,
+                    "cue": {"enum": list(CUES)},
+                },
+                "additionalProperties": False,
+            }
+        }
+    },
+    "hold": {
+        "properties": {
+            "hold": {
+                "anyOf": [
+                    _DURATION,
+                    {
+                        "type": "object",
+                        "properties": {
+                            "for": _DURATION,
+                            "min": _DURATION,
+                            "max": _DURATION,
+                            "reminders": {"type": "array", "items": _TEXT},
+                        },
+                        "required": ["for"],
+                        "additionalProperties": False,
+                    },
+                ]
+            }
+        }
+    },
+    "sides": {
+        "properties": {
+            "sides": {"type": "array", "items": _TEXT, "minItems": 1, "maxItems": 8},
+            "steps": {"type": "array", "minItems": 1},
+        },
+        "required": ["steps"],
+    },
+    "section": {
+        "properties": {"section": _TEXT, "steps": {"type": "array", "minItems": 1}},
+        "required": ["steps"],
+    },
+}
+for _kind, _schema in STEP_SCHEMAS.items():
+    _schema.setdefault("type", "object")
+    _schema["required"] = [_kind, *_schema.get("required", [])]
+    _schema["additionalProperties"] = False
+BARE_STEPS = ("chime",)
+
+
+# ---------------------------------------------------------------- YAML with positions
+
+_PLAIN_TAGS = {
+    "tag:yaml.org,2002:" + t for t in ("str", "int", "float", "bool", "null", "seq", "map")
+}
+KeyPath = tuple[Union[str, int], ...]
+
+
+class _Tree:
+    """Plain data from a YAML node graph, with the position of every value and key."""
+
+    def __init__(self, path: Path, loader: yaml.SafeLoader):
+        self.path = path
+        self.loader = loader
+        self.marks: dict[KeyPath, Location] = {}
+        self.key_marks: dict[KeyPath, Location] = {}
+        self.nodes = 0
+
+    def location(self, mark: yaml.Mark) -> Location:
+        return Location(self.path, mark.line + 1, mark.column + 1)
+
+    def build(self, node: yaml.Node, keys: KeyPath = (), depth: int = 0) -> Any:
+        self.nodes += 1
+        where = self.location(node.start_mark)
+        if self.nodes > MAX_NODES:
+            raise InvalidInput(Problem(
+                f"the script is too large or expands too far (over {MAX_NODES} values, "
+                "often a YAML alias bomb); write it out plainly", where))
+        if depth > MAX_DEPTH:
+            raise InvalidInput(Problem(f"nesting is deeper than {MAX_DEPTH} levels", where))
+        if node.tag not in _PLAIN_TAGS:
+            raise InvalidInput(Problem(
+                f"the tag {node.tag} is not allowed: scripts hold plain text, numbers, lists "
+                "and mappings only", where))
+        self.marks[keys] = where
+        if isinstance(node, yaml.MappingNode):
+            result: dict[str, Any] = {}
+            for key_node, value_node in node.value:
+                key = self.build(key_node, keys + ("<key>",), depth + 1)
+                if not isinstance(key, str):
+                    raise InvalidInput(Problem(f"keys must be text, not {key!r}", self.location(key_node.start_mark)))
+                if key in result:
+                    raise InvalidInput(Problem(f"the key '{key}' appears twice", self.location(key_node.start_mark)))
+                self.key_marks[keys + (key,)] = self.location(key_node.start_mark)
+                result[key] = self.build(value_node, keys + (key,), depth + 1)
+            return result
+        if isinstance(node, yaml.SequenceNode):
+            return [self.build(item, keys + (i,), depth + 1) for i, item in enumerate(node.value)]
+        try:
+            return self.loader.construct_object(node, deep=True)
+        except (yaml.YAMLError, ValueError, OverflowError) as err:
+            raise InvalidInput(Problem(f"unreadable value {node.value!r}: {err}", where)) from None
+
+    def where(self, keys: KeyPath) -> Location:
+        while keys not in self.marks and keys:
+            keys = keys[:-1]
+        return self.marks.get(keys, Location(self.path, 1, 1))
+
+
+def _read_tree(path: Path) -> tuple[Any, _Tree]:
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise InvalidInput(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise InvalidInput(f"{path}: is a folder, not a script") from None
+    except OSError as err:
+        raise InvalidInput(f"{path}: cannot read it ({err.strerror})") from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise InvalidInput(f"{path}: {len(raw)} bytes is too large for a script (limit {MAX_FILE_BYTES})")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        raise InvalidInput(Problem(
+            f"the file is not UTF-8 text (byte 0x{raw[err.start]:02x}); save it as UTF-8",
+            Location(path, line, 1))) from None
+    if "\x00" in text:
+        raise InvalidInput(Problem("the file holds binary data, not a YAML script", Location(path, 1, 1)))
+    if not text.strip():
+        raise InvalidInput(Problem("the file is empty: a script needs guidetrack: 1, title and steps",
+                                   Location(path, 1, 1)))
+    loader = yaml.SafeLoader(text)
+    tree = _Tree(path, loader)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            raise InvalidInput(Problem("the file has no content", Location(path, 1, 1)))
+        data = tree.build(node)
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        where = Location(path, mark.line + 1, mark.column + 1) if mark else Location(path, 1, 1)
+        problem = err.problem or "not valid YAML"
+        raise InvalidInput(Problem(f"not valid YAML: {problem}", where)) from None
+    except yaml.YAMLError as err:
+        raise InvalidInput(Problem(f"not valid YAML: {err}", Location(path, 1, 1))) from None
+    except RecursionError:
+        raise InvalidInput(Problem(f"nesting is deeper than {MAX_DEPTH} levels", Location(path, 1, 1))) from None
+    finally:
+        loader.dispose()
+    return data, tree
+
+
+# ---------------------------------------------------------------- checking
+
+
+def format_path(keys: KeyPath) -> str:
+    out = ""
+    for key in keys:
+        out += f"[{key}]" if isinstance(key, int) else (f".{key}" if out else str(key))
+    return out
+
+
+def suggest(word: str, choices: list[str] | tuple[str, ...]) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+class _Checker:
+    def __init__(self, tree: _Tree):
+        self.tree = tree
+        self.problems: list[Problem] = []
+
+    def error(self, keys: KeyPath, message: str, *, at_key: bool = False) -> None:
+        where = self.tree.key_marks.get(keys) if at_key else None
+        label = format_path(keys)
+        self.problems.append(Problem(f"{label}: {message}" if label else message, where or self.tree.where(keys)))
+
+    def schema(self, data: Any, schema: dict[str, Any], keys: KeyPath) -> bool:
+        """Validate against a JSON Schema; report each error in the author's words."""
+        from jsonschema import Draft202012Validator
+
+        found = False
+        for err in sorted(Draft202012Validator(schema).iter_errors(data), key=lambda e: list(map(str, e.absolute_path))):
+            found = True
+            at = keys + tuple(err.absolute_path)
+            if err.validator == "additionalProperties":
+                allowed = sorted(err.schema.get("properties", {}))
+                for extra in sorted(set(err.instance) - set(allowed)):
+                    self.error(at + (extra,), f"unknown key{suggest(extra, allowed)}; known keys: "
+                               + ", ".join(allowed), at_key=True)
+            elif err.validator == "required":
+                missing = err.message.split("'")[1] if "'" in err.message else err.message
+                self.error(at, f"missing the key '{missing}'")
+            elif err.validator == "type":
+                self.error(at, f"expected {_describe(err.validator_value)}, got {_describe_value(err.instance)}")
+            elif err.validator == "enum":
+                shown = ", ".join(str(v) for v in err.validator_value)
+                self.error(at, f"'{err.instance}' is not one of {shown}{suggest(str(err.instance), [str(v) for v in err.validator_value])}")
+            elif err.validator == "const":
+                self.error(at, f"must be {err.validator_value!r} (this is format version {FORMAT_VERSION})")
+            elif err.validator == "anyOf":
+                self.error(at, _describe_any_of(err))
+            elif err.validator in ("minItems", "minLength"):
+                self.error(at, "must not be empty")
+            elif err.validator == "maxLength":
+                self.error(at, f"is longer than {err.validator_value} characters; split it into several steps")
+            else:
+                self.error(at, err.message)
+        return not found
+
+    def duration(self, value: Any, keys: KeyPath, *, positive: bool = False) -> Samples | None:
+        try:
+            seconds = parse_duration(value)
+        except (ValueError, OverflowError) as err:
+            self.error(keys, str(err))
+            return None
+        if positive and seconds <= 0:
+            self.error(keys, "must be longer than 0")
+            return None
+        return to_samples(seconds)
+
+    def level(self, value: Any, keys: KeyPath) -> float | None:
+        try:
+            return parse_level(value)
+        except ValueError as err:
+            self.error(keys, str(err))
+            return None
+
+    def text(self, text: str, keys: KeyPath, sides: bool) -> None:
+        try:
+            split_inline(text)
+        except ValueError as err:
+            self.error(keys, str(err))
+        if SIDE_FIELD in text and not sides:
+            self.error(keys, "{side} only works inside a `sides` block")
+        leftover = text.replace(SIDE_FIELD, "")
+        if re.search(r"\{[a-z_]*\}", leftover):
+            self.error(keys, "unknown field in braces: only {side} is replaced")
+
+
+def _describe(types: Any) -> str:
+    names = {"object": "a mapping", "array": "a list", "string": "text", "number": "a number",
+             "integer": "a whole number", "null": "nothing", "boolean": "true or false"}
+    if isinstance(types, list):
+        return " or ".join(names.get(t, t) for t in types)
+    return names.get(types, str(types))
+
+
+def _describe_value(value: Any) -> str:
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if value is None:
+        return "nothing"
+    return repr(value)
+
+
+def _describe_any_of(err: Any) -> str:
+    # Prefer the branch whose type matches the value: its message is the useful one.
+    rank = {"additionalProperties": 0, "required": 1}
+    for sub in sorted(err.context, key=lambda e: (-len(e.absolute_path), rank.get(e.validator, 2))):
+        if sub.validator != "type":
+            if sub.validator == "additionalProperties":
+                allowed = sorted(sub.schema.get("properties", {}))
+                extra = sorted(set(sub.instance) - set(allowed))
+                return f"unknown key '{extra[0]}'{suggest(extra[0], allowed)}; known keys: {', '.join(allowed)}"
+            if sub.validator == "required":
+                return sub.message.replace("is a required property", "is required here")
+            return sub.message
+    kinds = [s.get("type") for s in err.validator_value if "type" in s]
+    flat = sorted({t for k in kinds for t in (k if isinstance(k, list) else [k])})
+    return f"expected {_describe(flat)}, got {_describe_value(err.instance)}"
+
+
+# ---------------------------------------------------------------- building
+
+
+def load(path: str | Path) -> Script:
+    """Read, check and build one script. Raises InvalidInput listing every problem."""
+    path = Path(path)
+    data, tree = _read_tree(path)
+    check = _Checker(tree)
+    if not isinstance(data, dict):
+        raise InvalidInput(Problem(
+            f"a script is a mapping with guidetrack: 1, title and steps; this file holds {_describe_value(data)}",
+            Location(path, 1, 1)))
+    check.schema(data, TOP_SCHEMA, ())
+
+    duration = None
+    if "duration" in data:
+        duration = check.duration(data["duration"], ("duration",), positive=True)
+    gap = check.duration(data.get("gap", 0.8), ("gap",)) if "gap" in data else to_samples(0.8)
+    voice = _voice(data.get("voice", DEFAULT_VOICE), check)
+    background = _background(data.get("background"), path, check) if isinstance(data.get("background"), dict) else None
+    steps = _steps(data.get("steps"), ("steps",), check, sides=False) if isinstance(data.get("steps"), list) else ()
+
+    if check.problems:
+        raise InvalidInput(check.problems)
+    return Script(
+        path=path,
+        title=str(data["title"]).strip(),
+        steps=steps,
+        author=data.get("author", "") or "",
+        description=data.get("description", "") or "",
+        album=data.get("album", "") or "",
+        duration=duration,
+        duration_where=tree.where(("duration",)) if duration is not None else None,
+        voice=voice or VoiceSpec(),
+        background=background,
+        gap=gap if gap is not None else 0,
+    )
+
+
+def _voice(value: Any, check: _Checker) -> VoiceSpec | None:
+    if isinstance(value, str):
+        if value not in VOICE_PROFILES:
+            check.error(("voice",), f"unknown voice profile '{value}'{suggest(value, list(VOICE_PROFILES))}; "
+                        f"profiles: {', '.join(VOICE_PROFILES)}")
+            return None
+        return VOICE_PROFILES[value]
+    if isinstance(value, dict):
+        base = VOICE_PROFILES[DEFAULT_VOICE]
+        fields = {k: value[k] for k in ("engine", "voice", "rate", "volume") if k in value}
+        try:
+            return VoiceSpec(**{**base.__dict__, **fields})
+        except TypeError:
+            return None
+    return None
+
+
+def _background(value: dict[str, Any], script_path: Path, check: _Checker) -> Background | None:
+    sound = value.get("sound")
+    if not isinstance(sound, str):
+        return None
+    keys = ("background", "sound")
+    if sound not in GENERATED_BACKGROUNDS:
+        if not sound.lower().endswith(AUDIO_SUFFIXES):
+            check.error(keys, f"'{sound}' is neither a generated sound ({', '.join(GENERATED_BACKGROUNDS)})"
+                        f"{suggest(sound, GENERATED_BACKGROUNDS)} nor an audio file ({', '.join(AUDIO_SUFFIXES)})")
+            return None
+        file = (script_path.parent / sound).resolve()
+        if not file.is_file():
+            check.error(keys, f"the audio file {file} does not exist (paths are relative to the script)")
+            return None
+        sound = str(file)
+    level = check.level(value["level"], ("background", "level")) if "level" in value else -18.0
+    fade_in = check.duration(value["fade_in"], ("background", "fade_in")) if "fade_in" in value else 0
+    fade_out = check.duration(value["fade_out"], ("background", "fade_out")) if "fade_out" in value else 0
+    if level is None or fade_in is None or fade_out is None:
+        return None
+    return Background(sound=sound, level_db=level, fade_in=fade_in, fade_out=fade_out)
+
+
+def _steps(items: list[Any], keys: KeyPath, check: _Checker, sides: bool) -> tuple[Step, ...]:
+    steps: list[Step] = []
+    for index, item in enumerate(items):
+        step = _step(item, keys + (index,), check, sides)
+        if step is not None:
+            steps.append(step)
+    return tuple(steps)
+
+
+ALL_STEP_KINDS = tuple(STEP_SCHEMAS)
+
+
+def _step(item: Any, keys: KeyPath, check: _Checker, sides: bool) -> Step | None:
+    where = check.tree.where(keys)
+    if isinstance(item, str):
+        if item in BARE_STEPS:
+            return Chime(where)
+        hint = suggest(item, ALL_STEP_KINDS)
+        if item in STEP_SCHEMAS:
+            check.error(keys, f"'{item}' needs a value, as in `- {item}: ...`")
+        else:
+            check.error(keys, f"unknown step '{item}'{hint}; steps are: {', '.join(ALL_STEP_KINDS)}")
+        return None
+    if not isinstance(item, dict):
+        check.error(keys, f"a step is a mapping such as `- say: ...`, got {_describe_value(item)}")
+        return None
+    kinds = [k for k in item if k in STEP_SCHEMAS and k != "steps"]
+    if len(kinds) != 1:
+        if not kinds:
+            first = next(iter(item), "")
+            check.error(keys + (first,), f"unknown step '{first}'{suggest(str(first), ALL_STEP_KINDS)}; "
+                        f"steps are: {', '.join(ALL_STEP_KINDS)}", at_key=True)
+        else:
+            check.error(keys, f"one step has one kind, this one has {' and '.join(kinds)}: "
+                        "put each in its own list item")
+        return None
+    kind = kinds[0]
+    if not check.schema(item, STEP_SCHEMAS[kind], keys):
+        return None
+    value = item[kind]
+    at = keys + (kind,)
+    if kind == "say":
+        check.text(value, at, sides)
+        return Say(value.strip(), where)
+    if kind == "pause":
+        length = check.duration(value, at)
+        return None if length is None else Pause(length, where)
+    if kind == "chime":
+        return Chime(where)
+    if kind == "breathe":
+        return _breathe(value, at, check, where)
+    if kind == "hold":
+        return _hold(value, at, check, sides, where)
+    if kind == "sides":
+        names = item.get("sides")
+        if not isinstance(names, list):
+            check.error(at, "list the sides, as in `sides: [right, left]`")
+            return None
+        inner = _steps(item["steps"], keys + ("steps",), check, sides=True)
+        return Sides(tuple(str(n) for n in names), inner, where)
+    inner = _steps(item["steps"], keys + ("steps",), check, sides)
+    return Section(value.strip(), inner, where)
+
+
+def _breathe(value: dict[str, Any], at: KeyPath, check: _Checker, where: Location) -> Breathe | None:
+    pattern_value = value.get("pattern", "relax")
+    pattern: BreathPattern | None = None
+    if isinstance(pattern_value, str):
+        pattern = BREATH_PRESETS.get(pattern_value)
+        if pattern is None:
+            check.error(at + ("pattern",), f"unknown breath preset '{pattern_value}'"
+                        f"{suggest(pattern_value, list(BREATH_PRESETS))}; presets: {', '.join(BREATH_PRESETS)}")
+    elif isinstance(pattern_value, dict):
+        lengths = [check.duration(pattern_value.get(k, 0), at + ("pattern", k)) for k in ("in", "hold", "out", "rest")]
+        if None not in lengths:
+            inhale, hold, exhale, rest = lengths
+            if inhale == 0 or exhale == 0:
+                check.error(at + ("pattern",), "`in` and `out` must be longer than 0")
+            else:
+                pattern = BreathPattern("custom", inhale, hold, exhale, rest)
+    has_cycles, has_for = "cycles" in value, "for" in value
+    if has_cycles == has_for:
+        check.error(at, "give either `cycles: N` or `for: 2m`, not " + ("both" if has_cycles else "neither"))
+        return None
+    if pattern is None:
+        return None
+    if has_cycles:
+        cycles = value["cycles"]
+    else:
+        span = check.duration(value["for"], at + ("for",), positive=True)
+        if span is None:
+            return None
+        cycles = span // pattern.cycle
+        if cycles < 1:
+            check.error(at + ("for",), f"is shorter than one breath cycle ({pattern.cycle / 44100:.1f} s)")
+            return None
+        if cycles > MAX_CYCLES:
+            check.error(at + ("for",), f"makes {cycles} cycles; at most {MAX_CYCLES}")
+            return None
+    return Breathe(pattern, int(cycles), value.get("cue", "words"), where)
+
+
+def _hold(value: Any, at: KeyPath, check: _Checker, sides: bool, where: Location) -> Hold | None:
+    if not isinstance(value, dict):
+        length = check.duration(value, at, positive=True)
+        return None if length is None else Hold(length, length, length, (), where)
+    length = check.duration(value["for"], at + ("for",), positive=True)
+    low = check.duration(value["min"], at + ("min",), positive=True) if "min" in value else length
+    high = check.duration(value["max"], at + ("max",), positive=True) if "max" in value else length
+    reminders = tuple(value.get("reminders", ()))
+    for index, text in enumerate(reminders):
+        check.text(text, at + ("reminders", index), sides)
+        if INLINE_PAUSE.search(text):
+            check.error(at + ("reminders", index), "inline pauses are not allowed in reminders")
+    if length is None or low is None or high is None:
+        return None
+    if not low <= length <= high:
+        check.error(at, "needs min <= for <= max")
+        return None
+    return Hold(length, low, high, tuple(r.strip() for r in reminders), where)

@@ -1,0 +1,200 @@
+"""Speech: text -> clip (mono float32 at SAMPLE_RATE), through a content-addressed cache.
+
+The cache key covers everything that changes the sound: the text, the engine and
+its version, voice, rate, volume and how clips are processed. Entries are WAV
+files named `slug-hash` so a person can find them, each carrying a checksum chunk;
+they are written atomically, and a damaged entry is detected and made again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import struct
+import tempfile
+import wave
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+
+import numpy as np
+
+from .engines import Engine, get_engine
+from .errors import EngineError
+from .script import VoiceSpec, slugify
+from .units import SAMPLE_RATE, Samples, db_to_gain
+
+CLIP_FORMAT = 1  # bump when clip processing below changes
+SILENCE_DB = -50.0  # below this (dBFS) counts as silence when trimming
+EDGE_FADE = int(0.008 * SAMPLE_RATE)  # samples faded at each end so nothing clicks
+_CHECKSUM_CHUNK = b"gtsm"
+
+
+def default_cache_dir() -> Path:
+    override = os.environ.get("GUIDETRACK_CACHE_DIR")
+    if override:
+        return Path(override)
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("guidetrack")) / "clips"
+
+
+class ClipCache:
+    def __init__(self, folder: Path | None = None):
+        self.folder = Path(folder) if folder else default_cache_dir()
+        self.hits = 0
+        self.misses = 0
+        self.repaired = 0
+
+    @staticmethod
+    def key(text: str, engine: Engine, voice: VoiceSpec) -> str:
+        fields = {
+            "text": text, "engine": engine.name, "engine_version": engine.version,
+            "voice": voice.voice, "rate": voice.rate, "volume": voice.volume,
+            "clip_format": CLIP_FORMAT, "sample_rate": SAMPLE_RATE,
+        }
+        return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
+
+    def path(self, text: str, key: str) -> Path:
+        return self.folder / f"{slugify(text)[:40]}-{key[:24]}.wav"
+
+    def get(self, path: Path) -> np.ndarray | None:
+        """The clip stored at `path`, or None when missing or damaged."""
+        try:
+            data = path.read_bytes()
+        except OSError:
+            return None
+        clip = _decode_entry(data)
+        if clip is None:
+            self.repaired += 1
+        return clip
+
+    def put(self, path: Path, clip: np.ndarray) -> None:
+        """Write atomically: a reader sees the whole entry or none."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        handle, temp = tempfile.mkstemp(dir=self.folder, prefix=".clip-", suffix=".part")
+        try:
+            with os.fdopen(handle, "wb") as out:
+                out.write(_encode_entry(clip))
+            os.replace(temp, path)
+        except BaseException:
+            Path(temp).unlink(missing_ok=True)
+            raise
+
+
+def _encode_entry(clip: np.ndarray) -> bytes:
+    pcm = (np.clip(clip, -1.0, 1.0) * 32767.0).round().astype("<i2").tobytes()
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(SAMPLE_RATE)
+        out.writeframes(pcm)
+    digest = hashlib.sha256(pcm).digest()
+    body = buffer.getvalue() + _CHECKSUM_CHUNK + struct.pack("<I", len(digest)) + digest
+    return body[:4] + struct.pack("<I", len(body) - 8) + body[8:]  # RIFF size covers the extra chunk
+
+
+def _decode_entry(data: bytes) -> np.ndarray | None:
+    trailer = len(_CHECKSUM_CHUNK) + 4 + 32
+    if len(data) < 44 + trailer or data[-trailer:-36] != _CHECKSUM_CHUNK:
+        return None
+    try:
+        with wave.open(io.BytesIO(data[:-trailer])) as source:
+            if (source.getnchannels(), source.getsampwidth(), source.getframerate()) != (1, 2, SAMPLE_RATE):
+                return None
+            pcm = source.readframes(source.getnframes())
+    except (wave.Error, EOFError, struct.error):
+        return None
+    if hashlib.sha256(pcm).digest() != data[-32:] or not pcm:
+        return None
+    return np.frombuffer(pcm, "<i2").astype(np.float32) / 32768.0
+
+
+# ---------------------------------------------------------------- clip processing
+
+
+def read_wav(path: Path) -> tuple[np.ndarray, int]:
+    """Mono float32 samples and their rate from an engine's WAV file."""
+    with wave.open(str(path)) as source:
+        rate, width, channels = source.getframerate(), source.getsampwidth(), source.getnchannels()
+        raw = source.readframes(source.getnframes())
+    if width != 2:
+        raise EngineError(f"the engine wrote {8 * width}-bit audio; expected 16-bit")
+    audio = np.frombuffer(raw, "<i2").astype(np.float32) / 32768.0
+    if channels > 1:
+        audio = audio.reshape(-1, channels).mean(axis=1)
+    return audio, rate
+
+
+def process(audio: np.ndarray, rate: int) -> np.ndarray:
+    """Trim silence at both ends, resample to SAMPLE_RATE, fade the edges."""
+    loud = np.flatnonzero(np.abs(audio) > db_to_gain(SILENCE_DB))
+    audio = audio[loud[0]: loud[-1] + 1]
+    if rate != SAMPLE_RATE:
+        from math import gcd
+
+        from scipy.signal import resample_poly
+
+        divisor = gcd(rate, SAMPLE_RATE)
+        audio = resample_poly(audio, SAMPLE_RATE // divisor, rate // divisor).astype(np.float32)
+    fade = min(EDGE_FADE, len(audio) // 2)
+    if fade:
+        ramp = np.linspace(0.0, 1.0, fade, dtype=np.float32)
+        audio[:fade] *= ramp
+        audio[-fade:] *= ramp[::-1]
+    return audio
+
+
+class Speaker:
+    """Speaks a script's utterances in one voice, through the clip cache."""
+
+    def __init__(self, voice: VoiceSpec, cache: ClipCache | None = None,
+                 engine_for: Callable[[str], Engine] = get_engine):
+        self.voice = voice
+        self.cache = cache or ClipCache()
+        self._engine_for = engine_for
+        self._engine: Engine | None = None
+        self._clips: dict[str, np.ndarray] = {}
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            self._engine = self._engine_for(self.voice.engine)
+        return self._engine
+
+    def clip(self, text: str) -> np.ndarray:
+        if text not in self._clips:
+            self._clips[text] = self._fetch(text)
+        return self._clips[text]
+
+    def lengths(self, texts: Iterable[str]) -> Mapping[str, Samples]:
+        return {text: len(self.clip(text)) for text in texts}
+
+    def _fetch(self, text: str) -> np.ndarray:
+        key = ClipCache.key(text, self.engine, self.voice)
+        path = self.cache.path(text, key)
+        clip = self.cache.get(path)
+        if clip is not None:
+            self.cache.hits += 1
+            return clip
+        self.cache.misses += 1
+        clip = self._synthesize(text)
+        self.cache.put(path, clip)
+        return clip
+
+    def _synthesize(self, text: str) -> np.ndarray:
+        with tempfile.TemporaryDirectory(prefix="guidetrack-") as folder:
+            raw = Path(folder) / "utterance.wav"
+            self.engine.synthesize(text, self.voice, raw)
+            if not raw.exists() or raw.stat().st_size <= 44:
+                raise EngineError(f"{self.engine.name} wrote no audio for {text!r}")
+            try:
+                audio, rate = read_wav(raw)
+            except (wave.Error, EOFError) as err:
+                raise EngineError(f"{self.engine.name} wrote an unreadable file for {text!r}: {err}") from None
+        if not audio.size or np.abs(audio).max() < db_to_gain(SILENCE_DB):
+            raise EngineError(f"{self.engine.name} produced silence for {text!r}; check the voice "
+                              f"'{self.voice.voice}' and that espeak-ng works (espeak-ng 'hello')")
+        return process(audio, rate)
