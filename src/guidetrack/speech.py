@@ -12,6 +12,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import struct
 import tempfile
 import wave
@@ -26,6 +27,9 @@ from .script import VoiceSpec, slugify
 from .units import SAMPLE_RATE, Samples, db_to_gain
 
 CLIP_FORMAT = 1  # bump when clip processing below changes
+MAX_CHUNK = 100  # characters spoken in one engine call: longer text is split
+SENTENCE_GAP = int(0.5 * SAMPLE_RATE)  # quiet between sentences spoken separately
+CLAUSE_GAP = int(0.22 * SAMPLE_RATE)  # quiet where a long sentence is split at a comma
 SILENCE_DB = -50.0  # below this (dBFS) counts as silence when trimming
 EDGE_FADE = int(0.008 * SAMPLE_RATE)  # samples faded at each end so nothing clicks
 _CHECKSUM_CHUNK = b"gtsm"
@@ -83,8 +87,16 @@ class ClipCache:
             raise
 
 
+def _to_int16(clip: np.ndarray) -> np.ndarray:
+    return np.clip(np.round(clip * 32768.0), -32768, 32767).astype("<i2")
+
+
+def _from_int16(pcm: np.ndarray) -> np.ndarray:
+    return pcm.astype(np.float32) / 32768.0
+
+
 def _encode_entry(clip: np.ndarray) -> bytes:
-    pcm = (np.clip(clip, -1.0, 1.0) * 32767.0).round().astype("<i2").tobytes()
+    pcm = _to_int16(clip).tobytes()
     buffer = io.BytesIO()
     with wave.open(buffer, "wb") as out:
         out.setnchannels(1)
@@ -109,7 +121,7 @@ def _decode_entry(data: bytes) -> np.ndarray | None:
         return None
     if hashlib.sha256(pcm).digest() != data[-32:] or not pcm:
         return None
-    return np.frombuffer(pcm, "<i2").astype(np.float32) / 32768.0
+    return _from_int16(np.frombuffer(pcm, "<i2"))
 
 
 # ---------------------------------------------------------------- clip processing
@@ -147,6 +159,37 @@ def process(audio: np.ndarray, rate: int) -> np.ndarray:
     return audio
 
 
+_SENTENCE_END = re.compile(r"(?<=[.!?…])[\"')\]]*\s+")
+_CLAUSE_END = re.compile(r"(?<=[,;:—])\s+")
+
+
+def split_speech(text: str, limit: int = MAX_CHUNK) -> list[tuple[str, Samples]]:
+    """Text -> (chunk, quiet after it): sentences, and long sentences at clauses or words.
+
+    The engine speaks each chunk separately: short calls are reliable and cache well.
+    """
+    chunks: list[tuple[str, Samples]] = []
+    for sentence in filter(None, (s.strip() for s in _SENTENCE_END.split(text))):
+        pieces = _pack(_CLAUSE_END.split(sentence), limit) if len(sentence) > limit else [sentence]
+        pieces = [part for piece in pieces for part in (_pack(piece.split(), limit) if len(piece) > limit else [piece])]
+        chunks.extend((piece, CLAUSE_GAP) for piece in pieces)
+        chunks[-1] = (chunks[-1][0], SENTENCE_GAP)
+    if chunks:
+        chunks[-1] = (chunks[-1][0], 0)
+    return chunks
+
+
+def _pack(parts: list[str], limit: int) -> list[str]:
+    """Join consecutive parts while they fit in `limit` characters."""
+    packed: list[str] = []
+    for part in parts:
+        if packed and len(packed[-1]) + 1 + len(part) <= limit:
+            packed[-1] += " " + part
+        else:
+            packed.append(part)
+    return packed
+
+
 class Speaker:
     """Speaks a script's utterances in one voice, through the clip cache."""
 
@@ -166,7 +209,12 @@ class Speaker:
 
     def clip(self, text: str) -> np.ndarray:
         if text not in self._clips:
-            self._clips[text] = self._fetch(text)
+            pieces = []
+            for chunk, quiet in split_speech(text):
+                pieces += [self._fetch(chunk), np.zeros(quiet, np.float32)]
+            if not pieces:
+                raise EngineError(f"nothing to say in {text!r}")
+            self._clips[text] = np.concatenate(pieces) if len(pieces) > 2 else pieces[0]
         return self._clips[text]
 
     def lengths(self, texts: Iterable[str]) -> Mapping[str, Samples]:
@@ -197,4 +245,5 @@ class Speaker:
         if not audio.size or np.abs(audio).max() < db_to_gain(SILENCE_DB):
             raise EngineError(f"{self.engine.name} produced silence for {text!r}; check the voice "
                               f"'{self.voice.voice}' and that espeak-ng works (espeak-ng 'hello')")
-        return process(audio, rate)
+        # exactly what the cache will hand back, so cold and warm renders are identical
+        return _from_int16(_to_int16(process(audio, rate)))

@@ -1,13 +1,19 @@
 """pyttsx3: espeak-ng on Linux, the system voices on macOS and Windows.
 
-One engine per process (pyttsx3 keeps a global driver), one utterance per
-`save_to_file` + `runAndWait`: pyttsx3 2.99 keeps only the last of several queued saves.
+Speech runs in a worker process (see pyttsx3_worker) that speaks each
+utterance in a fresh fork with its own single pyttsx3 engine: one `save_to_file` +
+`runAndWait` per utterance (pyttsx3 2.99 keeps only the last of several queued
+saves), the same engine state for every utterance, and a timeout, one retry
+with a restarted worker, then a clear error naming the text.
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
+import json
+import select
+import subprocess
+import sys
+import time
 from functools import lru_cache
 from importlib.metadata import version as package_version
 from pathlib import Path
@@ -16,66 +22,119 @@ from ..errors import EngineError, InvalidInput
 from ..script import VoiceSpec
 
 INSTALL_HINT = "install espeak-ng (Debian: apt-get install espeak-ng; scripts/guidetrack does it for you)"
+START_TIMEOUT = 20.0  # seconds for the worker to start its engine
+BASE_TIMEOUT = 20.0  # seconds allowed for any utterance, plus PER_CHAR_TIMEOUT a character
+PER_CHAR_TIMEOUT = 0.05
+
+
+def _driver_name() -> str:
+    # the same choice pyttsx3.init() makes
+    return {"darwin": "nsss", "win32": "sapi5"}.get(sys.platform, "espeak")
+
+
+def engine_version() -> str:
+    """pyttsx3's version and its driver's, without starting a worker."""
+    driver = _driver_name()
+    detail = "system"
+    if driver == "espeak":
+        try:
+            from pyttsx3.drivers import _espeak
+
+            detail = _espeak.Info().decode()
+        except Exception as err:  # the library is missing or broken
+            raise EngineError(f"pyttsx3 cannot load espeak-ng ({err}); {INSTALL_HINT}") from None
+    return f"pyttsx3-{package_version('pyttsx3')}/{driver}-{detail}"
 
 
 class Pyttsx3Engine:
     name = "pyttsx3"
 
     def __init__(self) -> None:
-        try:
-            import pyttsx3
+        self.version = engine_version()
+        self._worker: subprocess.Popen | None = None
+        self._voices: dict[str, str] = {}
+        self.restarts = 0
 
-            with contextlib.redirect_stdout(io.StringIO()):
-                self._engine = pyttsx3.init()
-        except Exception as err:  # the driver raises anything from OSError to RuntimeError
-            raise EngineError(f"pyttsx3 could not start a speech driver ({err}); {INSTALL_HINT}") from err
-        driver = type(self._engine.proxy._driver).__module__.rsplit(".", 1)[-1]
-        self.version = f"pyttsx3-{package_version('pyttsx3')}/{driver}-{_driver_version(driver)}"
-        self._voices = {v.id: v for v in self._engine.getProperty("voices")}
-        self._current: VoiceSpec | None = None
+    # ------------------------------------------------------------ the worker
+
+    def _start(self) -> None:
+        self.close()
+        self._worker = subprocess.Popen(
+            [sys.executable, "-m", "guidetrack.engines.pyttsx3_worker"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, bufsize=1,
+        )
+        assert self._worker.stdin is not None
+        self._worker.stdin.write(json.dumps({"voices": True, "timeout": START_TIMEOUT}) + "\n")
+        self._worker.stdin.flush()
+        hello = self._read(START_TIMEOUT + 5.0)
+        if hello is None or "error" in hello:
+            detail = hello["error"] if hello else "it did not answer"
+            self.close()
+            raise EngineError(f"pyttsx3 could not start a speech driver ({detail}); {INSTALL_HINT}")
+        self._voices = {v["id"]: v["name"] for v in hello["voices"]}
+
+    def _read(self, timeout: float) -> dict | None:
+        assert self._worker is not None and self._worker.stdout is not None
+        ready, _, _ = select.select([self._worker.stdout], [], [], timeout)
+        line = self._worker.stdout.readline() if ready else ""
+        return json.loads(line) if line else None
+
+    def close(self) -> None:
+        if self._worker is not None:
+            self._worker.kill()
+            self._worker.wait()
+            for stream in (self._worker.stdin, self._worker.stdout):
+                if stream:
+                    stream.close()
+            self._worker = None
+
+    def __del__(self) -> None:
+        self.close()
 
     def voice_ids(self) -> list[str]:
+        if self._worker is None:
+            self._start()
         return sorted(self._voices)
 
     def _resolve_voice(self, wanted: str) -> str:
         if wanted in self._voices:
             return wanted
         lowered = wanted.lower()
-        for voice_id, voice in self._voices.items():
-            if lowered in (voice_id.lower().rsplit("/", 1)[-1], str(voice.name).lower()):
+        for voice_id, name in self._voices.items():
+            if lowered in (voice_id.lower().rsplit("/", 1)[-1], name.lower()):
                 return voice_id
         raise InvalidInput(
             f"the voice '{wanted}' is not installed for pyttsx3; try en-us, en-gb or one of: "
             + ", ".join(v.rsplit("/", 1)[-1] for v in sorted(self._voices)[:40])
         )
 
-    def _apply(self, voice: VoiceSpec) -> None:
-        if voice == self._current:
-            return
-        self._engine.setProperty("voice", self._resolve_voice(voice.voice))
-        self._engine.setProperty("rate", voice.rate)
-        self._engine.setProperty("volume", voice.volume)
-        self._current = voice
+    # ------------------------------------------------------------ speaking
 
     def synthesize(self, text: str, voice: VoiceSpec, path: Path) -> None:
-        self._apply(voice)
-        try:
-            with contextlib.redirect_stdout(io.StringIO()):  # the espeak driver prints "Audio saved"
-                self._engine.save_to_file(text, str(path))
-                self._engine.runAndWait()
-        except Exception as err:
-            raise EngineError(f"pyttsx3 failed to speak {text!r}: {err}") from err
-
-
-def _driver_version(driver: str) -> str:
-    if driver == "espeak":
-        try:
-            from pyttsx3.drivers import _espeak
-
-            return _espeak.Info().decode()
-        except Exception:
-            return "unknown"
-    return "system"
+        timeout = BASE_TIMEOUT + PER_CHAR_TIMEOUT * len(text)
+        failure = ""
+        for attempt in range(2):
+            if self._worker is None or self._worker.poll() is not None:
+                if attempt or self._worker is not None:
+                    self.restarts += 1
+                self._start()
+            request = {"text": text, "path": str(path), "voice": self._resolve_voice(voice.voice),
+                       "rate": voice.rate, "volume": voice.volume, "timeout": timeout}
+            try:
+                assert self._worker is not None and self._worker.stdin is not None
+                self._worker.stdin.write(json.dumps(request) + "\n")
+                self._worker.stdin.flush()
+                started = time.monotonic()
+                answer = self._read(timeout + 5.0)
+            except (BrokenPipeError, OSError, ValueError) as err:
+                answer, started = {"error": f"the worker failed ({err})"}, time.monotonic()
+            if answer is None:
+                answer = {"error": f"no answer after {time.monotonic() - started:.0f} s"}
+                self.close()
+            if answer.get("ok"):
+                return
+            failure = answer["error"]
+        raise EngineError(f"pyttsx3 could not speak {text!r}: {failure} (tried twice)")
 
 
 @lru_cache(maxsize=1)

@@ -1,0 +1,161 @@
+"""Render real scripts with espeak-ng (through pyttsx3) and ffmpeg, then measure the files."""
+
+from __future__ import annotations
+
+import subprocess
+
+import numpy as np
+import pytest
+from mutagen.id3 import ID3
+
+from conftest import SCRIPTS, SESSIONS, decode, ffprobe_duration, plan_json, window_db
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def short(tmp_path_factory, cache_dir):
+    """tests/scripts/short.yaml rendered once, with its plan."""
+    import os
+    import sys
+
+    from conftest import ROOT
+
+    out = tmp_path_factory.mktemp("render") / "short.mp3"
+    env = {**os.environ, "GUIDETRACK_CACHE_DIR": str(cache_dir)}
+    run = lambda *a: subprocess.run([sys.executable, "-m", "guidetrack", *map(str, a)],  # noqa: E731
+                                    capture_output=True, text=True, env=env, cwd=ROOT, check=True)
+    rendered = run("render", SCRIPTS / "short.yaml", "-o", out)
+    import json
+
+    plan = json.loads(run("plan", SCRIPTS / "short.yaml", "--json").stdout)
+    return out, plan, decode(out), rendered.stderr
+
+
+def test_length_matches_duration(short):
+    out, plan, audio, _ = short
+    assert plan["duration"] == 50.0
+    assert abs(ffprobe_duration(out) - 50.0) < 0.1
+    assert abs(len(audio) / 44100 - 50.0) < 0.1
+
+
+def test_speech_starts_where_the_plan_says(short):
+    _, plan, audio, _ = short
+    speech = [e for e in plan["events"] if e["kind"] == "speech"]
+    assert len(speech) == 1 + 1 + 4 + 2 + 2  # say (2 parts), breath cues, sides x (say + reminder)
+    for event in speech:
+        start = event["start"]
+        before = window_db(audio, start - 0.12, start - 0.02)
+        after = window_db(audio, start, start + min(0.3, event["duration"]))
+        assert after > -40, (event, after)
+        assert after - before > 15, (event, before, after)
+
+
+def test_silence_where_the_plan_says(short):
+    _, plan, audio, _ = short
+    sounding = sorted((e["start"], e["start"] + e["duration"]) for e in plan["events"])
+    gaps = []
+    previous_end = 0.0
+    for start, end in sounding:
+        if start - previous_end > 0.6:
+            gaps.append((previous_end + 0.15, start - 0.05))
+        previous_end = max(previous_end, end)
+    assert len(gaps) >= 5
+    for begin, end in gaps:
+        assert window_db(audio, begin, end) < -60, (begin, end)
+
+
+def test_tags(short):
+    out, _, _, _ = short
+    tags = ID3(out)
+    assert tags.version[:2] == (2, 4)
+    assert str(tags["TIT2"]) == "Short Test Session"
+    assert str(tags["TPE1"]) == "Test Teacher"
+    assert str(tags["TALB"]) == "Test Album"
+    assert str(tags.getall("COMM")[0]) == "A short script that uses every step kind."
+
+
+def test_breath_cues_fall_on_the_grid(short):
+    _, plan, _, _ = short
+    cues = [e["start"] for e in plan["events"] if e.get("text") in ("Breathe in", "And out")]
+    assert np.allclose(np.diff(cues), [4, 6, 4], atol=1e-6)
+
+
+def test_second_render_reuses_the_cache(gt, tmp_path, short):
+    result = gt("render", SCRIPTS / "short.yaml", "-o", tmp_path / "again.mp3", check=True)
+    assert "(0 new," in result.stderr, result.stderr
+
+
+def test_damaged_cache_entry_is_remade(gt, tmp_path):
+    cache = tmp_path / "cache"
+    first = tmp_path / "first.mp3"
+    gt("render", SCRIPTS / "short.yaml", "-o", first, cache=cache, check=True)
+    entries = sorted(cache.glob("*.wav"))
+    assert entries
+    victim = entries[0]
+    victim.write_bytes(victim.read_bytes()[: victim.stat().st_size // 2])  # truncated
+    flipped = entries[1]
+    data = bytearray(flipped.read_bytes())
+    data[200] ^= 0xFF  # one corrupted sample
+    flipped.write_bytes(bytes(data))
+    second = tmp_path / "second.mp3"
+    result = gt("render", SCRIPTS / "short.yaml", "-o", second, cache=cache, check=True)
+    assert "(2 new," in result.stderr, result.stderr
+    assert np.array_equal(decode(first), decode(second))
+
+
+def test_the_ten_minute_session(gt, tmp_path):
+    out = tmp_path / "legs.mp3"
+    gt("render", SESSIONS / "legs-up-the-wall.yaml", "-o", out, check=True)
+    assert abs(ffprobe_duration(out) - 600.0) < 0.1
+    audio = decode(out)
+    plan = plan_json(gt, SESSIONS / "legs-up-the-wall.yaml")
+    # brown noise under everything, well below the voice
+    quiet = window_db(audio, 300.0, 302.0)
+    loud = max(window_db(audio, e["start"], e["start"] + e["duration"]) for e in plan["events"] if e["kind"] == "speech")
+    assert -70 < quiet < loud - 15
+    assert len(plan["chapters"]) == 7
+
+
+def test_invalid_script_exits_2_with_file_and_line(gt, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("guidetrack: 1\ntitle: T\nsteps:\n  - breathe: {pattern: boxx, cycles: 2}\n")
+    out = tmp_path / "bad.mp3"
+    result = gt("render", bad, "-o", out)
+    assert result.returncode == 2
+    assert f"{bad}:4:24:" in result.stderr and "did you mean 'box'" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not out.exists()
+
+
+def test_impossible_duration_exits_2(gt, tmp_path):
+    bad = tmp_path / "long.yaml"
+    bad.write_text("guidetrack: 1\ntitle: T\nduration: 1h\nsteps:\n  - say: Rest.\n  - hold: {for: 1m, max: 2m}\n")
+    result = gt("render", bad, "-o", tmp_path / "x.mp3")
+    assert result.returncode == 2
+    assert "long.yaml:3:11: cannot fit duration" in result.stderr and "and 2:0" in result.stderr
+
+
+def test_background_file_is_looped(gt, tmp_path):
+    loop = tmp_path / "rain.wav"
+    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "anoisesrc=d=3:c=pink:r=22050:s=7",
+                    str(loop)], check=True)
+    script = tmp_path / "bed.yaml"
+    script.write_text("guidetrack: 1\ntitle: Bed\nbackground: {sound: rain.wav, level: -20, fade_in: 1s}\n"
+                      "steps:\n  - say: Rest here.\n  - pause: 10s\n")
+    out = tmp_path / "bed.mp3"
+    gt("render", script, "-o", out, check=True)
+    audio = decode(out)
+    # the 3 s file keeps sounding for the whole 10 s pause, at a steady level
+    levels = [window_db(audio, t, t + 1) for t in (3, 5, 7, 9, 10)]
+    assert max(levels) - min(levels) < 3, levels
+    assert all(-60 < level < -25 for level in levels), levels
+
+
+def test_undecodable_background_exits_2(gt, tmp_path):
+    (tmp_path / "broken.mp3").write_bytes(b"this is not audio" * 100)
+    script = tmp_path / "s.yaml"
+    script.write_text("guidetrack: 1\ntitle: T\nbackground: {sound: broken.mp3}\nsteps:\n  - say: Rest.\n")
+    result = gt("render", script, "-o", tmp_path / "x.mp3")
+    assert result.returncode == 2 and "cannot decode" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
