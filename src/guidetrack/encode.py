@@ -21,6 +21,7 @@ from .mix import to_pcm16
 from .units import CHANNELS, SAMPLE_RATE
 
 BITRATE = "128k"
+PIPE_BYTES = 1 << 20  # 1 MiB, the default Linux maximum: ~6 s of PCM
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,16 @@ def write_tags(path: Path, tags: Tags) -> None:
     id3.save(str(path), v2_version=4)
 
 
+def _widen_pipe(stream) -> None:
+    """Let the mix run a block or two ahead of the encoder (Linux; elsewhere a no-op)."""
+    try:
+        import fcntl
+
+        fcntl.fcntl(stream.fileno(), getattr(fcntl, "F_SETPIPE_SZ", 1031), PIPE_BYTES)
+    except (ImportError, OSError):
+        pass
+
+
 def encode(blocks: Iterable[np.ndarray], out: Path, tags: Tags) -> int:
     """Stream `blocks` into `out` as a tagged MP3. Returns the number of samples written."""
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -71,6 +82,7 @@ def encode(blocks: Iterable[np.ndarray], out: Path, tags: Tags) -> int:
     try:
         with tempfile.TemporaryFile() as errors:
             process = subprocess.Popen(command, stdin=subprocess.PIPE, stderr=errors)
+            _widen_pipe(process.stdin)
             try:
                 assert process.stdin is not None
                 for block in blocks:

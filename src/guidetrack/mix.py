@@ -88,15 +88,15 @@ class NoiseBed:
         from scipy.signal import lfilter, lfilter_zi
 
         self._lfilter = lfilter
-        self.b, self.a = (np.asarray(c) for c in self.FILTERS[kind])
+        self.b, self.a = (np.asarray(c, dtype=np.float32) for c in self.FILTERS[kind])
         impulse = np.zeros(1 << 16)
         impulse[0] = 1.0
         self.gain = 1.0 / np.sqrt(np.sum(lfilter(self.b, self.a, impulse) ** 2))
         self.rng = np.random.default_rng(seed)
-        self.state = [lfilter_zi(self.b, self.a) * 0.0 for _ in range(CHANNELS)]
+        self.state = [np.zeros_like(lfilter_zi(self.b, self.a)) for _ in range(CHANNELS)]
 
     def read(self, count: Samples) -> np.ndarray:
-        white = self.rng.standard_normal((CHANNELS, count))
+        white = self.rng.standard_normal((CHANNELS, count), dtype=np.float32)
         out = np.empty((count, CHANNELS), dtype=np.float32)
         for channel in range(CHANNELS):
             out[:, channel], self.state[channel] = self._lfilter(self.b, self.a, white[channel], zi=self.state[channel])
@@ -183,8 +183,11 @@ def mix(plan: Plan, clip: Callable[[str], np.ndarray], block: Samples = BLOCK) -
         end = begin + count
         out = np.zeros((count, CHANNELS), dtype=np.float32)
         if bed is not None:
-            envelope = _envelope(begin, count, plan.length, background.fade_in, background.fade_out)
-            out += bed.read(count) * envelope * bed_gain
+            noise = bed.read(count)
+            noise *= bed_gain
+            if begin < background.fade_in or end > plan.length - background.fade_out:
+                noise *= _envelope(begin, count, plan.length, background.fade_in, background.fade_out)
+            out += noise
         first = bisect.bisect_left(starts, begin - longest)
         last = bisect.bisect_left(starts, end)
         for event in sounds[first:last]:

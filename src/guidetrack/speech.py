@@ -199,7 +199,8 @@ class Speaker:
         self.cache = cache or ClipCache()
         self._engine_for = engine_for
         self._engine: Engine | None = None
-        self._clips: dict[str, np.ndarray] = {}
+        self._clips: dict[str, np.ndarray] = {}  # whole texts, joined from chunks
+        self._chunks: dict[str, np.ndarray] = {}  # what the engine speaks in one call
 
     @property
     def engine(self) -> Engine:
@@ -218,30 +219,57 @@ class Speaker:
         return self._clips[text]
 
     def lengths(self, texts: Iterable[str]) -> Mapping[str, Samples]:
+        texts = list(texts)
+        self.prefetch(chunk for text in texts for chunk, _ in split_speech(text))
         return {text: len(self.clip(text)) for text in texts}
 
+    def prefetch(self, chunks: Iterable[str]) -> None:
+        """Speak every chunk missing from the cache in one batch, when the engine can."""
+        batch = getattr(self.engine, "synthesize_many", None)
+        if batch is None:
+            return
+        missing: dict[str, Path] = {}
+        for chunk in dict.fromkeys(chunks):
+            path = self.cache.path(chunk, ClipCache.key(chunk, self.engine, self.voice))
+            if chunk not in self._chunks and self.cache.get(path) is None:
+                missing[chunk] = path
+        if not missing:
+            return
+        with tempfile.TemporaryDirectory(prefix="guidetrack-") as folder:
+            raws = {chunk: Path(folder) / f"{index}.wav" for index, chunk in enumerate(missing)}
+            batch(list(raws.items()), self.voice)
+            for chunk, raw in raws.items():
+                clip = self._check(chunk, raw)
+                self.cache.put(missing[chunk], clip)
+                self._chunks[chunk] = clip
+                self.cache.misses += 1
+
     def _fetch(self, text: str) -> np.ndarray:
+        if text in self._chunks:
+            return self._chunks[text]
         key = ClipCache.key(text, self.engine, self.voice)
         path = self.cache.path(text, key)
         clip = self.cache.get(path)
         if clip is not None:
             self.cache.hits += 1
-            return clip
-        self.cache.misses += 1
-        clip = self._synthesize(text)
-        self.cache.put(path, clip)
+        else:
+            self.cache.misses += 1
+            with tempfile.TemporaryDirectory(prefix="guidetrack-") as folder:
+                raw = Path(folder) / "utterance.wav"
+                self.engine.synthesize(text, self.voice, raw)
+                clip = self._check(text, raw)
+            self.cache.put(path, clip)
+        self._chunks[text] = clip
         return clip
 
-    def _synthesize(self, text: str) -> np.ndarray:
-        with tempfile.TemporaryDirectory(prefix="guidetrack-") as folder:
-            raw = Path(folder) / "utterance.wav"
-            self.engine.synthesize(text, self.voice, raw)
-            if not raw.exists() or raw.stat().st_size <= 44:
-                raise EngineError(f"{self.engine.name} wrote no audio for {text!r}")
-            try:
-                audio, rate = read_wav(raw)
-            except (wave.Error, EOFError) as err:
-                raise EngineError(f"{self.engine.name} wrote an unreadable file for {text!r}: {err}") from None
+    def _check(self, text: str, raw: Path) -> np.ndarray:
+        """The engine's output for `text`, checked and processed."""
+        if not raw.exists() or raw.stat().st_size <= 44:
+            raise EngineError(f"{self.engine.name} wrote no audio for {text!r}")
+        try:
+            audio, rate = read_wav(raw)
+        except (wave.Error, EOFError) as err:
+            raise EngineError(f"{self.engine.name} wrote an unreadable file for {text!r}: {err}") from None
         if not audio.size or np.abs(audio).max() < db_to_gain(SILENCE_DB):
             raise EngineError(f"{self.engine.name} produced silence for {text!r}; check the voice "
                               f"'{self.voice.voice}' and that espeak-ng works (espeak-ng 'hello')")

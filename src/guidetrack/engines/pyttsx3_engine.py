@@ -10,6 +10,7 @@ with a restarted worker, then a clear error naming the text.
 from __future__ import annotations
 
 import json
+import os
 import select
 import subprocess
 import sys
@@ -59,25 +60,38 @@ class Pyttsx3Engine:
 
     def _start(self) -> None:
         self.close()
+        jobs = 2 * (os.cpu_count() or 1)  # children mostly wait on espeak-ng, so two a core
         self._worker = subprocess.Popen(
-            [sys.executable, "-m", "guidetrack.engines.pyttsx3_worker"],
+            [sys.executable, "-m", "guidetrack.engines.pyttsx3_worker", str(jobs)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, bufsize=1,
         )
-        assert self._worker.stdin is not None
-        self._worker.stdin.write(json.dumps({"voices": True, "timeout": START_TIMEOUT}) + "\n")
-        self._worker.stdin.flush()
-        hello = self._read(START_TIMEOUT + 5.0)
-        if hello is None or "error" in hello:
-            detail = hello["error"] if hello else "it did not answer"
+        hello = self._ask([{"voices": True, "timeout": START_TIMEOUT}], START_TIMEOUT + 5.0)[0]
+        if "error" in hello:
             self.close()
-            raise EngineError(f"pyttsx3 could not start a speech driver ({detail}); {INSTALL_HINT}")
+            raise EngineError(f"pyttsx3 could not start a speech driver ({hello['error']}); {INSTALL_HINT}")
         self._voices = {v["id"]: v["name"] for v in hello["voices"]}
 
-    def _read(self, timeout: float) -> dict | None:
-        assert self._worker is not None and self._worker.stdout is not None
-        ready, _, _ = select.select([self._worker.stdout], [], [], timeout)
-        line = self._worker.stdout.readline() if ready else ""
-        return json.loads(line) if line else None
+    def _ask(self, requests: list[dict], timeout: float) -> list[dict]:
+        """Send requests to the worker; their answers in the same order."""
+        assert self._worker is not None and self._worker.stdin is not None and self._worker.stdout is not None
+        answers: dict[int, dict] = {}
+        try:
+            self._worker.stdin.write("".join(json.dumps({**r, "id": i}) + "\n" for i, r in enumerate(requests)))
+            self._worker.stdin.flush()
+            deadline = time.monotonic() + timeout
+            while len(answers) < len(requests):
+                ready, _, _ = select.select([self._worker.stdout], [], [], max(deadline - time.monotonic(), 0))
+                line = self._worker.stdout.readline() if ready else ""
+                if not line:
+                    break
+                answer = json.loads(line)
+                answers[answer.pop("id")] = answer
+        except (BrokenPipeError, OSError, ValueError) as err:
+            self.close()
+            return [answers.get(i, {"error": f"the worker failed ({err})"}) for i in range(len(requests))]
+        if len(answers) < len(requests):
+            self.close()  # hung or dead: the next call starts a new worker
+        return [answers.get(i, {"error": "the worker stopped answering"}) for i in range(len(requests))]
 
     def close(self) -> None:
         if self._worker is not None:
@@ -111,30 +125,30 @@ class Pyttsx3Engine:
     # ------------------------------------------------------------ speaking
 
     def synthesize(self, text: str, voice: VoiceSpec, path: Path) -> None:
-        timeout = BASE_TIMEOUT + PER_CHAR_TIMEOUT * len(text)
-        failure = ""
+        self.synthesize_many([(text, path)], voice)
+
+    def synthesize_many(self, items: list[tuple[str, Path]], voice: VoiceSpec) -> None:
+        """Speak each (text, path), several at once; each failure is retried once, then reported."""
+        todo = list(items)
+        failures: dict[str, str] = {}
         for attempt in range(2):
+            if not todo:
+                return
             if self._worker is None or self._worker.poll() is not None:
-                if attempt or self._worker is not None:
+                if attempt:
                     self.restarts += 1
                 self._start()
-            request = {"text": text, "path": str(path), "voice": self._resolve_voice(voice.voice),
-                       "rate": voice.rate, "volume": voice.volume, "timeout": timeout}
-            try:
-                assert self._worker is not None and self._worker.stdin is not None
-                self._worker.stdin.write(json.dumps(request) + "\n")
-                self._worker.stdin.flush()
-                started = time.monotonic()
-                answer = self._read(timeout + 5.0)
-            except (BrokenPipeError, OSError, ValueError) as err:
-                answer, started = {"error": f"the worker failed ({err})"}, time.monotonic()
-            if answer is None:
-                answer = {"error": f"no answer after {time.monotonic() - started:.0f} s"}
-                self.close()
-            if answer.get("ok"):
-                return
-            failure = answer["error"]
-        raise EngineError(f"pyttsx3 could not speak {text!r}: {failure} (tried twice)")
+            voice_id = self._resolve_voice(voice.voice)
+            requests = [{"text": text, "path": str(path), "voice": voice_id, "rate": voice.rate,
+                         "volume": voice.volume, "timeout": BASE_TIMEOUT + PER_CHAR_TIMEOUT * len(text)}
+                        for text, path in todo]
+            budget = sum(r["timeout"] for r in requests) + 5.0
+            answers = self._ask(requests, budget)
+            failures = {text: a["error"] for (text, _), a in zip(todo, answers) if not a.get("ok")}
+            todo = [(text, path) for text, path in todo if text in failures]
+        if failures:
+            text, error = next(iter(failures.items()))
+            raise EngineError(f"pyttsx3 could not speak {text!r}: {error} (tried twice)")
 
 
 @lru_cache(maxsize=1)

@@ -9,9 +9,11 @@ depend on render order. The worker itself never starts espeak-ng (its retrieval
 mode runs a thread, which a fork would not carry). A child that hangs or crashes
 is killed without harming the worker.
 
-Protocol: one JSON object a line. Each request is `{"text", "path", "voice",
-"rate", "volume", "timeout"}` (answered `{"ok": true}`) or `{"voices": true}`
-(answered `{"voices": [{"id", "name"}...]}`); a failure is `{"error": ...}`.
+Protocol: one JSON object a line, each with an "id" that its answer repeats
+(answers come in the order children finish; up to JOBS, the first argument, run
+at once). A request is `{"text", "path", "voice", "rate", "volume", "timeout"}`
+(answered `{"ok": true}`) or `{"voices": true}` (answered `{"voices": [...]}`);
+a failure is `{"error": ...}`.
 Only the standard library and pyttsx3 are imported here.
 """
 
@@ -43,10 +45,11 @@ def _speak(engine, request: dict) -> dict:
     return {"ok": True}
 
 
-def _serve_one(request: dict) -> dict:
+def _start_child(request: dict) -> tuple[int, int]:
+    """Fork a child that answers `request` on a pipe; returns (pid, read end)."""
     reader, writer = os.pipe()
     child = os.fork()
-    if child == 0:  # the child: speak once, report, exit without cleanup
+    if child == 0:
         os.close(reader)
         try:
             import pyttsx3
@@ -59,24 +62,11 @@ def _serve_one(request: dict) -> dict:
         os.write(writer, json.dumps(answer).encode())
         os._exit(0)
     os.close(writer)
-    deadline = time.monotonic() + float(request.get("timeout", 30))
-    message = b""
-    try:
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                os.kill(child, signal.SIGKILL)
-                os.waitpid(child, 0)
-                return {"error": f"timed out after {request.get('timeout', 30)} s"}
-            ready, _, _ = select.select([reader], [], [], left)
-            if ready:
-                chunk = os.read(reader, 4096)
-                if not chunk:
-                    break
-                message += chunk
-        _, status = os.waitpid(child, 0)
-    finally:
-        os.close(reader)
+    return child, reader
+
+
+def _finish(pid: int, message: bytes) -> dict:
+    _, status = os.waitpid(pid, 0)
     if os.WIFSIGNALED(status):
         return {"error": f"the engine crashed (signal {os.WTERMSIG(status)})"}
     try:
@@ -86,10 +76,53 @@ def _serve_one(request: dict) -> dict:
 
 
 def main() -> None:
-    for line in sys.stdin:
-        if line.strip():
-            sys.stdout.write(json.dumps(_serve_one(json.loads(line))) + "\n")
-            sys.stdout.flush()
+    import pyttsx3  # noqa: F401 - imported once here, so each child only starts its engine
+
+    jobs = max(1, int(sys.argv[1]) if len(sys.argv) > 1 else 1)
+    waiting: list[dict] = []
+    running: dict[int, dict] = {}  # read end -> {pid, id, deadline, message, timeout}
+    pending = b""
+    stdin_open = True
+
+    def answer(request_id, body: dict) -> None:
+        sys.stdout.write(json.dumps({"id": request_id, **body}) + "\n")
+        sys.stdout.flush()
+
+    while stdin_open or waiting or running:
+        while waiting and len(running) < jobs:
+            request = waiting.pop(0)
+            pid, reader = _start_child(request)
+            timeout = float(request.get("timeout", 30))
+            running[reader] = {"pid": pid, "id": request.get("id"), "message": b"",
+                               "deadline": time.monotonic() + timeout, "timeout": timeout}
+        now = time.monotonic()
+        wait = min((job["deadline"] for job in running.values()), default=now + 3600) - now
+        ready, _, _ = select.select(([0] if stdin_open else []) + list(running), [], [], max(wait, 0))
+        for fd in ready:
+            if fd == 0:
+                chunk = os.read(0, 65536)
+                if not chunk:
+                    stdin_open = False
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                waiting.extend(json.loads(line) for line in lines if line.strip())
+                continue
+            job = running[fd]
+            chunk = os.read(fd, 65536)
+            if chunk:
+                job["message"] += chunk
+                continue
+            os.close(fd)
+            del running[fd]
+            answer(job["id"], _finish(job["pid"], job["message"]))
+        now = time.monotonic()
+        for fd, job in list(running.items()):
+            if now >= job["deadline"]:
+                os.kill(job["pid"], signal.SIGKILL)
+                os.waitpid(job["pid"], 0)
+                os.close(fd)
+                del running[fd]
+                answer(job["id"], {"error": f"timed out after {job['timeout']:.1f} s"})
 
 
 if __name__ == "__main__":

@@ -1,0 +1,114 @@
+"""Render timings as ratios against floors measured in the same run.
+
+- cold render (empty clip cache) vs the whole floor: ffmpeg encoding the same PCM
+  with the same settings + one espeak-ng process speaking every unique utterance;
+- warm render (full cache) vs the encode floor;
+- peak memory of an 8-hour track (the render process, and ffmpeg beside it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SESSION = ROOT / "sessions" / "legs-up-the-wall.yaml"
+
+
+def timed(command: list[str], env: dict | None = None, stdin=None) -> float:
+    started = time.perf_counter()
+    subprocess.run(command, check=True, env=env, stdin=stdin, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - started
+
+
+def render_command(script: Path, out: Path) -> list[str]:
+    return [sys.executable, "-m", "guidetrack", "render", str(script), "-o", str(out)]
+
+
+def floors(work: Path, cache: Path) -> tuple[float, float, int]:
+    from guidetrack.encode import encoder_command
+    from guidetrack.mix import mix, to_pcm16
+    from guidetrack.render import plan_script
+    from guidetrack.speech import split_speech
+
+    plan, speaker = plan_script(SESSION, cache)
+    raw = work / "track.pcm"
+    with raw.open("wb") as out:
+        for block in mix(plan, speaker.clip):
+            out.write(to_pcm16(block))
+    with raw.open("rb") as source:
+        encode = timed(encoder_command(str(work / "floor.mp3")), stdin=source)
+    chunks = sorted({c for e in plan.speech() for c, _ in split_speech(e.text)})
+    voice = plan.script.voice
+    text = work / "utterances.txt"
+    text.write_text("\n\n".join(chunks))
+    speak = timed(["espeak-ng", "-v", voice.voice, "-s", str(voice.rate), "-f", str(text), "-w", str(work / "all.wav")])
+    return encode, speak, len(chunks)
+
+
+EIGHT_HOURS = """\
+guidetrack: 1
+title: Eight-hour sleep track
+duration: 8h
+background: {sound: brown-noise, level: -20, fade_in: 30s, fade_out: 5m}
+steps:
+  - chime
+  - say: Settle in for a long rest. [2s] Let the breath be slow and easy.
+  - breathe: {pattern: relax, cycles: 12, cue: words}
+  - hold:
+      for: 7h
+      min: 1h
+      max: 9h
+      reminders: [Let the body grow heavy., Soften the jaw., Rest.]
+  - chime
+"""
+
+MEASURE = """
+import resource, sys
+from guidetrack.cli import main
+sys.argv = ["guidetrack", "render", sys.argv[1], "-o", sys.argv[2]]
+try:
+    main()
+except SystemExit:
+    pass
+self_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+child_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+print(self_kb, child_kb)
+"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true", help="skip the 8-hour memory run")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="guidetrack-bench-") as folder:
+        work = Path(folder)
+        cache = work / "cache"
+        env = {**os.environ, "GUIDETRACK_CACHE_DIR": str(cache)}
+        cold = timed(render_command(SESSION, work / "cold.mp3"), env)
+        warm = min(timed(render_command(SESSION, work / f"warm{i}.mp3"), env) for i in range(2))
+        encode, speak, chunks = floors(work, cache)
+        print(f"session: {SESSION.relative_to(ROOT)} (10:00, {chunks} unique utterances)")
+        print(f"  floor: ffmpeg encode {encode:6.2f} s   espeak-ng speaking all utterances {speak:5.2f} s")
+        print(f"  cold render {cold:6.2f} s   {cold / (encode + speak):4.2f}x the whole floor   (target <= 1.3x)")
+        print(f"  warm render {warm:6.2f} s   {warm / encode:4.2f}x the encode floor  (target <= 1.3x)")
+        if not args.quick:
+            script = work / "eight-hours.yaml"
+            script.write_text(EIGHT_HOURS)
+            started = time.perf_counter()
+            result = subprocess.run([sys.executable, "-c", MEASURE, str(script), str(work / "eight.mp3")],
+                                    env=env, check=True, capture_output=True, text=True)
+            seconds = time.perf_counter() - started
+            self_kb, child_kb = map(int, result.stdout.split())
+            print(f"8-hour track: rendered in {seconds:.0f} s; peak memory {self_kb / 1024:.0f} MB "
+                  f"(target < 300 MB), ffmpeg {child_kb / 1024:.0f} MB")
+
+
+if __name__ == "__main__":
+    main()
