@@ -23,7 +23,9 @@ SESSION = ROOT / "sessions" / "legs-up-the-wall.yaml"
 
 def timed(command: list[str], env: dict | None = None, stdin=None) -> float:
     started = time.perf_counter()
-    subprocess.run(command, check=True, env=env, stdin=stdin, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    result = subprocess.run(command, env=env, stdin=stdin, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    if result.returncode != 0:
+        sys.exit(f"failed: {' '.join(command)}\n{result.stderr.decode(errors='replace')}")
     return time.perf_counter() - started
 
 

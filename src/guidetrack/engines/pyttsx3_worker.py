@@ -39,7 +39,13 @@ def _speak(engine, request: dict) -> dict:
     engine.setProperty("volume", request["volume"])
     engine.save_to_file(request["text"], request["path"])
     engine.runAndWait()
-    # pyttsx3's espeak driver sometimes ends its loop without writing the file
+    if type(engine.proxy._driver).__module__.endswith(".espeak"):
+        # pyttsx3's espeak driver leaves its loop as soon as the queued endLoop is pumped, while
+        # espeak-ng may still be speaking on its own thread (long text, a busy machine): wait for it,
+        # or the file is written after we look for it, or never.
+        from pyttsx3.drivers import _espeak
+
+        _espeak.Synchronize()
     if not os.path.exists(request["path"]) or os.path.getsize(request["path"]) <= 44:
         return {"error": "the engine finished without writing audio"}
     return {"ok": True}
