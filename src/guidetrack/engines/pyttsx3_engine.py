@@ -79,11 +79,18 @@ class Pyttsx3Engine:
             self._worker.stdin.write("".join(json.dumps({**r, "id": i}) + "\n" for i, r in enumerate(requests)))
             self._worker.stdin.flush()
             deadline = time.monotonic() + timeout
+            pending = b""  # read the pipe ourselves: a buffered readline would hide lines from select
+            fd = self._worker.stdout.fileno()
             while len(answers) < len(requests):
-                ready, _, _ = select.select([self._worker.stdout], [], [], max(deadline - time.monotonic(), 0))
-                line = self._worker.stdout.readline() if ready else ""
-                if not line:
+                while b"\n" not in pending:
+                    ready, _, _ = select.select([fd], [], [], max(deadline - time.monotonic(), 0))
+                    chunk = os.read(fd, 65536) if ready else b""
+                    if not chunk:
+                        break
+                    pending += chunk
+                if b"\n" not in pending:
                     break
+                line, pending = pending.split(b"\n", 1)
                 answer = json.loads(line)
                 answers[answer.pop("id")] = answer
         except (BrokenPipeError, OSError, ValueError) as err:
