@@ -230,9 +230,15 @@ class Speaker:
             return
         missing: dict[str, Path] = {}
         for chunk in dict.fromkeys(chunks):
-            path = self.cache.path(chunk, ClipCache.key(chunk, self.engine, self.voice))
-            if chunk not in self._chunks and self.cache.get(path) is None:
+            if chunk in self._chunks:
+                continue
+            path = self._entry(chunk)
+            clip = self.cache.get(path)
+            if clip is None:
                 missing[chunk] = path
+            else:
+                self.cache.hits += 1
+                self._chunks[chunk] = clip
         if not missing:
             return
         with tempfile.TemporaryDirectory(prefix="guidetrack-") as folder:
@@ -247,8 +253,7 @@ class Speaker:
     def _fetch(self, text: str) -> np.ndarray:
         if text in self._chunks:
             return self._chunks[text]
-        key = ClipCache.key(text, self.engine, self.voice)
-        path = self.cache.path(text, key)
+        path = self._entry(text)
         clip = self.cache.get(path)
         if clip is not None:
             self.cache.hits += 1
@@ -261,6 +266,9 @@ class Speaker:
             self.cache.put(path, clip)
         self._chunks[text] = clip
         return clip
+
+    def _entry(self, chunk: str) -> Path:
+        return self.cache.path(chunk, ClipCache.key(chunk, self.engine, self.voice))
 
     def _check(self, text: str, raw: Path) -> np.ndarray:
         """The engine's output for `text`, checked and processed."""
