@@ -11,6 +11,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -54,27 +55,43 @@ def _warn(plan) -> None:
         _say(str(warning))
 
 
+VariantOption = Annotated[Optional[list[str]], typer.Option(
+    "--variant", "-v", help="Only this variant (repeat for several; default: every variant).")]
+
+
+def _load(script: Path, variants: list[str] | None):
+    from .script import load, load_all
+
+    if variants:
+        return [load(script, name) for name in dict.fromkeys(variants)]
+    return load_all(script)
+
+
 @app.command()
 def render(
     script: Annotated[Path, typer.Argument(help="The sequence script (YAML).")],
-    out: Annotated[Optional[Path], typer.Option("-o", "--out", help="Output MP3 (default out/<slug>.mp3).")] = None,
+    out: Annotated[Optional[Path], typer.Option(
+        "-o", "--out", help="Output MP3 (default out/<slug>.mp3; with variants, <name>-<variant>.mp3).")] = None,
+    variant: VariantOption = None,
     cache_dir: CacheOption = None,
 ) -> None:
-    """Render SCRIPT to an MP3."""
+    """Render SCRIPT to an MP3, one file per variant."""
 
     def action() -> None:
-        from .render import render as render_script
+        from .render import output_path, render as render_script
 
-        started = time.perf_counter()
-        result = render_script(script, out, cache_dir)
-        _warn(result.plan)
-        spoken = result.cache_hits + result.cache_misses
-        _say(
-            f"wrote {result.out}  {format_clock(result.samples)}  "
-            f"{len(result.plan.speech())} cues, {spoken} distinct utterances "
-            f"({result.cache_misses} new, {result.cache_hits} cached)  "
-            f"in {time.perf_counter() - started:.1f} s"
-        )
+        scripts = _load(script, variant)
+        for one in scripts:
+            started = time.perf_counter()
+            result = render_script(one, output_path(one, out, len(scripts) > 1), cache_dir)
+            _warn(result.plan)
+            spoken = result.cache_hits + result.cache_misses
+            _say(
+                f"wrote {result.out}  {format_clock(result.samples)}  "
+                f"{len(result.plan.speech())} cues, {spoken} distinct utterances "
+                f"({result.cache_misses} new, {result.cache_hits} cached)  "
+                f"in {time.perf_counter() - started:.1f} s"
+            )
 
     _guarded(action)
 
@@ -83,6 +100,8 @@ def render(
 def plan(
     script: Annotated[Path, typer.Argument(help="The sequence script (YAML).")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the timeline as JSON.")] = False,
+    variant: Annotated[Optional[str], typer.Option(
+        "--variant", "-v", help="Which variant (default: the first).")] = None,
     cache_dir: CacheOption = None,
 ) -> None:
     """Print SCRIPT's timeline: when each cue, chime and tone starts, without rendering audio."""
@@ -90,7 +109,7 @@ def plan(
     def action() -> None:
         from .render import plan_script
 
-        timeline, _ = plan_script(script, cache_dir)
+        timeline, _ = plan_script(_load(script, [variant] if variant else None)[0], cache_dir)
         if as_json:
             typer.echo(json.dumps(timeline.to_json(), indent=2, ensure_ascii=False))
             return
@@ -107,29 +126,48 @@ def plan(
 
 @app.command()
 def validate(
-    scripts: Annotated[list[Path], typer.Argument(help="Scripts to check.")],
+    paths: Annotated[list[Path], typer.Argument(help="Scripts, blocks, or folders of them.")],
+    strict: Annotated[bool, typer.Option("--strict", help="Treat warnings as errors.")] = False,
     cache_dir: CacheOption = None,
 ) -> None:
-    """Check scripts (format, values, fitting) without rendering audio."""
+    """Check scripts and blocks (format, includes, audio files, fitting) without rendering audio."""
 
     def action() -> int:
-        from .render import plan_script
+        from .render import check_file, script_files
 
-        failed = 0
-        for path in scripts:
-            try:
-                timeline, _ = plan_script(path, cache_dir)
-            except InvalidInput as err:
+        files = failed = 0
+        for path, root in script_files(paths):
+            files += 1
+            checked = check_file(path, root, cache_dir)
+            for problem in checked.problems:
+                if strict and problem.severity == "warning":
+                    problem = replace(problem, severity="error")
+                _say(str(problem) if problem.where else f"error: {problem}")
+            if checked.failed(strict):
                 failed += 1
-                for problem in err.problems:
-                    _say(str(problem) if problem.where else f"error: {problem}")
-                continue
-            _warn(timeline)
-            typer.echo(f"ok  {path}  ({format_clock(timeline.length)}, "
-                       f"{to_seconds(timeline.length):.1f} s)")
+            elif checked.block:
+                typer.echo(f"ok  {path}  (block)")
+            for timeline in checked.plans:
+                if not checked.failed(strict):
+                    label = f" [{timeline.script.variant}]" if timeline.script.variant else ""
+                    typer.echo(f"ok  {path}{label}  ({format_clock(timeline.length)}, "
+                               f"{to_seconds(timeline.length):.1f} s)")
+        if not files:
+            _say("error: no scripts found (looked for .yaml and .yml files)")
+            return 2
+        if len(paths) > 1 or any(p.is_dir() for p in paths):
+            _say(f"{files} files checked, {failed} with problems")
         return 2 if failed else 0
 
     _guarded(action)
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of the script format, for editors (YAML language server)."""
+    from .script import json_schema
+
+    typer.echo(json.dumps(json_schema(), indent=2, ensure_ascii=False))
 
 
 def main() -> None:

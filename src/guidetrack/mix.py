@@ -173,7 +173,8 @@ def mix(plan: Plan, clip: Callable[[str], np.ndarray], block: Samples = BLOCK) -
 
     def audio_of(event: Event) -> np.ndarray:
         if event.kind == "speech":
-            return clip(event.text)
+            audio = clip(event.text)
+            return audio * db_to_gain(event.gain_db) if event.gain_db else audio
         if event.kind == "chime":
             return chime(event.length) * (ref * db_to_gain(CHIME_DB))
         return tone(event.length, event.text) * (ref * db_to_gain(TONE_DB))

@@ -18,6 +18,7 @@ from .units import SAMPLE_RATE, Samples, format_clock, to_samples, to_seconds
 
 CHIME_LENGTH = to_samples(6.0)  # a chime step: strike and ring out
 TONE_LENGTH = to_samples(0.4)  # a soft tone marking a breath phase
+FADE_STEP_DB = 3.0  # each cycle of a fading breath cue is this much softer than the one before
 REMINDER_MARGIN = to_samples(1.0)  # quiet kept around each reminder in a hold
 MAX_TRACK = to_samples(48 * 3600)
 
@@ -37,6 +38,7 @@ class Event:
     length: Samples
     kind: str  # "speech" | "chime" | "tone"
     text: str = ""  # what is said; for a tone, the breath phase it marks
+    gain_db: float = 0.0  # relative to the sound's usual level (fading breath cues)
 
 
 @dataclass(frozen=True)
@@ -65,7 +67,8 @@ class Plan:
             "sample_rate": SAMPLE_RATE,
             "events": [
                 {"start": round(to_seconds(e.start), 6), "duration": round(to_seconds(e.length), 6),
-                 "kind": e.kind, **({"text": e.text} if e.text else {})}
+                 "kind": e.kind, **({"text": e.text} if e.text else {}),
+                 **({"gain_db": e.gain_db} if e.gain_db else {})}
                 for e in self.events
             ],
             "chapters": [
@@ -214,7 +217,7 @@ def make_plan(script: Script, measure: Measure) -> Plan:
     holds: list[Hold] = []
     _flatten(script.steps, None, script.gap, items, holds)
     spoken = measure(_texts(items))
-    warnings: list[Problem] = []
+    warnings: list[Problem] = list(script.warnings)
 
     fixed = 0
     elastic: list[Elastic] = []
@@ -307,6 +310,7 @@ def _breath_events(step: Breathe, start: Samples, spoken: Mapping[str, Samples],
     """Every cue starts exactly on its phase: the grid comes from integer sample counts."""
     cycle = step.pattern.cycle
     events: list[Event] = []
+    spoken_cycles = range(0)
     if step.cue in ("words", "count"):
         cues = _breath_cues(step)
         # A cue may run until the next cue (or the cycle's end), never past it.
@@ -317,17 +321,20 @@ def _breath_events(step: Breathe, start: Samples, spoken: Mapping[str, Samples],
                     f"the cue '{text}' takes {to_seconds(spoken[text]):.2f} s, longer than its "
                     f"{to_seconds(limit - offset):.2f} s slot; slow the pattern or use cue: tone",
                     step.where, "warning"))
-        for k in range(step.cycles):
+        spoken_cycles = range(min(step.cycles, step.fade) if step.fade else step.cycles)
+        for k in spoken_cycles:
             base = start + k * cycle
-            events.extend(Event(base + offset, spoken[text], "speech", text) for offset, text in cues)
-    elif step.cue == "tone":
+            gain = -FADE_STEP_DB * k if step.fade else 0.0
+            events.extend(Event(base + offset, spoken[text], "speech", text, gain) for offset, text in cues)
+    if step.cue == "tone" or step.fade:
+        # tones mark in and out; after a fade they carry on where the words stopped
         offset = 0
         for phase, length in step.pattern.phases():
             if length > 0 and phase in ("in", "out"):
-                for k in range(step.cycles):
+                for k in range(len(spoken_cycles), step.cycles):
                     events.append(Event(start + k * cycle + offset, min(TONE_LENGTH, length), "tone", phase))
             offset += length
-        events.sort(key=lambda e: e.start)
+    events.sort(key=lambda e: e.start)
     return events
 
 

@@ -1,16 +1,20 @@
-"""The whole flow for one script: load -> plan -> speak -> mix -> encode."""
+"""The whole flow for one script: load -> plan -> speak -> mix -> encode; and checking."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import __version__
 from .encode import Tags, encode
-from .mix import mix
+from .errors import InvalidInput, Location, Problem
+from .mix import LoopedFile, mix
 from .plan import Plan, make_plan
-from .script import Script, load
+from .script import Script, check_block, is_block, load_all
 from .speech import ClipCache, Speaker
+
+SCRIPT_SUFFIXES = (".yaml", ".yml")
 
 
 @dataclass(frozen=True)
@@ -22,8 +26,7 @@ class Rendered:
     cache_misses: int
 
 
-def plan_script(path: Path, cache_dir: Path | None = None) -> tuple[Plan, Speaker]:
-    script = load(path)
+def plan_script(script: Script, cache_dir: Path | None = None) -> tuple[Plan, Speaker]:
     speaker = Speaker(script.voice, ClipCache(cache_dir))
     return make_plan(script, speaker.lengths), speaker
 
@@ -37,14 +40,77 @@ def tags_for(script: Script) -> Tags:
     )
 
 
-def default_output(script_path: Path) -> Path:
-    from .script import slugify
+def output_path(script: Script, out: Path | None = None, several: bool = False) -> Path:
+    """out/<slug>.mp3 by default. With several variants, `-o x.mp3` becomes x-<variant>.mp3."""
+    if out is None:
+        return Path("out") / f"{script.slug}.mp3"
+    if several and script.variant:
+        return out.with_name(f"{out.stem}-{script.variant}{out.suffix or '.mp3'}")
+    return out
 
-    return Path("out") / f"{slugify(script_path.stem)}.mp3"
+
+def render(script: Script, out: Path, cache_dir: Path | None = None) -> Rendered:
+    plan, speaker = plan_script(script, cache_dir)
+    samples = encode(mix(plan, speaker.clip), out, tags_for(script))
+    return Rendered(out, plan, samples, speaker.cache.hits, speaker.cache.misses)
 
 
-def render(path: Path, out: Path | None = None, cache_dir: Path | None = None) -> Rendered:
-    plan, speaker = plan_script(path, cache_dir)
-    target = out or default_output(path)
-    samples = encode(mix(plan, speaker.clip), target, tags_for(plan.script))
-    return Rendered(target, plan, samples, speaker.cache.hits, speaker.cache.misses)
+# ---------------------------------------------------------------- checking
+
+
+@dataclass
+class Checked:
+    """Everything found in one file: its plans (one per variant) and its problems."""
+
+    path: Path
+    block: bool = False
+    plans: list[Plan] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+
+    def failed(self, strict: bool) -> bool:
+        return any(p.severity == "error" or strict for p in self.problems)
+
+
+def script_files(paths: Iterable[Path]) -> Iterator[tuple[Path, Path | None]]:
+    """(file, library root) for every script or block named, looking inside folders."""
+    for path in paths:
+        if path.is_dir():
+            for file in sorted(p for p in path.rglob("*") if p.suffix in SCRIPT_SUFFIXES and p.is_file()):
+                yield file, path
+        else:
+            yield path, None
+
+
+def check_file(path: Path, root: Path | None = None, cache_dir: Path | None = None) -> Checked:
+    """Check a script (every variant: format, includes, audio files, fitting) or a block.
+
+    Never raises for bad input: the problems are collected in the result.
+    """
+    checked = Checked(path, block=is_block(path))
+    try:
+        if checked.block:
+            checked.problems.extend(check_block(path, root))
+            return checked
+        scripts = load_all(path, root)
+    except InvalidInput as err:
+        checked.problems.extend(err.problems)
+        return checked
+    decoded: set[str] = set()
+    for script in scripts:
+        background = script.background
+        if background is not None and background.is_file and background.sound not in decoded:
+            decoded.add(background.sound)
+            try:
+                LoopedFile(background.sound)
+            except InvalidInput as err:
+                where = Location(path, 1, 1)
+                checked.problems.extend(Problem(p.message, p.where or where) for p in err.problems)
+        try:
+            plan, _ = plan_script(script, cache_dir)
+        except InvalidInput as err:
+            label = f"variant '{script.variant}': " if script.variant else ""
+            checked.problems.extend(Problem(label + p.message, p.where, p.severity) for p in err.problems)
+            continue
+        checked.plans.append(plan)
+        checked.problems.extend(w for w in plan.warnings if w not in checked.problems)
+    return checked

@@ -7,8 +7,9 @@ column and key path. Nothing here does I/O beyond reading the script itself.
 from __future__ import annotations
 
 import difflib
+import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Union
 
@@ -90,6 +91,9 @@ BREATH_PRESETS: dict[str, BreathPattern] = {
     "relax": _preset("relax", 4, 0, 6, 0),
     "long-exhale": _preset("long-exhale", 4, 0, 8, 0),
     "equal": _preset("equal", 4, 0, 4, 0),
+    "resonant": _preset("resonant", 5, 0, 5, 0),  # 6 breaths a minute
+    "triangle": _preset("triangle", 4, 4, 4, 0),
+    "calming": _preset("calming", 3, 0, 6, 0),  # exhale twice the inhale
 }
 CUES = ("words", "count", "tone", "none")
 
@@ -117,6 +121,7 @@ class Breathe:
     cycles: int
     cue: str
     where: Location
+    fade: int = 0  # spoken cues for this many cycles, softer each time, then tones only; 0: never
 
 
 @dataclass(frozen=True)
@@ -162,10 +167,14 @@ class Script:
     voice: VoiceSpec = field(default_factory=VoiceSpec)
     background: Background | None = None
     gap: Samples = to_samples(0.8)  # silence after each `say`
+    variant: str = ""  # the variant's name; "" for a script without variants
+    sources: tuple[Path, ...] = ()  # the script, its blocks and audio files: all the sound depends on
+    warnings: tuple[Problem, ...] = ()
 
     @property
     def slug(self) -> str:
-        return slugify(self.path.stem)
+        base = slugify(self.path.stem)
+        return f"{base}-{self.variant}" if self.variant else base
 
 
 def slugify(text: str) -> str:
@@ -224,31 +233,71 @@ VOICE_SCHEMA = {
     ]
 }
 
+PARAM_NAME = r"^[a-z_][a-z0-9_]*$"
+VARIANT_NAME = r"^[a-z0-9][a-z0-9-]*$"
+_PARAMS = {
+    "type": "object",
+    "propertyNames": {"pattern": PARAM_NAME},
+    "description": "parameters and their defaults (null: must be given); used as {name} in the steps",
+}
+_WITH = {"type": "object", "propertyNames": {"pattern": PARAM_NAME}, "description": "values for the parameters"}
+_BACKGROUND = {
+    "type": "object",
+    "properties": {
+        "sound": {"type": "string", "minLength": 1},
+        "level": _LEVEL,
+        "fade_in": _DURATION,
+        "fade_out": _DURATION,
+    },
+    "required": ["sound"],
+    "additionalProperties": False,
+}
+# What a variant may change; everything else comes from the top of the script.
+_VARIANT_PROPERTIES = {
+    "title": _TEXT,
+    "author": {"type": "string"},
+    "description": {"type": "string"},
+    "album": {"type": "string"},
+    "duration": _DURATION,
+    "gap": _DURATION,
+    "voice": VOICE_SCHEMA,
+    "background": _BACKGROUND,
+    "with": _WITH,
+}
 TOP_SCHEMA = {
     "type": "object",
     "properties": {
         "guidetrack": {"const": FORMAT_VERSION, "description": "format version"},
-        "title": _TEXT,
-        "author": {"type": "string"},
-        "description": {"type": "string"},
-        "album": {"type": "string"},
-        "duration": _DURATION,
-        "gap": _DURATION,
-        "voice": VOICE_SCHEMA,
-        "background": {
+        **_VARIANT_PROPERTIES,
+        "params": _PARAMS,
+        "variants": {
             "type": "object",
-            "properties": {
-                "sound": {"type": "string", "minLength": 1},
-                "level": _LEVEL,
-                "fade_in": _DURATION,
-                "fade_out": _DURATION,
+            "minProperties": 1,
+            "propertyNames": {"pattern": VARIANT_NAME},
+            "additionalProperties": {
+                "anyOf": [
+                    _DURATION,
+                    {"type": "object", "properties": _VARIANT_PROPERTIES, "additionalProperties": False},
+                ]
             },
-            "required": ["sound"],
-            "additionalProperties": False,
+            "description": "several renderings of one script, each to its own file: {name: {duration: 5m}}",
         },
         "steps": {"type": "array", "minItems": 1},
     },
     "required": ["guidetrack", "title", "steps"],
+    "additionalProperties": False,
+}
+del TOP_SCHEMA["properties"]["with"]  # `with` belongs to variants and includes only
+BLOCK_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "guidetrack": {"const": FORMAT_VERSION, "description": "format version"},
+        "block": {**_TEXT, "description": "the block's name; marks the file as a block for `include`"},
+        "description": {"type": "string"},
+        "params": _PARAMS,
+        "steps": {"type": "array", "minItems": 1},
+    },
+    "required": ["guidetrack", "block", "steps"],
     "additionalProperties": False,
 }
 
@@ -277,6 +326,8 @@ STEP_SCHEMAS: dict[str, dict[str, Any]] = {
                     "cycles": {"type": "integer", "minimum": 1, "maximum": MAX_CYCLES},
                     "for": _DURATION,
                     "cue": {"enum": list(CUES)},
+                    "fade": {"type": "integer", "minimum": 1, "maximum": MAX_CYCLES,
+                             "description": "speak the cues for this many cycles, softer each time, then only tones"},
                 },
                 "additionalProperties": False,
             }
@@ -312,6 +363,13 @@ STEP_SCHEMAS: dict[str, dict[str, Any]] = {
     "section": {
         "properties": {"section": _TEXT, "steps": {"type": "array", "minItems": 1}},
         "required": ["steps"],
+    },
+    "include": {
+        "properties": {
+            "include": {"type": "string", "pattern": r"\.ya?ml$",
+                        "description": "a block file, relative to this file"},
+            "with": _WITH,
+        },
     },
 }
 for _kind, _schema in STEP_SCHEMAS.items():
@@ -439,15 +497,63 @@ def suggest(word: str, choices: list[str] | tuple[str, ...]) -> str:
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 
-class _Checker:
-    def __init__(self, tree: _Tree):
-        self.tree = tree
-        self.problems: list[Problem] = []
+@dataclass
+class _Context:
+    """What one load shares across the script and its includes."""
 
-    def error(self, keys: KeyPath, message: str, *, at_key: bool = False) -> None:
+    root: Path  # includes may not reach outside this folder
+    problems: list[Problem] = field(default_factory=list)
+    files: dict[Path, tuple[Any, _Tree] | InvalidInput] = field(default_factory=dict)
+    sources: dict[Path, None] = field(default_factory=dict)  # every file the sound depends on
+    steps: int = 0
+
+    def read(self, shown: Path) -> tuple[Any, _Tree]:
+        """Read a file once per load, however often it is included. Raises InvalidInput."""
+        real = shown.resolve()
+        if real not in self.files:
+            try:
+                self.files[real] = _read_tree(shown)
+            except InvalidInput as err:
+                self.files[real] = err
+            self.sources[real] = None
+        found = self.files[real]
+        if isinstance(found, InvalidInput):
+            raise found
+        return found
+
+
+class _Checker:
+    """Reports problems for one file; blocks it includes get a child checker."""
+
+    def __init__(self, tree: _Tree, context: _Context, chain: tuple[Path, ...], origin: str = "",
+                 remap: dict[str, KeyPath] | None = None):
+        self.tree = tree
+        self.context = context
+        self.chain = chain  # resolved files from the script down to this one: finds include cycles
+        self.origin = origin  # " (included from a.yaml:3:5)"
+        self.remap = remap or {}  # top-level keys a variant overrides -> where the override is written
+
+    @property
+    def problems(self) -> list[Problem]:
+        return self.context.problems
+
+    def _mapped(self, keys: KeyPath) -> KeyPath:
+        if keys and keys[0] in self.remap:
+            return self.remap[keys[0]] + keys[1:]
+        return keys
+
+    def error(self, keys: KeyPath, message: str, *, at_key: bool = False, severity: str = "error") -> None:
+        keys = self._mapped(keys)
         where = self.tree.key_marks.get(keys) if at_key else None
         label = format_path(keys)
-        self.problems.append(Problem(f"{label}: {message}" if label else message, where or self.tree.where(keys)))
+        text = f"{label}: {message}" if label else message
+        self.problems.append(Problem(text + self.origin, where or self.tree.where(keys), severity))
+
+    def warn(self, keys: KeyPath, message: str) -> None:
+        self.error(keys, message, severity="warning")
+
+    def child(self, tree: _Tree, real: Path, origin: str) -> "_Checker":
+        return _Checker(tree, self.context, self.chain + (real,), origin)
 
     def schema(self, data: Any, schema: dict[str, Any], keys: KeyPath) -> bool:
         """Validate against a JSON Schema; report each error in the author's words."""
@@ -507,9 +613,9 @@ class _Checker:
             self.error(keys, str(err))
         if SIDE_FIELD in text and not sides:
             self.error(keys, "{side} only works inside a `sides` block")
-        leftover = text.replace(SIDE_FIELD, "")
-        if re.search(r"\{[a-z_]*\}", leftover):
-            self.error(keys, "unknown field in braces: only {side} is replaced")
+        for name in PARAM_FIELD.findall(text.replace(SIDE_FIELD, "")):
+            self.error(keys, f"{{{name}}} is not a parameter here: declare it under `params:` at the top "
+                       "of this file, or use {side} inside a `sides` block")
 
 
 def _describe(types: Any) -> str:
@@ -549,60 +655,172 @@ def _describe_any_of(err: Any) -> str:
     return f"expected {_describe(flat)}, got {_describe_value(err.instance)}"
 
 
+# ---------------------------------------------------------------- parameters
+
+PARAM_FIELD = re.compile(r"\{([a-z_][a-z0-9_]*)\}")
+MAX_INCLUDE_DEPTH = 16
+MAX_STEPS = 20_000  # steps after includes are expanded: stops include bombs
+
+
+def substitute(value: Any, params: dict[str, Any]) -> Any:
+    """Put parameter values into a block's steps: `"{hold}"` alone takes the value itself
+    (a number stays a number); inside text, `{name}` is replaced by the value's text.
+    Fields that are not parameters (such as {side}) are left for later."""
+    if not params:
+        return value
+    if isinstance(value, str):
+        whole = PARAM_FIELD.fullmatch(value.strip())
+        if whole and whole.group(1) in params:
+            return params[whole.group(1)]
+        return PARAM_FIELD.sub(lambda m: str(params[m.group(1)]) if m.group(1) in params else m.group(0), value)
+    if isinstance(value, list):
+        return [substitute(v, params) for v in value]
+    if isinstance(value, dict):
+        return {k: substitute(v, params) for k, v in value.items()}
+    return value
+
+
+def _params(declared: Any, given: Any, given_keys: KeyPath, check: _Checker, owner: str,
+            missing_at: KeyPath) -> dict[str, Any] | None:
+    """Declared defaults overridden by the given values; None when something is wrong."""
+    declared = declared if isinstance(declared, dict) else {}
+    given = given if isinstance(given, dict) else {}
+    ok = True
+    for name in given:
+        if name not in declared:
+            known = ", ".join(declared) or "none"
+            check.error(given_keys + (name,), f"{owner} has no parameter '{name}'{suggest(name, list(declared))}; "
+                        f"its parameters: {known}", at_key=True)
+            ok = False
+    for name, default in declared.items():
+        if default is None and name not in given:
+            check.error(missing_at, f"{owner} needs the parameter '{name}': add `with: {{{name}: ...}}`")
+            ok = False
+    return {**declared, **given} if ok else None
+
+
 # ---------------------------------------------------------------- building
 
 
-def load(path: str | Path) -> Script:
-    """Read, check and build one script. Raises InvalidInput listing every problem."""
+def load_all(path: str | Path, root: str | Path | None = None) -> list[Script]:
+    """Read, check and build one script: one Script per variant (one if it has none).
+
+    `root` is the library folder includes must stay inside (default: the script's folder).
+    Raises InvalidInput listing every problem in the script and the blocks it includes.
+    """
     path = Path(path)
-    data, tree = _read_tree(path)
-    check = _Checker(tree)
+    context = _Context(Path(root).resolve() if root is not None else path.resolve().parent)
+    data, tree = context.read(path)
     if not isinstance(data, dict):
         raise InvalidInput(Problem(
             f"a script is a mapping with guidetrack: 1, title and steps; this file holds {_describe_value(data)}",
             Location(path, 1, 1)))
+    if "block" in data:
+        raise InvalidInput(Problem(
+            "this file is a block (it has `block:`), to be used with `- include: ...` from a script; "
+            "render the script that includes it", tree.where(("block",))))
+    check = _Checker(tree, context, (path.resolve(),))
     check.schema(data, TOP_SCHEMA, ())
 
+    variants = data.get("variants")
+    entries = list(variants.items()) if isinstance(variants, dict) and variants else [("", {})]
+    built: list[tuple[Script | None, int]] = []
+    for name, overrides in entries:
+        first_problem = len(context.problems)
+        if not isinstance(overrides, dict):  # shorthand: `short: 5m`
+            overrides, remap = {"duration": overrides}, {"duration": ("variants", name)}
+        else:
+            remap = {key: ("variants", name, key) for key in overrides}
+        merged = {**{k: v for k, v in data.items() if k != "variants"},
+                  **{k: v for k, v in overrides.items() if k != "with"}}
+        variant_check = _Checker(tree, context, check.chain, remap=remap)
+        params = _params(data.get("params"), overrides.get("with"), ("variants", name, "with"), variant_check,
+                         "this script", ("variants", name) if name else ())
+        script = _build(path, name, merged, params, variant_check) if params is not None else None
+        built.append((script, first_problem))
+
+    problems = list(dict.fromkeys(context.problems))  # a shared step is reported once, not per variant
+    if any(p.severity == "error" for p in problems):
+        raise InvalidInput([p for p in problems if p.severity == "error"])
+    sources = tuple(context.sources)
+    scripts = []
+    for script, first_problem in built:
+        assert script is not None
+        warnings = tuple(dict.fromkeys(context.problems[first_problem:]))
+        scripts.append(replace(script, sources=sources, warnings=warnings))
+    return scripts
+
+
+def load(path: str | Path, variant: str | None = None, root: str | Path | None = None) -> Script:
+    """One rendering of a script: the named variant, or the first (the only one without variants)."""
+    scripts = load_all(path, root)
+    if variant is None:
+        return scripts[0]
+    names = [s.variant for s in scripts if s.variant]
+    for script in scripts:
+        if script.variant == variant:
+            return script
+    if not names:
+        raise InvalidInput(f"{path}: this script has no variants, so there is no '{variant}'")
+    raise InvalidInput(f"{path}: no variant '{variant}'{suggest(variant, names)}; its variants: {', '.join(names)}")
+
+
+def variant_title(title: str, variant: str) -> str:
+    return f"{title} ({variant})" if variant else title
+
+
+def _build(path: Path, variant: str, data: dict[str, Any], params: dict[str, Any], check: _Checker) -> Script | None:
     duration = None
     if "duration" in data:
         duration = check.duration(data["duration"], ("duration",), positive=True)
-    gap = check.duration(data.get("gap", 0.8), ("gap",)) if "gap" in data else to_samples(0.8)
+    gap = check.duration(data["gap"], ("gap",)) if "gap" in data else to_samples(0.8)
     voice = _voice(data.get("voice", DEFAULT_VOICE), check)
-    background = _background(data.get("background"), path, check) if isinstance(data.get("background"), dict) else None
-    steps = _steps(data.get("steps"), ("steps",), check, sides=False) if isinstance(data.get("steps"), list) else ()
-
-    if check.problems:
-        raise InvalidInput(check.problems)
+    background = _background(data["background"], path, check) if isinstance(data.get("background"), dict) else None
+    steps_data = substitute(data.get("steps"), params)
+    steps = _steps(steps_data, ("steps",), check, sides=False) if isinstance(steps_data, list) else ()
+    if not isinstance(data.get("title"), str) or not data["title"].strip():
+        return None
+    title = data["title"].strip()
+    if variant and "title" not in check.remap:
+        title = variant_title(title, variant)
     return Script(
         path=path,
-        title=str(data["title"]).strip(),
+        title=title,
         steps=steps,
         author=data.get("author", "") or "",
         description=data.get("description", "") or "",
         album=data.get("album", "") or "",
         duration=duration,
-        duration_where=tree.where(("duration",)) if duration is not None else None,
+        duration_where=check.tree.where(check._mapped(("duration",))) if duration is not None else None,
         voice=voice or VoiceSpec(),
         background=background,
         gap=gap if gap is not None else 0,
+        variant=variant,
     )
 
 
+FAST_RATE = 170  # words a minute: faster than this does not sound calm
+
+
 def _voice(value: Any, check: _Checker) -> VoiceSpec | None:
+    spec: VoiceSpec | None = None
     if isinstance(value, str):
         if value not in VOICE_PROFILES:
             check.error(("voice",), f"unknown voice profile '{value}'{suggest(value, list(VOICE_PROFILES))}; "
                         f"profiles: {', '.join(VOICE_PROFILES)}")
             return None
-        return VOICE_PROFILES[value]
-    if isinstance(value, dict):
+        spec = VOICE_PROFILES[value]
+    elif isinstance(value, dict):
         base = VOICE_PROFILES[DEFAULT_VOICE]
         fields = {k: value[k] for k in ("engine", "voice", "rate", "volume") if k in value}
         try:
-            return VoiceSpec(**{**base.__dict__, **fields})
+            spec = VoiceSpec(**{**base.__dict__, **fields})
         except TypeError:
             return None
-    return None
+    if spec is not None and isinstance(spec.rate, int) and spec.rate > FAST_RATE:
+        check.warn(("voice",), f"{spec.rate} words a minute is fast for relaxation; "
+                   f"calm narration is about 120-150 (at most {FAST_RATE})")
+    return spec
 
 
 def _background(value: dict[str, Any], script_path: Path, check: _Checker) -> Background | None:
@@ -619,6 +837,7 @@ def _background(value: dict[str, Any], script_path: Path, check: _Checker) -> Ba
         if not file.is_file():
             check.error(keys, f"the audio file {file} does not exist (paths are relative to the script)")
             return None
+        check.context.sources[file] = None
         sound = str(file)
     level = check.level(value["level"], ("background", "level")) if "level" in value else -18.0
     fade_in = check.duration(value["fade_in"], ("background", "fade_in")) if "fade_in" in value else 0
@@ -631,10 +850,90 @@ def _background(value: dict[str, Any], script_path: Path, check: _Checker) -> Ba
 def _steps(items: list[Any], keys: KeyPath, check: _Checker, sides: bool) -> tuple[Step, ...]:
     steps: list[Step] = []
     for index, item in enumerate(items):
+        check.context.steps += 1
+        if check.context.steps > MAX_STEPS:
+            check.error(keys + (index,), f"the script has more than {MAX_STEPS} steps once its includes are "
+                        "expanded; an include is probably repeated far more often than meant")
+            break
+        if isinstance(item, dict) and "include" in item:
+            steps.extend(_include(item, keys + (index,), check, sides))
+            continue
         step = _step(item, keys + (index,), check, sides)
         if step is not None:
             steps.append(step)
     return tuple(steps)
+
+
+def _include(item: dict[str, Any], keys: KeyPath, check: _Checker, sides: bool) -> tuple[Step, ...]:
+    if not check.schema(item, STEP_SCHEMAS["include"], keys):
+        return ()
+    name = item["include"]
+    at = keys + ("include",)
+    shown = Path(os.path.normpath(check.tree.path.parent / name))
+    real = shown.resolve()
+    root = check.context.root
+    if not real.is_relative_to(root):
+        check.error(at, f"'{name}' is outside the library folder {root}; includes must stay inside it")
+        return ()
+    if real in check.chain:
+        cycle = " -> ".join(_shown(p, root) for p in (*check.chain[check.chain.index(real):], real))
+        check.error(at, f"include cycle: {cycle}; a block cannot include itself, directly or through others")
+        return ()
+    if len(check.chain) > MAX_INCLUDE_DEPTH:
+        check.error(at, f"includes are nested more than {MAX_INCLUDE_DEPTH} deep")
+        return ()
+    if not real.is_file():
+        check.error(at, f"no block file '{name}' (looked for {shown}; paths are relative to this file)")
+        return ()
+    origin = f" (included from {check.tree.where(at)})" + check.origin
+    try:
+        data, tree = check.context.read(shown)
+    except InvalidInput as err:
+        check.problems.extend(Problem(p.message + origin, p.where, p.severity) for p in err.problems)
+        return ()
+    if not isinstance(data, dict) or "block" not in data:
+        check.error(at, f"'{name}' is not a block: a block file has `guidetrack: 1`, `block: NAME` and `steps`")
+        return ()
+    child = check.child(tree, real, origin)
+    if not child.schema(data, BLOCK_SCHEMA, ()):
+        return ()
+    params = _params(data.get("params"), item.get("with"), keys + ("with",), check, f"the block '{name}'", at)
+    if params is None:
+        return ()
+    return _steps(substitute(data["steps"], params), ("steps",), child, sides)
+
+
+def _shown(path: Path, root: Path) -> str:
+    return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
+
+
+def check_block(path: str | Path, root: str | Path | None = None) -> tuple[Problem, ...]:
+    """Check a block file on its own, with its parameters' defaults. Returns warnings;
+    raises InvalidInput. Parameters without a default are checked where the block is included."""
+    path = Path(path)
+    context = _Context(Path(root).resolve() if root is not None else path.resolve().parent)
+    data, tree = context.read(path)
+    check = _Checker(tree, context, (path.resolve(),))
+    if not isinstance(data, dict) or "block" not in data:
+        raise InvalidInput(Problem("not a block: a block file has `guidetrack: 1`, `block: NAME` and `steps`",
+                                   Location(path, 1, 1)))
+    if check.schema(data, BLOCK_SCHEMA, ()):
+        declared = data.get("params") or {}
+        if all(v is not None for v in declared.values()):
+            _steps(substitute(data["steps"], declared), ("steps",), check, sides=True)
+    problems = list(dict.fromkeys(context.problems))
+    if any(p.severity == "error" for p in problems):
+        raise InvalidInput([p for p in problems if p.severity == "error"])
+    return tuple(problems)
+
+
+def is_block(path: str | Path) -> bool:
+    """Whether a YAML file is a block (has a top-level `block:` key), without checking it."""
+    try:
+        data, _ = _read_tree(Path(path))
+    except InvalidInput:
+        return False
+    return isinstance(data, dict) and "block" in data
 
 
 ALL_STEP_KINDS = tuple(STEP_SCHEMAS)
@@ -727,7 +1026,12 @@ def _breathe(value: dict[str, Any], at: KeyPath, check: _Checker, where: Locatio
         if cycles > MAX_CYCLES:
             check.error(at + ("for",), f"makes {cycles} cycles; at most {MAX_CYCLES}")
             return None
-    return Breathe(pattern, int(cycles), value.get("cue", "words"), where)
+    cue = value.get("cue", "words")
+    fade = value.get("fade", 0)
+    if fade and cue not in ("words", "count"):
+        check.error(at + ("fade",), f"fades out spoken cues, so it needs cue: words or count, not {cue}")
+        return None
+    return Breathe(pattern, int(cycles), cue, where, fade)
 
 
 def _hold(value: Any, at: KeyPath, check: _Checker, sides: bool, where: Location) -> Hold | None:
@@ -748,3 +1052,48 @@ def _hold(value: Any, at: KeyPath, check: _Checker, sides: bool, where: Location
         check.error(at, "needs min <= for <= max")
         return None
     return Hold(length, low, high, tuple(r.strip() for r in reminders), where)
+
+
+# ---------------------------------------------------------------- the schema for editors
+
+STEP_HELP = {
+    "say": "speak text; [2s] inside it is a pause",
+    "pause": "silence",
+    "chime": "a soft bell",
+    "breathe": "paced breathing with cues on the breath grid",
+    "hold": "a held pose, optionally elastic (min/max) with spoken reminders",
+    "sides": "repeat the steps once per side; {side} in text is the side's name",
+    "section": "a named part of the track: a chapter",
+    "include": "insert the steps of a block file, with parameters",
+}
+
+
+def json_schema() -> dict[str, Any]:
+    """The whole format as one JSON Schema (draft 7, what the YAML language server reads).
+
+    It is built from the same schemas the loader checks with, so the two cannot disagree.
+    """
+    import copy
+
+    steps_ref = {"$ref": "#/definitions/steps"}
+
+    def with_steps(schema: dict[str, Any]) -> dict[str, Any]:
+        schema = copy.deepcopy(schema)
+        if "steps" in schema.get("properties", {}):
+            schema["properties"]["steps"] = steps_ref
+        return schema
+
+    steps = [{"const": kind, "description": STEP_HELP[kind]} for kind in BARE_STEPS]
+    steps += [{**with_steps(schema), "description": STEP_HELP[kind]} for kind, schema in STEP_SCHEMAS.items()]
+    return {
+        "$schema": "http://json-schema.org/draft-07/schema#",
+        "$id": "https://guidetrack.invalid/schema/format-1.json",
+        "title": f"guidetrack sequence script or block (format {FORMAT_VERSION})",
+        "definitions": {
+            "steps": {"type": "array", "minItems": 1, "items": {"$ref": "#/definitions/step"}},
+            "step": {"anyOf": steps},
+        },
+        "if": {"type": "object", "required": ["block"]},
+        "then": with_steps(BLOCK_SCHEMA),
+        "else": with_steps(TOP_SCHEMA),
+    }
