@@ -154,3 +154,21 @@ def test_impossible_duration_is_invalid_input(tmp_path):
 def test_holds_without_bounds_do_not_stretch(tmp_path):
     with pytest.raises(InvalidInput, match="Give holds `min`/`max`"):
         plan_of(tmp_path, "duration: 2m\nsteps:\n  - hold: 1m\n")
+
+
+def test_fading_cues_get_softer_then_leave_tones_on_the_same_grid(tmp_path):
+    plan = plan_of(tmp_path, "steps:\n  - breathe: {pattern: relax, cycles: 5, cue: words, fade: 2}\n")
+    cycle = BREATH_PRESETS["relax"].cycle
+    spoken = [(e.start, e.text, e.gain_db) for e in plan.speech()]
+    assert spoken == [(0, "Breathe in", 0.0), (to_samples(4), "And out", 0.0),
+                      (cycle, "Breathe in", -3.0), (cycle + to_samples(4), "And out", -3.0)]
+    tones = [(e.start, e.text) for e in plan.events if e.kind == "tone"]
+    assert tones == [(k * cycle + offset, phase) for k in (2, 3, 4)
+                     for offset, phase in ((0, "in"), (to_samples(4), "out"))]
+    assert plan.length == 5 * cycle
+
+
+def test_new_presets(tmp_path):
+    for name, seconds in (("resonant", 10), ("triangle", 12), ("calming", 9)):
+        plan = plan_of(tmp_path, f"steps:\n  - breathe: {{pattern: {name}, cycles: 2, cue: none}}\n")
+        assert plan.length == 2 * to_samples(seconds)

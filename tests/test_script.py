@@ -139,3 +139,161 @@ def test_alias_bomb_stops_quickly(tmp_path):
 def test_missing_file(tmp_path):
     with pytest.raises(InvalidInput, match="no such file"):
         load(tmp_path / "nope.yaml")
+
+
+# ---------------------------------------------------------------- includes, parameters, variants
+
+from guidetrack.script import json_schema, load_all  # noqa: E402
+
+BLOCK = """\
+guidetrack: 1
+block: Figure four
+params: {hold: 1m, side: null}
+steps:
+  - say: Cross the {side} ankle over the other thigh.
+  - hold: {hold}
+"""
+
+
+def library(tmp_path: Path, files: dict[str, str]) -> Path:
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    return tmp_path
+
+
+def test_include_inserts_a_block_with_parameters(tmp_path):
+    library(tmp_path, {"poses/four.yaml": BLOCK, "s.yaml": (
+        "guidetrack: 1\ntitle: T\nsteps:\n  - say: Begin.\n"
+        "  - include: poses/four.yaml\n    with: {side: left, hold: 90}\n"
+        "  - include: poses/four.yaml\n    with: {side: right}\n")})
+    script = load(tmp_path / "s.yaml")
+    assert [type(s) for s in script.steps] == [Say, Say, Hold, Say, Hold]
+    assert script.steps[1].text == "Cross the left ankle over the other thigh."
+    assert script.steps[2].length == to_samples(90)  # "{hold}" alone keeps the number's type
+    assert script.steps[4].length == to_samples(60)  # the default
+    assert (tmp_path / "poses/four.yaml").resolve() in script.sources
+
+
+def test_blocks_include_blocks_and_keep_side_for_sides(tmp_path):
+    library(tmp_path, {
+        "poses/inner.yaml": "guidetrack: 1\nblock: Inner\nsteps:\n  - say: Lift the {side} leg.\n",
+        "poses/outer.yaml": "guidetrack: 1\nblock: Outer\nsteps:\n  - include: inner.yaml\n  - pause: 2s\n",
+        "s.yaml": "guidetrack: 1\ntitle: T\nsteps:\n  - sides: [right, left]\n    steps:\n"
+                  "      - include: poses/outer.yaml\n"})
+    sides = load(tmp_path / "s.yaml").steps[0]
+    assert isinstance(sides, Sides) and [type(s) for s in sides.steps] == [Say, Pause]
+
+
+def test_problem_inside_a_block_names_the_block_line_and_the_include(tmp_path):
+    library(tmp_path, {
+        "poses/bad.yaml": "guidetrack: 1\nblock: Bad\nparams: {hold: 1m}\nsteps:\n  - hold: {hold}\n  - sya: hi\n",
+        "s.yaml": "guidetrack: 1\ntitle: T\nsteps:\n  - chime\n  - include: poses/bad.yaml\n    with: {hold: soon}\n"})
+    with pytest.raises(InvalidInput) as caught:
+        load(tmp_path / "s.yaml")
+    found = [str(p) for p in caught.value.problems]
+    assert any(p.startswith(f"{tmp_path}/poses/bad.yaml:5:") and "'soon' is not a duration" in p
+               and "included from" in p and "s.yaml:5:" in p for p in found), found
+    assert any("poses/bad.yaml:6:5" in p and "did you mean 'say'" in p for p in found), found
+
+
+@pytest.mark.parametrize("files, expected", [
+    ({"a.yaml": "guidetrack: 1\nblock: A\nsteps:\n  - include: b.yaml\n",
+      "b.yaml": "guidetrack: 1\nblock: B\nsteps:\n  - include: a.yaml\n",
+      "s.yaml": "guidetrack: 1\ntitle: T\nsteps:\n  - include: a.yaml\n"}, "include cycle: a.yaml -> b.yaml -> a.yaml"),
+    ({"s.yaml": "guidetrack: 1\ntitle: T\nsteps:\n  - include: ../outside.yaml\n"}, "outside the library folder"),
+    ({"s.yaml": "guidetrack: 1\ntitle: T\nsteps:\n  - include: nope.yaml\n"}, "no block file 'nope.yaml'"),
+    ({"b.yaml": BLOCK, "s.yaml": "guidetrack: 1\ntitle: T\nsteps:\n  - include: b.yaml\n"},
+     "needs the parameter 'side'"),
+    ({"b.yaml": BLOCK, "s.yaml": "guidetrack: 1\ntitle: T\nsteps:\n  - include: b.yaml\n    with: {side: l, hodl: 2}\n"},
+     "has no parameter 'hodl' (did you mean 'hold'?)"),
+    ({"b.yaml": "guidetrack: 1\ntitle: B\nsteps: [chime]\n",
+      "s.yaml": "guidetrack: 1\ntitle: T\nsteps:\n  - include: b.yaml\n"}, "is not a block"),
+    ({"s.yaml": "guidetrack: 1\ntitle: T\nsteps:\n  - say: Hold for {breaths} breaths.\n"},
+     "{breaths} is not a parameter here"),
+])
+def test_include_problems(tmp_path, files, expected):
+    (tmp_path / "lib").mkdir()
+    library(tmp_path / "lib", files)
+    (tmp_path / "outside.yaml").write_text("guidetrack: 1\nblock: X\nsteps: [chime]\n")
+    with pytest.raises(InvalidInput) as caught:
+        load(tmp_path / "lib/s.yaml")
+    assert any(expected in str(p) for p in caught.value.problems), caught.value.problems
+
+
+def test_include_bomb_stops(tmp_path):
+    files = {"s.yaml": "guidetrack: 1\ntitle: T\nsteps:\n" + "  - include: b0.yaml\n" * 10}
+    for level in range(6):
+        inner = f"  - include: b{level + 1}.yaml\n" * 10 if level < 5 else "  - pause: 1\n" * 10
+        files[f"b{level}.yaml"] = f"guidetrack: 1\nblock: B{level}\nsteps:\n" + inner
+    library(tmp_path, files)
+    with pytest.raises(InvalidInput, match="more than 20000 steps"):
+        load(tmp_path / "s.yaml")
+
+
+def test_variants_render_separately_with_their_own_settings(tmp_path):
+    library(tmp_path, {"s.yaml": (
+        "guidetrack: 1\ntitle: Rest\nduration: 10m\nparams: {cycles: 4}\n"
+        "variants:\n  standard: {}\n  short: 5m\n  long:\n    duration: 20m\n    title: Long rest\n"
+        "    with: {cycles: 8}\n"
+        "steps:\n  - breathe: {pattern: relax, cycles: '{cycles}'}\n  - hold: {for: 5m, min: 1m, max: 20m}\n")})
+    scripts = load_all(tmp_path / "s.yaml")
+    assert [s.variant for s in scripts] == ["standard", "short", "long"]
+    assert [s.duration for s in scripts] == [to_samples(600), to_samples(300), to_samples(1200)]
+    assert [s.title for s in scripts] == ["Rest (standard)", "Rest (short)", "Long rest"]
+    assert [s.steps[0].cycles for s in scripts] == [4, 4, 8]
+    assert [s.slug for s in scripts] == ["s-standard", "s-short", "s-long"]
+    assert load(tmp_path / "s.yaml", "short").duration == to_samples(300)
+    with pytest.raises(InvalidInput, match="did you mean 'short'"):
+        load(tmp_path / "s.yaml", "shrt")
+
+
+def test_a_problem_in_a_variant_points_at_the_variant(tmp_path):
+    found = problems(tmp_path, "guidetrack: 1\ntitle: T\nduration: 1m\nvariants:\n  short: {duration: 0}\n"
+                               "  Bad: 2m\n  long: {durration: 3m}\nsteps: [chime]\n")
+    assert any(":5:" in p and "variants.short.duration: must be longer than 0" in p for p in found), found
+    assert any("durration" in p and "did you mean 'duration'" in p and ":7:" in p for p in found), found
+    assert any("Bad" in p for p in found), found
+
+
+def test_fast_voice_is_a_warning(tmp_path):
+    script = load(write(tmp_path, "guidetrack: 1\ntitle: T\nvoice: {rate: 220}\nsteps: [chime]\n"))
+    assert [w.severity for w in script.warnings] == ["warning"]
+    assert "fast for relaxation" in script.warnings[0].message and script.warnings[0].where.line == 3
+
+
+def test_fade_needs_spoken_cues(tmp_path):
+    found = problems(tmp_path, "guidetrack: 1\ntitle: T\nsteps:\n  - breathe: {pattern: box, cycles: 5, cue: tone, fade: 2}\n")
+    assert any("needs cue: words or count" in p for p in found), found
+
+
+def test_a_block_is_not_rendered_as_a_script(tmp_path):
+    found = problems(tmp_path, BLOCK)
+    assert any("this file is a block" in p for p in found), found
+
+
+def test_json_schema_agrees_with_the_loader(tmp_path):
+    from jsonschema import Draft7Validator
+
+    schema = json_schema()
+    Draft7Validator.check_schema(schema)
+    validator = Draft7Validator(schema)
+    import yaml
+
+    # Editors cannot know a parameter's value: quoted "{hold}" is a string, which a duration accepts.
+    good = [yaml.safe_load(CONTRACT_EXAMPLE), yaml.safe_load(BLOCK.replace("{hold}\n", '"{hold}"\n'))]
+    for path in sorted(Path("sessions").rglob("*.yaml")):
+        good.append(yaml.safe_load(path.read_text()))
+    for data in good:
+        assert not list(validator.iter_errors(data)), data.get("title") or data.get("block")
+    bad = ["guidetrack: 1\ntitle: T\nsteps:\n  - sya: hi\n", "guidetrack: 1\ntitle: T\nsteps:\n  - breathe: {cue: loud}\n",
+           "guidetrack: 1\nblock: B\nsteps:\n  - section: S\n    steps:\n      - hold: {for: 1m, mx: 2m}\n"]
+    for text in bad:
+        assert list(validator.iter_errors(yaml.safe_load(text))), text
+
+
+def test_committed_schema_file_is_current():
+    import json
+
+    committed = json.loads(Path("sessions/guidetrack.schema.json").read_text())
+    assert committed == json_schema(), "run: scripts/guidetrack schema > sessions/guidetrack.schema.json"

@@ -114,7 +114,11 @@ class LoopedFile:
         try:
             segment = AudioSegment.from_file(path)
         except (CouldntDecodeError, IndexError, OSError) as err:
-            raise InvalidInput(f"{path}: cannot decode this audio file ({str(err).strip()[:300]})") from None
+            # pydub's message carries ffmpeg's whole banner; its last line says what went wrong
+            lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+            reason = lines[-1].removeprefix(f"{path}: ")[:200] if lines else "unknown reason"
+            raise InvalidInput(f"{path}: ffmpeg cannot decode this audio file ({reason}); "
+                               "use an mp3, wav, ogg or flac file") from None
         segment = segment.set_frame_rate(SAMPLE_RATE).set_channels(CHANNELS).set_sample_width(2)
         audio = np.frombuffer(segment.raw_data, "<i2").astype(np.float32).reshape(-1, CHANNELS) / 32768.0
         if len(audio) < SAMPLE_RATE // 10:

@@ -103,8 +103,9 @@ def check_file(path: Path, root: Path | None = None, cache_dir: Path | None = No
             try:
                 LoopedFile(background.sound)
             except InvalidInput as err:
-                where = Location(path, 1, 1)
-                checked.problems.extend(Problem(p.message, p.where or where) for p in err.problems)
+                where = background.where or Location(path, 1, 1)
+                checked.problems.extend(Problem(f"background.sound: {p.message}", p.where or where)
+                                        for p in err.problems)
         try:
             plan, _ = plan_script(script, cache_dir)
         except InvalidInput as err:

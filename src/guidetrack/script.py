@@ -57,6 +57,7 @@ class Background:
     level_db: float = -18.0  # relative to the voice
     fade_in: Samples = 0
     fade_out: Samples = 0
+    where: Location | None = None  # where the script names the sound
 
     @property
     def is_file(self) -> bool:
@@ -410,8 +411,9 @@ class _Tree:
         if depth > MAX_DEPTH:
             raise InvalidInput(Problem(f"nesting is deeper than {MAX_DEPTH} levels", where))
         if node.tag not in _PLAIN_TAGS:
+            tag = node.tag.replace("tag:yaml.org,2002:", "!!")
             raise InvalidInput(Problem(
-                f"the tag {node.tag} is not allowed: scripts hold plain text, numbers, lists "
+                f"the tag {tag} is not allowed: scripts hold plain text, numbers, lists "
                 "and mappings only", where))
         self.marks[keys] = where
         if isinstance(node, yaml.MappingNode):
@@ -663,8 +665,8 @@ MAX_STEPS = 20_000  # steps after includes are expanded: stops include bombs
 
 
 def substitute(value: Any, params: dict[str, Any]) -> Any:
-    """Put parameter values into a block's steps: `"{hold}"` alone takes the value itself
-    (a number stays a number); inside text, `{name}` is replaced by the value's text.
+    """Put parameter values into a block's steps: `{hold}` alone (quoted or not) takes the
+    value itself, so a number stays a number; inside text, `{name}` becomes the value's text.
     Fields that are not parameters (such as {side}) are left for later."""
     if not params:
         return value
@@ -676,6 +678,11 @@ def substitute(value: Any, params: dict[str, Any]) -> Any:
     if isinstance(value, list):
         return [substitute(v, params) for v in value]
     if isinstance(value, dict):
+        # Unquoted, `hold: {hold}` is YAML for a mapping {hold: null}; it means the parameter.
+        if len(value) == 1:
+            (name, inner), = value.items()
+            if inner is None and name in params:
+                return params[name]
         return {k: substitute(v, params) for k, v in value.items()}
     return value
 
@@ -844,7 +851,8 @@ def _background(value: dict[str, Any], script_path: Path, check: _Checker) -> Ba
     fade_out = check.duration(value["fade_out"], ("background", "fade_out")) if "fade_out" in value else 0
     if level is None or fade_in is None or fade_out is None:
         return None
-    return Background(sound=sound, level_db=level, fade_in=fade_in, fade_out=fade_out)
+    return Background(sound=sound, level_db=level, fade_in=fade_in, fade_out=fade_out,
+                      where=check.tree.where(check._mapped(keys)))
 
 
 def _steps(items: list[Any], keys: KeyPath, check: _Checker, sides: bool) -> tuple[Step, ...]:

@@ -42,6 +42,8 @@ def parse_duration(value: object) -> float:
             seconds = float(text)
         except ValueError:
             compact = text.replace(" ", "")
+            if compact.startswith("-"):
+                raise ValueError(f"'{value}' is negative: a duration is 0 or more") from None
             parts = list(_DURATION_PART.finditer(compact))
             if not parts or "".join(p.group(0) for p in parts) != compact:
                 raise ValueError(
@@ -54,8 +56,10 @@ def parse_duration(value: object) -> float:
             seconds = sum(float(p.group(1)) * _UNIT_SECONDS[p.group(2).lower()] for p in parts)
     else:
         raise ValueError(f"expected a duration like 4s or 1m30s, got {type(value).__name__}")
-    if not math.isfinite(seconds) or seconds < 0:
-        raise ValueError(f"'{value}' is not a usable duration (it must be 0 or more)")
+    if not math.isfinite(seconds):
+        raise ValueError(f"'{value}' is not a usable duration: it is too large or not a number")
+    if seconds < 0:
+        raise ValueError(f"'{value}' is negative: a duration is 0 or more")
     if seconds > 48 * 3600:
         raise ValueError(f"'{value}' is longer than 48 hours")
     return seconds
