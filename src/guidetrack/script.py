@@ -1084,9 +1084,22 @@ def json_schema() -> dict[str, Any]:
     import copy
 
     steps_ref = {"$ref": "#/definitions/steps"}
+    parameter = {"$ref": "#/definitions/parameter"}
+
+    def allow_parameters(node: Any) -> Any:
+        """Wherever a number goes, a parameter may stand: `"{cycles}"` or unquoted `{cycles}`."""
+        if isinstance(node, list):
+            return [allow_parameters(n) for n in node]
+        if not isinstance(node, dict):
+            return node
+        node = {k: v if k == "propertyNames" else allow_parameters(v) for k, v in node.items()}
+        kinds = node.get("type")
+        if set(kinds if isinstance(kinds, list) else [kinds]) & {"integer", "number"}:
+            return {"anyOf": [node, parameter]}
+        return node
 
     def with_steps(schema: dict[str, Any]) -> dict[str, Any]:
-        schema = copy.deepcopy(schema)
+        schema = allow_parameters(copy.deepcopy(schema))
         if "steps" in schema.get("properties", {}):
             schema["properties"]["steps"] = steps_ref
         return schema
@@ -1100,6 +1113,14 @@ def json_schema() -> dict[str, Any]:
         "definitions": {
             "steps": {"type": "array", "minItems": 1, "items": {"$ref": "#/definitions/step"}},
             "step": {"anyOf": steps},
+            "parameter": {
+                "description": "a parameter of this file, declared under `params`",
+                "anyOf": [
+                    {"type": "string", "pattern": PARAM_FIELD.pattern.join("^$")},
+                    {"type": "object", "minProperties": 1, "maxProperties": 1,
+                     "additionalProperties": {"type": "null"}},
+                ],
+            },
         },
         "if": {"type": "object", "required": ["block"]},
         "then": with_steps(BLOCK_SCHEMA),
