@@ -73,23 +73,39 @@ def render(
     out: Annotated[Optional[Path], typer.Option(
         "-o", "--out", help="Output MP3 (default out/<slug>.mp3; with variants, <name>-<variant>.mp3).")] = None,
     variant: VariantOption = None,
+    audio_format: Annotated[str, typer.Option(
+        "--format", "-f", help="mp3, wav, opus (Ogg Opus) or m4a (AAC).")] = "mp3",
+    bitrate: Annotated[str, typer.Option(help="Constant bitrate for mp3, opus and m4a.")] = "128k",
+    vbr: Annotated[Optional[int], typer.Option(
+        min=0, max=9, help="MP3 variable bitrate quality, 0 (best) to 9, instead of --bitrate.")] = None,
+    mono: Annotated[bool, typer.Option("--mono", help="One channel (the loudness target becomes -19 LUFS).")] = False,
+    sample_rate: Annotated[int, typer.Option(help="Output sample rate in Hz (Opus is always 48000).")] = 44100,
+    loudness: Annotated[Optional[float], typer.Option(
+        help="Target integrated loudness in LUFS (default -16, or -19 with --mono; -23 for EBU R128).")] = None,
     cache_dir: CacheOption = None,
 ) -> None:
-    """Render SCRIPT to an MP3, one file per variant."""
+    """Render SCRIPT to audio (MP3 by default), one file per variant, with transcripts and chapters beside it."""
 
     def action() -> None:
+        from .encode import FORMATS, Output
         from .render import output_path, render as render_script
 
+        if audio_format not in FORMATS:
+            raise InvalidInput(f"--format {audio_format}: choose one of {', '.join(FORMATS)}")
+        if not -70 <= (loudness if loudness is not None else -16) <= -5:
+            raise InvalidInput(f"--loudness {loudness}: choose a target between -70 and -5 LUFS")
+        output = Output(audio_format, bitrate, vbr, 1 if mono else 2, sample_rate, loudness)
         scripts = _load(script, variant)
         for one in scripts:
             started = time.perf_counter()
-            result = render_script(one, output_path(one, out, len(scripts) > 1), cache_dir)
+            result = render_script(one, output_path(one, out, len(scripts) > 1, output), cache_dir, output)
             _warn(result.plan)
             spoken = result.cache_hits + result.cache_misses
             _say(
                 f"wrote {result.out}  {format_clock(result.samples)}  "
                 f"{len(result.plan.speech())} cues, {spoken} distinct utterances "
                 f"({result.cache_misses} new, {result.cache_hits} cached)  "
+                f"{output.target_lufs:g} LUFS (gain {result.gain_db:+.1f} dB)  "
                 f"in {time.perf_counter() - started:.1f} s"
             )
 

@@ -1,27 +1,68 @@
-"""PCM blocks -> MP3 file: streamed to ffmpeg, tagged with mutagen, renamed into place.
+"""PCM blocks -> an audio file: measured, streamed to ffmpeg, tagged with mutagen, renamed into place.
 
-The output is written to a temporary file beside the target and renamed only when
-complete, so an interrupted render never leaves a broken file at the output path.
+Loudness is normalised in two passes: ffmpeg's ITU-R BS.1770 meter (the ebur128 filter)
+measures the mix, then the encoding pass applies the gain that reaches the target and a
+lookahead limiter that keeps the true peak under -1 dBTP. The output is written to a
+temporary file beside the target and renamed only when complete, so an interrupted render
+never leaves a broken file at the output path.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterable
+import threading
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .errors import EncodeError
-from .mix import to_pcm16
 from .units import CHANNELS, SAMPLE_RATE
 
-BITRATE = "128k"
-PIPE_BYTES = 1 << 20  # 1 MiB, the default Linux maximum: ~6 s of PCM
+PIPE_BYTES = 1 << 20  # 1 MiB, the default Linux maximum: ~3 s of float PCM
+PEAK_LIMIT_DB = -2.0  # the limiter's sample-peak ceiling: 1 dB below -1 dBTP for inter-sample and codec overshoot
+MAX_GAIN_DB = 30.0  # a near-silent mix is not blown up further than this
+LOUDNESS_TOLERANCE = 0.15  # LU: a lossy file further than this from the target is made again
+FORMATS = {  # name -> (file suffix, ffmpeg codec, ffmpeg muxer)
+    "mp3": (".mp3", "libmp3lame", "mp3"),
+    "wav": (".wav", "pcm_s16le", "wav"),
+    "opus": (".opus", "libopus", "ogg"),
+    "m4a": (".m4a", "aac", "ipod"),
+}
+
+
+@dataclass(frozen=True)
+class Output:
+    """How the finished file is made. Every field changes the bytes written."""
+
+    format: str = "mp3"
+    bitrate: str = "128k"  # constant bitrate for mp3, opus and m4a
+    quality: int | None = None  # mp3 VBR quality 0 (best) .. 9 instead of a bitrate
+    channels: int = 2
+    sample_rate: int = SAMPLE_RATE  # opus is always 48 kHz
+    loudness: float | None = None  # integrated LUFS; None: -16 stereo, -19 mono (podcast norms)
+
+    @property
+    def suffix(self) -> str:
+        return FORMATS[self.format][0]
+
+    @property
+    def target_lufs(self) -> float:
+        if self.loudness is not None:
+            return self.loudness
+        return -16.0 if self.channels == 2 else -19.0
+
+
+@dataclass(frozen=True)
+class Chapter:
+    title: str
+    start_ms: int
+    end_ms: int
 
 
 @dataclass(frozen=True)
@@ -30,6 +71,9 @@ class Tags:
     artist: str
     album: str
     comment: str
+    chapters: tuple[Chapter, ...] = ()
+    cover: bytes = b""  # PNG or JPEG
+    cover_mime: str = "image/png"
 
 
 def ffmpeg_path() -> str:
@@ -39,26 +83,170 @@ def ffmpeg_path() -> str:
     return found
 
 
-def encoder_command(target: str) -> list[str]:
-    """ffmpeg reading raw PCM on stdin, writing an untagged, bit-exact MP3 to `target`."""
+_INPUT = ["-f", "f32le", "-ar", str(SAMPLE_RATE), "-ac", str(CHANNELS), "-i", "pipe:0"]
+
+
+def _level_chain(gain_db: float) -> str:
+    """The gain, then a lookahead limiter; latency=1 compensates the lookahead, so every
+    sample stays where the plan put it."""
+    limit = 10 ** (PEAK_LIMIT_DB / 20)
+    return f"volume={gain_db:.4f}dB,alimiter=limit={limit:.4f}:level=0:latency=1"
+
+
+def encoder_command(target: str, output: Output = Output(), gain_db: float = 0.0) -> list[str]:
+    """ffmpeg reading float PCM on stdin, writing an untagged, bit-exact file to `target`."""
+    _, codec, muxer = FORMATS[output.format]
+    rate = 48_000 if output.format == "opus" else output.sample_rate
+    quality = (["-q:a", str(output.quality)] if output.quality is not None and output.format == "mp3"
+               else [] if output.format == "wav" else ["-b:a", output.bitrate])
+    extra = {"mp3": ["-id3v2_version", "0", "-write_id3v1", "0"], "m4a": ["-movflags", "+faststart"]}
     return [
-        ffmpeg_path(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
-        "-f", "s16le", "-ar", str(SAMPLE_RATE), "-ac", str(CHANNELS), "-i", "pipe:0",
+        ffmpeg_path(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", *_INPUT,
+        "-af", _level_chain(gain_db), "-ac", str(output.channels), "-ar", str(rate),
         "-map_metadata", "-1", "-fflags", "+bitexact", "-flags:a", "+bitexact",
-        "-c:a", "libmp3lame", "-b:a", BITRATE, "-id3v2_version", "0", "-write_id3v1", "0",
-        "-f", "mp3", target,
+        "-c:a", codec, *quality, *extra.get(output.format, []), "-f", muxer, target,
     ]
 
 
-def write_tags(path: Path, tags: Tags) -> None:
-    from mutagen.id3 import COMM, ID3, TALB, TIT2, TPE1
+def measure_loudness(blocks: Iterable[np.ndarray], channels: int = CHANNELS,
+                     gain_db: float | None = None) -> tuple[float, float]:
+    """(integrated loudness in LUFS, sample peak in dBFS) by ffmpeg's ebur128 meter (ITU-R BS.1770,
+    gated), of the blocks as they will be written: downmixed for mono, and through the gain
+    and limiter when `gain_db` is given."""
+    layout = "mono" if channels == 1 else "stereo"
+    chain = (f"{_level_chain(gain_db)}," if gain_db is not None else "") + \
+        f"aformat=channel_layouts={layout},ebur128=framelog=verbose:peak=sample"
+    command = [ffmpeg_path(), "-hide_banner", "-nostdin", "-loglevel", "info", *_INPUT,
+               "-af", chain, "-f", "null", "-"]
+    _, report = _stream(command, blocks)
+    loudness = re.findall(r"I:\s+(-?[\d.]+|-inf) LUFS", report)
+    peak = re.findall(r"Peak:\s+(-?[\d.]+|-inf) dBFS", report)
+    if not loudness or not peak:
+        raise EncodeError("ffmpeg's loudness meter gave no result", command, report)
+    return tuple(float(v) if v != "-inf" else -120.0 for v in (loudness[-1], peak[-1]))  # type: ignore[return-value]
 
-    id3 = ID3()
-    id3.add(TIT2(encoding=3, text=tags.title))
-    id3.add(TPE1(encoding=3, text=tags.artist))
-    id3.add(TALB(encoding=3, text=tags.album))
-    id3.add(COMM(encoding=3, lang="eng", desc="", text=tags.comment))
-    id3.save(str(path), v2_version=4)
+
+def measure_file_loudness(path: Path, channels: int = CHANNELS) -> float:
+    """Integrated loudness (LUFS) of an encoded file, decoded by ffmpeg."""
+    layout = "mono" if channels == 1 else "stereo"
+    command = [ffmpeg_path(), "-hide_banner", "-nostdin", "-nostats", "-loglevel", "info", "-i", str(path),
+               "-af", f"aformat=channel_layouts={layout},ebur128=framelog=verbose", "-f", "null", "-"]
+    result = subprocess.run(command, capture_output=True, text=True)
+    found = re.findall(r"I:\s+(-?[\d.]+|-inf) LUFS", result.stderr)
+    if result.returncode != 0 or not found:
+        raise EncodeError("ffmpeg could not measure the encoded file", command, result.stderr)
+    return float(found[-1]) if found[-1] != "-inf" else -120.0
+
+
+def normalising_gain(blocks: Callable[[], Iterable[np.ndarray]], output: Output) -> float:
+    """The gain (dB) that brings the mix to the output's loudness target.
+
+    One measuring pass, and a second through the limiter when the gain would push peaks
+    into it (the limiter takes a little loudness away, which the second pass gives back).
+    """
+    target = output.target_lufs
+    loudness, peak = measure_loudness(blocks(), output.channels)
+    gain = min(target - loudness, MAX_GAIN_DB)
+    if peak + gain > PEAK_LIMIT_DB and loudness > -100:
+        limited, _ = measure_loudness(blocks(), output.channels, gain)
+        gain = min(gain + (target - limited), MAX_GAIN_DB)
+    return gain
+
+
+def _stream(command: list[str], blocks: Iterable[np.ndarray]) -> tuple[int, str]:
+    """Feed float32 blocks to ffmpeg's stdin; returns (samples written, its stderr). Raises EncodeError."""
+    process = subprocess.Popen(command, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+    _widen_pipe(process.stdin)
+    errors: list[bytes] = []
+    reader = threading.Thread(target=lambda: errors.append(process.stderr.read()), daemon=True)
+    reader.start()
+    written = 0
+    try:
+        assert process.stdin is not None
+        try:
+            for block in blocks:
+                process.stdin.write(np.ascontiguousarray(block, dtype="<f4").tobytes())
+                written += len(block)
+            process.stdin.close()
+        except BrokenPipeError:
+            pass
+        code = process.wait()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        reader.join()
+    report = b"".join(errors).decode("utf-8", "replace")
+    if code != 0:
+        raise EncodeError(f"ffmpeg failed with exit code {code}", command, report)
+    return written, report
+
+
+def _id3_frames(tags: Tags) -> list:
+    from mutagen.id3 import APIC, CHAP, COMM, CTOC, TALB, TIT2, TPE1, CTOCFlags
+
+    frames = [TIT2(encoding=3, text=tags.title), TPE1(encoding=3, text=tags.artist),
+              TALB(encoding=3, text=tags.album), COMM(encoding=3, lang="eng", desc="", text=tags.comment)]
+    if tags.chapters:
+        ids = [f"chp{i}" for i in range(len(tags.chapters))]
+        frames.append(CTOC(element_id="toc", flags=CTOCFlags.TOP_LEVEL | CTOCFlags.ORDERED,
+                           child_element_ids=ids, sub_frames=[TIT2(encoding=3, text=tags.title)]))
+        frames += [CHAP(element_id=i, start_time=c.start_ms, end_time=c.end_ms,
+                        start_offset=0xFFFFFFFF, end_offset=0xFFFFFFFF, sub_frames=[TIT2(encoding=3, text=c.title)])
+                   for i, c in zip(ids, tags.chapters)]
+    if tags.cover:
+        frames.append(APIC(encoding=3, mime=tags.cover_mime, type=3, desc="Cover", data=tags.cover))
+    return frames
+
+
+def _clock(ms: int) -> str:
+    return f"{ms // 3_600_000:02d}:{ms // 60_000 % 60:02d}:{ms // 1000 % 60:02d}.{ms % 1000:03d}"
+
+
+def write_tags(path: Path, tags: Tags, output: Output = Output()) -> None:
+    """Title, artist, album, comment, chapters and cover, in the format's own kind of tags."""
+    if output.format in ("mp3", "wav"):
+        from mutagen.id3 import ID3
+        from mutagen.wave import WAVE
+
+        if output.format == "mp3":
+            id3 = ID3()
+            for frame in _id3_frames(tags):
+                id3.add(frame)
+            id3.save(str(path), v2_version=4, padding=lambda info: 0)
+        else:
+            wave = WAVE(str(path))
+            wave.add_tags()
+            for frame in _id3_frames(tags):
+                wave.tags.add(frame)
+            wave.save(v2_version=4, padding=lambda info: 0)
+    elif output.format == "opus":
+        import base64
+
+        from mutagen.flac import Picture
+        from mutagen.oggopus import OggOpus
+
+        opus = OggOpus(str(path))
+        opus.tags.clear()
+        opus.tags.update({"TITLE": tags.title, "ARTIST": tags.artist, "ALBUM": tags.album, "COMMENT": tags.comment})
+        for i, chapter in enumerate(tags.chapters, 1):  # the Vorbis comment chapter convention
+            opus.tags[f"CHAPTER{i:03d}"] = _clock(chapter.start_ms)
+            opus.tags[f"CHAPTER{i:03d}NAME"] = chapter.title
+        if tags.cover:
+            picture = Picture()
+            picture.type, picture.mime, picture.data = 3, tags.cover_mime, tags.cover
+            opus.tags["METADATA_BLOCK_PICTURE"] = base64.b64encode(picture.write()).decode("ascii")
+        opus.save(padding=lambda info: 0)
+    else:
+        from mutagen.mp4 import MP4, MP4Cover
+
+        m4a = MP4(str(path))
+        m4a.tags = m4a.tags if m4a.tags is not None else m4a.add_tags() or m4a.tags
+        m4a.tags.update({"\xa9nam": tags.title, "\xa9ART": tags.artist, "\xa9alb": tags.album, "\xa9cmt": tags.comment})
+        if tags.cover:
+            kind = MP4Cover.FORMAT_PNG if tags.cover_mime == "image/png" else MP4Cover.FORMAT_JPEG
+            m4a.tags["covr"] = [MP4Cover(tags.cover, imageformat=kind)]
+        m4a.save(padding=lambda info: 0)
 
 
 def _widen_pipe(stream) -> None:
@@ -71,38 +259,30 @@ def _widen_pipe(stream) -> None:
         pass
 
 
-def encode(blocks: Iterable[np.ndarray], out: Path, tags: Tags) -> int:
-    """Stream `blocks` into `out` as a tagged MP3. Returns the number of samples written."""
+def encode(blocks: Callable[[], Iterable[np.ndarray]], out: Path, tags: Tags, output: Output = Output(),
+           gain_db: float | None = None) -> tuple[int, float]:
+    """Write the mix to `out`, normalised to the output's loudness target.
+
+    `blocks` makes the mix afresh for each pass. Returns (samples written, gain applied in dB).
+    """
+    if gain_db is None:
+        gain_db = normalising_gain(blocks, output)
     out.parent.mkdir(parents=True, exist_ok=True)
     handle, temp_name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".part")
     os.close(handle)
     temp = Path(temp_name)
-    command = encoder_command(str(temp))
-    written = 0
     try:
-        with tempfile.TemporaryFile() as errors:
-            process = subprocess.Popen(command, stdin=subprocess.PIPE, stderr=errors)
-            _widen_pipe(process.stdin)
-            try:
-                assert process.stdin is not None
-                for block in blocks:
-                    process.stdin.write(to_pcm16(block))
-                    written += len(block)
-                process.stdin.close()
-                code = process.wait()
-            except BrokenPipeError:
-                code = process.wait()
-            finally:
-                if process.poll() is None:
-                    process.kill()
-                    process.wait()
-            if code != 0:
-                errors.seek(0)
-                raise EncodeError(f"ffmpeg failed with exit code {code}", command,
-                                  errors.read().decode("utf-8", "replace"))
-        write_tags(temp, tags)
+        written, _ = _stream(encoder_command(str(temp), output, gain_db), blocks())
+        if output.format != "wav":
+            # A lossy codec can take some loudness away (LAME at 128 kbit/s: about 0.4 LU on speech);
+            # measure the file itself, and make it once more with that given back.
+            miss = output.target_lufs - measure_file_loudness(temp, output.channels)
+            if LOUDNESS_TOLERANCE < abs(miss) < 20 and gain_db + miss <= MAX_GAIN_DB:
+                gain_db += miss
+                written, _ = _stream(encoder_command(str(temp), output, gain_db), blocks())
+        write_tags(temp, tags, output)
         os.chmod(temp, 0o644)
         os.replace(temp, out)
     finally:
         temp.unlink(missing_ok=True)
-    return written
+    return written, gain_db

@@ -204,8 +204,3 @@ def mix(plan: Plan, clip: Callable[[str], np.ndarray], block: Samples = BLOCK) -
             if hi > lo:
                 out[lo - begin: hi - begin] += audio[lo - event.start: hi - event.start, None]
         yield out
-
-
-def to_pcm16(block: np.ndarray) -> bytes:
-    """Interleaved little-endian 16-bit PCM; the mix is clipped, never wrapped."""
-    return (np.clip(block, -1.0, 1.0) * 32767.0).round().astype("<i2").tobytes()

@@ -105,7 +105,8 @@ class _Mark:
 _Item = _Utterances | Pause | Chime | Breathe | _HoldItem | _Mark
 
 
-def _flatten(steps: Sequence[Step], side: str | None, gap: Samples, out: list[_Item], holds: list[Hold]) -> None:
+def _flatten(steps: Sequence[Step], side: str | None, gap: Samples, out: list[_Item], holds: list[Hold],
+             section_chimes: bool = False) -> None:
     def fill(text: str) -> str:
         return text.replace(SIDE_FIELD, side) if side is not None else text
 
@@ -117,10 +118,12 @@ def _flatten(steps: Sequence[Step], side: str | None, gap: Samples, out: list[_I
             holds.append(step)
         elif isinstance(step, Sides):
             for name in step.sides:
-                _flatten(step.steps, name, gap, out, holds)
+                _flatten(step.steps, name, gap, out, holds, section_chimes)
         elif isinstance(step, Section):
             out.append(_Mark(fill(step.title), True))
-            _flatten(step.steps, side, gap, out, holds)
+            if section_chimes:
+                out.append(Chime(step.where))
+            _flatten(step.steps, side, gap, out, holds, section_chimes)
             out.append(_Mark(fill(step.title), False))
         else:
             out.append(step)
@@ -215,7 +218,7 @@ def _reminder_room(spoken: Sequence[Samples]) -> Samples:
 def make_plan(script: Script, measure: Measure) -> Plan:
     items: list[_Item] = []
     holds: list[Hold] = []
-    _flatten(script.steps, None, script.gap, items, holds)
+    _flatten(script.steps, None, script.gap, items, holds, script.section_chimes)
     spoken = measure(_texts(items))
     warnings: list[Problem] = list(script.warnings)
 

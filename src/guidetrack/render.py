@@ -7,12 +7,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import __version__
-from .encode import Tags, encode
+from .encode import Chapter, Output, Tags, encode
 from .errors import InvalidInput, Location, Problem
 from .mix import LoopedFile, mix
 from .plan import Plan, make_plan
 from .script import Script, check_block, is_block, load_all
+from .sidecars import generated_cover, write_sidecars
 from .speech import ClipCache, Speaker
+from .units import SAMPLE_RATE
 
 SCRIPT_SUFFIXES = (".yaml", ".yml")
 
@@ -24,6 +26,8 @@ class Rendered:
     samples: int
     cache_hits: int
     cache_misses: int
+    gain_db: float = 0.0  # applied to reach the loudness target
+    sidecars: tuple[Path, ...] = ()
 
 
 def plan_script(script: Script, cache_dir: Path | None = None) -> tuple[Plan, Speaker]:
@@ -31,28 +35,39 @@ def plan_script(script: Script, cache_dir: Path | None = None) -> tuple[Plan, Sp
     return make_plan(script, speaker.lengths), speaker
 
 
-def tags_for(script: Script) -> Tags:
+def tags_for(script: Script, plan: Plan | None = None) -> Tags:
+    if script.cover is not None:
+        cover = script.cover.read_bytes()
+        mime = "image/png" if cover.startswith(b"\x89PNG") else "image/jpeg"
+    else:
+        cover, mime = generated_cover(script.title, script.author or "guidetrack"), "image/png"
+    chapters = tuple(Chapter(c.title, c.start * 1000 // SAMPLE_RATE, c.end * 1000 // SAMPLE_RATE)
+                     for c in plan.chapters) if plan else ()
     return Tags(
         title=script.title,
         artist=script.author or "guidetrack",
         album=script.album or "guidetrack sessions",
         comment=script.description or f"Rendered by guidetrack {__version__} from {script.path.name}",
+        chapters=chapters,
+        cover=cover,
+        cover_mime=mime,
     )
 
 
-def output_path(script: Script, out: Path | None = None, several: bool = False) -> Path:
-    """out/<slug>.mp3 by default. With several variants, `-o x.mp3` becomes x-<variant>.mp3."""
+def output_path(script: Script, out: Path | None = None, several: bool = False, output: Output = Output()) -> Path:
+    """out/<slug>.<ext> by default. With several variants, `-o x.mp3` becomes x-<variant>.mp3."""
     if out is None:
-        return Path("out") / f"{script.slug}.mp3"
+        return Path("out") / f"{script.slug}{output.suffix}"
     if several and script.variant:
-        return out.with_name(f"{out.stem}-{script.variant}{out.suffix or '.mp3'}")
+        return out.with_name(f"{out.stem}-{script.variant}{out.suffix or output.suffix}")
     return out
 
 
-def render(script: Script, out: Path, cache_dir: Path | None = None) -> Rendered:
+def render(script: Script, out: Path, cache_dir: Path | None = None, output: Output = Output()) -> Rendered:
     plan, speaker = plan_script(script, cache_dir)
-    samples = encode(mix(plan, speaker.clip), out, tags_for(script))
-    return Rendered(out, plan, samples, speaker.cache.hits, speaker.cache.misses)
+    samples, gain = encode(lambda: mix(plan, speaker.clip), out, tags_for(script, plan), output)
+    sidecars = write_sidecars(plan, out)
+    return Rendered(out, plan, samples, speaker.cache.hits, speaker.cache.misses, gain, tuple(sidecars))
 
 
 # ---------------------------------------------------------------- checking

@@ -168,6 +168,8 @@ class Script:
     voice: VoiceSpec = field(default_factory=VoiceSpec)
     background: Background | None = None
     gap: Samples = to_samples(0.8)  # silence after each `say`
+    cover: Path | None = None  # an image to embed; None: a generated cover
+    section_chimes: bool = False  # a chime at the start of every section
     variant: str = ""  # the variant's name; "" for a script without variants
     sources: tuple[Path, ...] = ()  # the script, its blocks and audio files: all the sound depends on
     warnings: tuple[Problem, ...] = ()
@@ -263,6 +265,9 @@ _VARIANT_PROPERTIES = {
     "gap": _DURATION,
     "voice": VOICE_SCHEMA,
     "background": _BACKGROUND,
+    "cover": {"type": "string", "pattern": r"(?i)\.(png|jpe?g)$",
+              "description": "a PNG or JPEG image, relative to the script, embedded as cover art"},
+    "chimes": {"enum": ["sections"], "description": "sections: a chime at the start of every section"},
     "with": _WITH,
 }
 TOP_SCHEMA = {
@@ -802,8 +807,21 @@ def _build(path: Path, variant: str, data: dict[str, Any], params: dict[str, Any
         voice=voice or VoiceSpec(),
         background=background,
         gap=gap if gap is not None else 0,
+        cover=_cover(data.get("cover"), path, check),
+        section_chimes=data.get("chimes") == "sections",
         variant=variant,
     )
+
+
+def _cover(value: Any, script_path: Path, check: _Checker) -> Path | None:
+    if not isinstance(value, str):
+        return None
+    file = (script_path.parent / value).resolve()
+    if not file.is_file():
+        check.error(("cover",), f"the image {file} does not exist (paths are relative to the script)")
+        return None
+    check.context.sources[file] = None
+    return file
 
 
 FAST_RATE = 170  # words a minute: faster than this does not sound calm

@@ -1,0 +1,98 @@
+"""Files next to the audio: transcripts (WebVTT, SRT), Podcasting 2.0 chapters, a generated cover.
+
+All of it comes from the plan, so every time is the exact time in the rendered audio.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+import textwrap
+from functools import lru_cache
+from pathlib import Path
+
+from .plan import Plan
+from .units import SAMPLE_RATE, Samples
+
+COVER_SIZE = 1400  # pixels square: the smallest cover podcast directories accept
+
+
+def _ms(samples: Samples) -> int:
+    return samples * 1000 // SAMPLE_RATE
+
+
+def _stamp(samples: Samples, comma: bool = False) -> str:
+    ms = _ms(samples)
+    text = f"{ms // 3_600_000:02d}:{ms // 60_000 % 60:02d}:{ms // 1000 % 60:02d}.{ms % 1000:03d}"
+    return text.replace(".", ",") if comma else text
+
+
+def webvtt(plan: Plan) -> str:
+    cues = [f"{_stamp(e.start)} --> {_stamp(e.start + e.length)}\n{e.text}" for e in plan.speech()]
+    return "WEBVTT\n\n" + "\n\n".join(cues) + "\n"
+
+
+def srt(plan: Plan) -> str:
+    cues = [f"{i}\n{_stamp(e.start, True)} --> {_stamp(e.start + e.length, True)}\n{e.text}"
+            for i, e in enumerate(plan.speech(), 1)]
+    return "\n\n".join(cues) + "\n"
+
+
+def podcast_chapters(plan: Plan) -> str:
+    """The Podcasting 2.0 JSON chapters format, version 1.2.0."""
+    chapters = [{"startTime": round(c.start / SAMPLE_RATE, 3), "endTime": round(c.end / SAMPLE_RATE, 3),
+                 "title": c.title} for c in plan.chapters]
+    return json.dumps({"version": "1.2.0", "chapters": chapters}, indent=2, ensure_ascii=False) + "\n"
+
+
+def sidecar_paths(audio: Path) -> dict[str, Path]:
+    stem = audio.with_suffix("")
+    return {"vtt": stem.with_suffix(".vtt"), "srt": stem.with_suffix(".srt"),
+            "chapters": stem.with_name(stem.name + ".chapters.json")}
+
+
+def write_sidecars(plan: Plan, audio: Path) -> list[Path]:
+    paths = sidecar_paths(audio)
+    texts = {"vtt": webvtt(plan), "srt": srt(plan), "chapters": podcast_chapters(plan)}
+    for kind, path in paths.items():
+        write_atomically(path, texts[kind].encode("utf-8"))
+    return list(paths.values())
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    try:
+        with os.fdopen(handle, "wb") as file:
+            file.write(data)
+        os.chmod(temp, 0o644)
+        os.replace(temp, path)
+    finally:
+        Path(temp).unlink(missing_ok=True)
+
+
+@lru_cache(maxsize=32)
+def generated_cover(title: str, subtitle: str = "") -> bytes:
+    """A calm, simple PNG cover with the title: a dusk gradient and centred text. Deterministic."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    size = COVER_SIZE
+    top, bottom = (38, 52, 86), (171, 128, 140)  # evening blue to soft rose
+    gradient = Image.linear_gradient("L").resize((size, size))
+    image = Image.composite(Image.new("RGB", (size, size), bottom), Image.new("RGB", (size, size), top), gradient)
+    draw = ImageDraw.Draw(image)
+    draw.ellipse((size * 0.32, size * 0.14, size * 0.68, size * 0.50), fill=(236, 214, 190))  # a low moon
+    font = ImageFont.load_default(size=110)
+    small = ImageFont.load_default(size=56)
+    lines = textwrap.wrap(title, width=18)[:4]
+    y = size * 0.58
+    for line in lines:
+        draw.text((size / 2, y), line, font=font, fill=(250, 246, 240), anchor="ma")
+        y += 130
+    if subtitle:
+        draw.text((size / 2, size * 0.92), subtitle, font=small, fill=(240, 232, 225), anchor="ms")
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", optimize=True)
+    return buffer.getvalue()
