@@ -172,3 +172,12 @@ def test_new_presets(tmp_path):
     for name, seconds in (("resonant", 10), ("triangle", 12), ("calming", 9)):
         plan = plan_of(tmp_path, f"steps:\n  - breathe: {{pattern: {name}, cycles: 2, cue: none}}\n")
         assert plan.length == 2 * to_samples(seconds)
+
+
+def test_chimes_at_every_section(tmp_path):
+    plan = plan_of(tmp_path, "chimes: sections\nsteps:\n  - section: A\n    steps: [{pause: 2s}]\n"
+                             "  - section: B\n    steps: [{pause: 3s}]\n")
+    chimes = [e.start for e in plan.events if e.kind == "chime"]
+    assert chimes == [0, CHIME_LENGTH + to_samples(2)]
+    assert [(c.title, c.start) for c in plan.chapters] == [("A", 0), ("B", CHIME_LENGTH + to_samples(2))]
+    assert plan.length == 2 * CHIME_LENGTH + to_samples(5)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 import subprocess
 
 import numpy as np
@@ -81,9 +83,99 @@ def test_breath_cues_fall_on_the_grid(short):
     assert np.allclose(np.diff(cues), [4, 6, 4], atol=1e-6)
 
 
-def test_second_render_reuses_the_cache(gt, tmp_path, short):
-    result = gt("render", SCRIPTS / "short.yaml", "-o", tmp_path / "again.mp3", check=True)
+def test_second_render_reuses_the_cache_and_gives_the_same_bytes(gt, tmp_path, short):
+    again = tmp_path / "again.mp3"
+    result = gt("render", SCRIPTS / "short.yaml", "-o", again, check=True)
     assert "(0 new," in result.stderr, result.stderr
+    assert again.read_bytes() == short[0].read_bytes()
+    for suffix in (".vtt", ".srt", ".chapters.json"):
+        assert again.with_name("again" + suffix).read_bytes() == short[0].with_name("short" + suffix).read_bytes()
+
+
+def true_peak_dbtp(path) -> float:
+    report = subprocess.run(["ffmpeg", "-hide_banner", "-nostats", "-i", str(path), "-af",
+                             "ebur128=peak=true:framelog=verbose", "-f", "null", "-"],
+                            capture_output=True, text=True, check=True).stderr
+    return float(re.findall(r"Peak:\s+(-?[\d.]+) dBFS", report)[-1])
+
+
+def lufs(audio: np.ndarray) -> float:
+    import pyloudnorm
+
+    return pyloudnorm.Meter(44100).integrated_loudness(audio.astype(np.float64))
+
+
+def test_loudness_is_normalised_with_true_peak_below_minus_one(short):
+    out, _, audio, _ = short
+    assert abs(lufs(audio) - (-16.0)) < 0.5, lufs(audio)
+    assert true_peak_dbtp(out) <= -1.0
+
+
+def test_chapters_match_the_plan(short):
+    out, plan, _, _ = short
+    tags = ID3(out)
+    (toc,) = tags.getall("CTOC")
+    chapters = [tags[f"CHAP:{element}"] for element in toc.child_element_ids]
+    assert [(str(c.sub_frames["TIT2"]), c.start_time, c.end_time) for c in chapters] == [
+        (c["title"], int(c["start"] * 1000), int(c["end"] * 1000)) for c in plan["chapters"]]
+    assert [c["title"] for c in plan["chapters"]] == ["Arrive", "Breathe"]
+    podcast = json.loads(out.with_name("short.chapters.json").read_text())
+    assert podcast["version"] == "1.2.0"
+    assert [(c["title"], c["startTime"]) for c in podcast["chapters"]] == [
+        (c["title"], round(c["start"], 3)) for c in plan["chapters"]]
+
+
+def test_transcripts_match_the_plan(short):
+    out, plan, _, _ = short
+    speech = [e for e in plan["events"] if e["kind"] == "speech"]
+    vtt = out.with_name("short.vtt").read_text()
+    assert vtt.startswith("WEBVTT\n")
+    cues = re.findall(r"(\d\d):(\d\d):(\d\d)\.(\d{3}) --> [\d:.]+\n(.+)", vtt)
+    assert [(int(h) * 3600 + int(m) * 60 + int(s) + int(ms) / 1000, text) for h, m, s, ms, text in cues] == [
+        (int(e["start"] * 1000) / 1000, e["text"]) for e in speech]
+    srt = out.with_name("short.srt").read_text()
+    assert srt.count(" --> ") == len(speech) and srt.startswith("1\n00:00:")
+
+
+def test_a_generated_cover_is_embedded(short):
+    out, _, _, _ = short
+    (cover,) = ID3(out).getall("APIC")
+    assert cover.mime == "image/png" and cover.data.startswith(b"\x89PNG") and cover.type == 3
+    from io import BytesIO
+
+    from PIL import Image
+
+    image = Image.open(BytesIO(cover.data))
+    assert image.size == (1400, 1400)
+    assert len(image.convert("RGB").resize((8, 8)).getcolors()) > 4  # a picture, not a blank square
+
+
+@pytest.mark.parametrize("args, suffix, codec, loudness, channels", [
+    (["--format", "wav"], ".wav", "pcm_s16le", -16, 2),
+    (["--format", "opus"], ".opus", "opus", -16, 2),
+    (["--format", "m4a"], ".m4a", "aac", -16, 2),
+    (["--mono", "--vbr", "4", "--sample-rate", "22050"], ".mp3", "mp3", -19, 1),
+    (["--loudness", "-23"], ".mp3", "mp3", -23, 2),
+])
+def test_output_settings(gt, tmp_path, args, suffix, codec, loudness, channels):
+    out = tmp_path / f"short{suffix}"
+    gt("render", SCRIPTS / "short.yaml", "-o", out, *args, check=True)
+    probe = json.loads(subprocess.run(
+        ["ffprobe", "-v", "error", "-show_streams", "-show_format", "-of", "json", str(out)],
+        capture_output=True, text=True, check=True).stdout)
+    stream = probe["streams"][0]
+    assert stream["codec_name"] == codec and stream["channels"] == channels
+    if "--sample-rate" in args:
+        assert stream["sample_rate"] == "22050"
+    assert abs(float(probe["format"]["duration"]) - 50.0) < 0.1
+    tags = {k.lower(): v for k, v in probe["format"].get("tags", {}).items()}
+    tags.update({k.lower(): v for k, v in stream.get("tags", {}).items()})
+    assert tags.get("title") == "Short Test Session", tags
+    raw = subprocess.run(["ffmpeg", "-v", "error", "-i", str(out), "-f", "f32le", "-ac", str(channels), "-ar", "44100",
+                          "-"], capture_output=True, check=True).stdout
+    audio = np.frombuffer(raw, np.float32).reshape(-1, channels)
+    assert abs(lufs(audio) - loudness) < 0.5, lufs(audio)
+    assert true_peak_dbtp(out) <= -1.0
 
 
 def test_damaged_cache_entry_is_remade(gt, tmp_path):

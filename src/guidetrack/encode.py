@@ -52,6 +52,10 @@ class Output:
         return FORMATS[self.format][0]
 
     @property
+    def rate(self) -> int:
+        return 48_000 if self.format == "opus" else self.sample_rate
+
+    @property
     def target_lufs(self) -> float:
         if self.loudness is not None:
             return self.loudness
@@ -86,36 +90,39 @@ def ffmpeg_path() -> str:
 _INPUT = ["-f", "f32le", "-ar", str(SAMPLE_RATE), "-ac", str(CHANNELS), "-i", "pipe:0"]
 
 
-def _level_chain(gain_db: float) -> str:
-    """The gain, then a lookahead limiter; latency=1 compensates the lookahead, so every
-    sample stays where the plan put it."""
+def _level_chain(output: "Output", gain_db: float) -> str:
+    """The output's channels and rate, the gain, then a lookahead limiter, last, so it sees the
+    samples as they are written. latency=1 compensates the lookahead: every sample stays where
+    the plan put it."""
     limit = 10 ** (PEAK_LIMIT_DB / 20)
-    return f"volume={gain_db:.4f}dB,alimiter=limit={limit:.4f}:level=0:latency=1"
+    layout = "mono" if output.channels == 1 else "stereo"
+    return (f"aformat=sample_rates={output.rate}:channel_layouts={layout},"
+            f"volume={gain_db:.4f}dB,alimiter=limit={limit:.4f}:level=0:latency=1")
 
 
 def encoder_command(target: str, output: Output = Output(), gain_db: float = 0.0) -> list[str]:
     """ffmpeg reading float PCM on stdin, writing an untagged, bit-exact file to `target`."""
     _, codec, muxer = FORMATS[output.format]
-    rate = 48_000 if output.format == "opus" else output.sample_rate
     quality = (["-q:a", str(output.quality)] if output.quality is not None and output.format == "mp3"
                else [] if output.format == "wav" else ["-b:a", output.bitrate])
     extra = {"mp3": ["-id3v2_version", "0", "-write_id3v1", "0"], "m4a": ["-movflags", "+faststart"]}
     return [
         ffmpeg_path(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", *_INPUT,
-        "-af", _level_chain(gain_db), "-ac", str(output.channels), "-ar", str(rate),
+        "-af", _level_chain(output, gain_db),
         "-map_metadata", "-1", "-fflags", "+bitexact", "-flags:a", "+bitexact",
         "-c:a", codec, *quality, *extra.get(output.format, []), "-f", muxer, target,
     ]
 
 
-def measure_loudness(blocks: Iterable[np.ndarray], channels: int = CHANNELS,
+def measure_loudness(blocks: Iterable[np.ndarray], output: Output = Output(),
                      gain_db: float | None = None) -> tuple[float, float]:
     """(integrated loudness in LUFS, sample peak in dBFS) by ffmpeg's ebur128 meter (ITU-R BS.1770,
     gated), of the blocks as they will be written: downmixed for mono, and through the gain
     and limiter when `gain_db` is given."""
-    layout = "mono" if channels == 1 else "stereo"
-    chain = (f"{_level_chain(gain_db)}," if gain_db is not None else "") + \
-        f"aformat=channel_layouts={layout},ebur128=framelog=verbose:peak=sample"
+    chain = _level_chain(output, gain_db if gain_db is not None else 0.0)
+    if gain_db is None:  # the raw mix: no limiter yet
+        chain = chain.split(",volume=")[0]
+    chain += ",ebur128=framelog=verbose:peak=sample"
     command = [ffmpeg_path(), "-hide_banner", "-nostdin", "-loglevel", "info", *_INPUT,
                "-af", chain, "-f", "null", "-"]
     _, report = _stream(command, blocks)
@@ -145,10 +152,10 @@ def normalising_gain(blocks: Callable[[], Iterable[np.ndarray]], output: Output)
     into it (the limiter takes a little loudness away, which the second pass gives back).
     """
     target = output.target_lufs
-    loudness, peak = measure_loudness(blocks(), output.channels)
+    loudness, peak = measure_loudness(blocks(), output)
     gain = min(target - loudness, MAX_GAIN_DB)
     if peak + gain > PEAK_LIMIT_DB and loudness > -100:
-        limited, _ = measure_loudness(blocks(), output.channels, gain)
+        limited, _ = measure_loudness(blocks(), output, gain)
         gain = min(gain + (target - limited), MAX_GAIN_DB)
     return gain
 
