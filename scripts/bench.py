@@ -30,20 +30,21 @@ def timed(command: list[str], env: dict | None = None, stdin=None) -> float:
 
 
 def render_command(script: Path, out: Path) -> list[str]:
-    return [sys.executable, "-m", "guidetrack", "render", str(script), "-o", str(out)]
+    return [sys.executable, "-m", "guidetrack", "render", str(script), "--variant", "standard", "-o", str(out)]
 
 
 def floors(work: Path, cache: Path) -> tuple[float, float, int]:
     from guidetrack.encode import encoder_command
-    from guidetrack.mix import mix, to_pcm16
+    from guidetrack.mix import mix
     from guidetrack.render import plan_script
+    from guidetrack.script import load
     from guidetrack.speech import split_speech
 
-    plan, speaker = plan_script(SESSION, cache)
+    plan, speaker = plan_script(load(SESSION, "standard"), cache)
     raw = work / "track.pcm"
     with raw.open("wb") as out:
         for block in mix(plan, speaker.clip):
-            out.write(to_pcm16(block))
+            out.write(block.astype("<f4").tobytes())
     with raw.open("rb") as source:
         encode = timed(encoder_command(str(work / "floor.mp3")), stdin=source)
     chunks = sorted({c for e in plan.speech() for c, _ in split_speech(e.text)})
@@ -74,7 +75,7 @@ steps:
 MEASURE = """
 import resource, sys
 from guidetrack.cli import main
-sys.argv = ["guidetrack", "render", sys.argv[1], "-o", sys.argv[2]]
+sys.argv = ["guidetrack", "render", sys.argv[1], "-o", sys.argv[2]]  # no variants: one track
 try:
     main()
 except SystemExit:

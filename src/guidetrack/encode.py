@@ -272,6 +272,7 @@ def encode(blocks: Callable[[], Iterable[np.ndarray]], out: Path, tags: Tags, ou
 
     `blocks` makes the mix afresh for each pass. Returns (samples written, gain applied in dB).
     """
+    measured = gain_db is None  # a given gain was measured on an earlier, identical render
     if gain_db is None:
         gain_db = normalising_gain(blocks, output)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -280,7 +281,7 @@ def encode(blocks: Callable[[], Iterable[np.ndarray]], out: Path, tags: Tags, ou
     temp = Path(temp_name)
     try:
         written, _ = _stream(encoder_command(str(temp), output, gain_db), blocks())
-        if output.format != "wav":
+        if measured and output.format != "wav":
             # A lossy codec can take some loudness away (LAME at 128 kbit/s: about 0.4 LU on speech);
             # measure the file itself, and make it once more with that given back.
             miss = output.target_lufs - measure_file_loudness(temp, output.channels)

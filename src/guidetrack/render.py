@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,7 +14,7 @@ from .errors import InvalidInput, Location, Problem
 from .mix import LoopedFile, mix
 from .plan import Plan, make_plan
 from .script import Script, check_block, is_block, load_all
-from .sidecars import generated_cover, write_sidecars
+from .sidecars import generated_cover, write_atomically, write_sidecars
 from .speech import ClipCache, Speaker
 from .units import SAMPLE_RATE
 
@@ -63,9 +65,39 @@ def output_path(script: Script, out: Path | None = None, several: bool = False, 
     return out
 
 
+def _gain_file(plan: Plan, speaker: Speaker, output: Output) -> Path:
+    """Where the normalising gain of this exact mix and output is remembered.
+
+    The key covers everything that changes the mix's samples: the timeline, the voice and
+    engine, the background (and its file's bytes), the output settings and guidetrack itself.
+    """
+    background = plan.script.background
+    fields = {
+        "plan": plan.to_json(), "voice": repr(speaker.voice),
+        "engine": [speaker.engine.name, speaker.engine.version], "background": repr(background),
+        "background_file": hashlib.sha256(Path(background.sound).read_bytes()).hexdigest()
+        if background is not None and background.is_file else "",
+        "output": repr(output), "guidetrack": __version__,
+    }
+    key = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
+    return speaker.cache.folder / "gains" / f"{plan.script.slug[:40]}-{key[:24]}.json"
+
+
+def _remembered_gain(path: Path) -> float | None:
+    try:
+        return float(json.loads(path.read_text())["gain_db"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def render(script: Script, out: Path, cache_dir: Path | None = None, output: Output = Output()) -> Rendered:
+    """Render one script. The loudness measurement (two or three passes over the mix) is done
+    once per distinct mix; later renders of the same mix reuse the gain it found."""
     plan, speaker = plan_script(script, cache_dir)
-    samples, gain = encode(lambda: mix(plan, speaker.clip), out, tags_for(script, plan), output)
+    remembered = _gain_file(plan, speaker, output)
+    gain = _remembered_gain(remembered)
+    samples, gain = encode(lambda: mix(plan, speaker.clip), out, tags_for(script, plan), output, gain)
+    write_atomically(remembered, json.dumps({"gain_db": gain}).encode())
     sidecars = write_sidecars(plan, out)
     return Rendered(out, plan, samples, speaker.cache.hits, speaker.cache.misses, gain, tuple(sidecars))
 
