@@ -36,3 +36,11 @@ def test_parse_level_rejects(bad):
 def test_samples_are_exact_at_the_edges():
     assert to_samples(1.0) == SAMPLE_RATE
     assert to_samples(0.5) == SAMPLE_RATE // 2
+
+
+def test_timestamps_for_transcripts_and_chapters():
+    from guidetrack.units import timestamp, to_ms
+
+    assert to_ms(44_100 * 3_725 + 44_099) == 3_725_999  # rounded down, never ahead of the audio
+    assert timestamp(3_725_999) == "01:02:05.999"
+    assert timestamp(61_005, ",") == "00:01:01,005"

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import EncodeError
-from .units import CHANNELS, SAMPLE_RATE
+from .units import CHANNELS, SAMPLE_RATE, timestamp
 
 PIPE_BYTES = 1 << 20  # 1 MiB, the default Linux maximum: ~3 s of float PCM
 PEAK_LIMIT_DB = -2.0  # the limiter's sample-peak ceiling: 1 dB below -1 dBTP for inter-sample and codec overshoot
@@ -206,10 +206,6 @@ def _id3_frames(tags: Tags) -> list:
     return frames
 
 
-def _clock(ms: int) -> str:
-    return f"{ms // 3_600_000:02d}:{ms // 60_000 % 60:02d}:{ms // 1000 % 60:02d}.{ms % 1000:03d}"
-
-
 def write_tags(path: Path, tags: Tags, output: Output = Output()) -> None:
     """Title, artist, album, comment, chapters and cover, in the format's own kind of tags."""
     if output.format in ("mp3", "wav"):
@@ -237,7 +233,7 @@ def write_tags(path: Path, tags: Tags, output: Output = Output()) -> None:
         opus.tags.clear()
         opus.tags.update({"TITLE": tags.title, "ARTIST": tags.artist, "ALBUM": tags.album, "COMMENT": tags.comment})
         for i, chapter in enumerate(tags.chapters, 1):  # the Vorbis comment chapter convention
-            opus.tags[f"CHAPTER{i:03d}"] = _clock(chapter.start_ms)
+            opus.tags[f"CHAPTER{i:03d}"] = timestamp(chapter.start_ms)
             opus.tags[f"CHAPTER{i:03d}NAME"] = chapter.title
         if tags.cover:
             picture = Picture()

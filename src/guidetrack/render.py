@@ -16,7 +16,7 @@ from .plan import Plan, make_plan
 from .script import Script, check_block, is_block, load_all
 from .sidecars import generated_cover, write_atomically, write_sidecars
 from .speech import ClipCache, Speaker
-from .units import SAMPLE_RATE
+from .units import to_ms
 
 SCRIPT_SUFFIXES = (".yaml", ".yml")
 
@@ -43,7 +43,7 @@ def tags_for(script: Script, plan: Plan | None = None) -> Tags:
         mime = "image/png" if cover.startswith(b"\x89PNG") else "image/jpeg"
     else:
         cover, mime = generated_cover(script.title, script.author or "guidetrack"), "image/png"
-    chapters = tuple(Chapter(c.title, c.start * 1000 // SAMPLE_RATE, c.end * 1000 // SAMPLE_RATE)
+    chapters = tuple(Chapter(c.title, to_ms(c.start), to_ms(c.end))
                      for c in plan.chapters) if plan else ()
     return Tags(
         title=script.title,

@@ -14,19 +14,13 @@ from functools import lru_cache
 from pathlib import Path
 
 from .plan import Plan
-from .units import SAMPLE_RATE, Samples
+from .units import SAMPLE_RATE, Samples, timestamp, to_ms
 
 COVER_SIZE = 1400  # pixels square: the smallest cover podcast directories accept
 
 
-def _ms(samples: Samples) -> int:
-    return samples * 1000 // SAMPLE_RATE
-
-
-def _stamp(samples: Samples, comma: bool = False) -> str:
-    ms = _ms(samples)
-    text = f"{ms // 3_600_000:02d}:{ms // 60_000 % 60:02d}:{ms // 1000 % 60:02d}.{ms % 1000:03d}"
-    return text.replace(".", ",") if comma else text
+def _stamp(samples: Samples, decimal: str = ".") -> str:
+    return timestamp(to_ms(samples), decimal)
 
 
 def webvtt(plan: Plan) -> str:
@@ -35,7 +29,7 @@ def webvtt(plan: Plan) -> str:
 
 
 def srt(plan: Plan) -> str:
-    cues = [f"{i}\n{_stamp(e.start, True)} --> {_stamp(e.start + e.length, True)}\n{e.text}"
+    cues = [f"{i}\n{_stamp(e.start, ',')} --> {_stamp(e.start + e.length, ',')}\n{e.text}"
             for i, e in enumerate(plan.speech(), 1)]
     return "\n\n".join(cues) + "\n"
 

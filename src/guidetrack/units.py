@@ -23,6 +23,16 @@ def to_seconds(samples: Samples) -> float:
     return samples / SAMPLE_RATE
 
 
+def to_ms(samples: Samples) -> int:
+    """Whole milliseconds, rounded down: the unit of ID3 chapters and transcript times."""
+    return samples * 1000 // SAMPLE_RATE
+
+
+def timestamp(ms: int, decimal: str = ".") -> str:
+    """`HH:MM:SS.mmm`, as WebVTT and Vorbis chapters write it (SRT uses a comma)."""
+    return f"{ms // 3_600_000:02d}:{ms // 60_000 % 60:02d}:{ms // 1000 % 60:02d}{decimal}{ms % 1000:03d}"
+
+
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?|\.\d+)\s*(ms|h|m|s)", re.IGNORECASE)
 _UNIT_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
 
