@@ -9,11 +9,9 @@ never leaves a broken file at the output path.
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
-import tempfile
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -22,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import EncodeError
+from .files import replacing
 from .units import CHANNELS, SAMPLE_RATE, timestamp
 
 PIPE_BYTES = 1 << 20  # 1 MiB, the default Linux maximum: ~3 s of float PCM
@@ -271,11 +270,7 @@ def encode(blocks: Callable[[], Iterable[np.ndarray]], out: Path, tags: Tags, ou
     measured = gain_db is None  # a given gain was measured on an earlier, identical render
     if gain_db is None:
         gain_db = normalising_gain(blocks, output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".part")
-    os.close(handle)
-    temp = Path(temp_name)
-    try:
+    with replacing(out) as temp:
         written, _ = _stream(encoder_command(str(temp), output, gain_db), blocks())
         if measured and output.format != "wav":
             # A lossy codec can take some loudness away (LAME at 128 kbit/s: about 0.4 LU on speech);
@@ -285,8 +280,4 @@ def encode(blocks: Callable[[], Iterable[np.ndarray]], out: Path, tags: Tags, ou
                 gain_db += miss
                 written, _ = _stream(encoder_command(str(temp), output, gain_db), blocks())
         write_tags(temp, tags, output)
-        os.chmod(temp, 0o644)
-        os.replace(temp, out)
-    finally:
-        temp.unlink(missing_ok=True)
     return written, gain_db

@@ -14,7 +14,8 @@ from .errors import InvalidInput, Location, Problem
 from .mix import LoopedFile, mix
 from .plan import Plan, make_plan
 from .script import Script, check_block, is_block, load_all
-from .sidecars import generated_cover, write_atomically, write_sidecars
+from .files import write_atomically
+from .sidecars import generated_cover, write_sidecars
 from .speech import ClipCache, Speaker
 from .units import to_ms
 

@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import tempfile
 import textwrap
 from functools import lru_cache
 from pathlib import Path
 
+from .files import write_atomically
 from .plan import Plan
 from .units import SAMPLE_RATE, Samples, timestamp, to_ms
 
@@ -53,18 +52,6 @@ def write_sidecars(plan: Plan, audio: Path) -> list[Path]:
     for kind, path in paths.items():
         write_atomically(path, texts[kind].encode("utf-8"))
     return list(paths.values())
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(data)
-        os.chmod(temp, 0o644)
-        os.replace(temp, path)
-    finally:
-        Path(temp).unlink(missing_ok=True)
 
 
 @lru_cache(maxsize=32)

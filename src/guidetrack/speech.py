@@ -23,6 +23,7 @@ import numpy as np
 
 from .engines import Engine, get_engine
 from .errors import EngineError
+from .files import write_atomically
 from .script import VoiceSpec, slugify
 from .units import SAMPLE_RATE, Samples, db_to_gain
 
@@ -76,15 +77,7 @@ class ClipCache:
 
     def put(self, path: Path, clip: np.ndarray) -> None:
         """Write atomically: a reader sees the whole entry or none."""
-        self.folder.mkdir(parents=True, exist_ok=True)
-        handle, temp = tempfile.mkstemp(dir=self.folder, prefix=".clip-", suffix=".part")
-        try:
-            with os.fdopen(handle, "wb") as out:
-                out.write(_encode_entry(clip))
-            os.replace(temp, path)
-        except BaseException:
-            Path(temp).unlink(missing_ok=True)
-            raise
+        write_atomically(path, _encode_entry(clip), mode=None)
 
 
 def _to_int16(clip: np.ndarray) -> np.ndarray:
