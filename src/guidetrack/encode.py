@@ -89,14 +89,18 @@ def ffmpeg_path() -> str:
 _INPUT = ["-f", "f32le", "-ar", str(SAMPLE_RATE), "-ac", str(CHANNELS), "-i", "pipe:0"]
 
 
+def _format_filter(output: "Output") -> str:
+    """The output's sample rate and channels."""
+    layout = "mono" if output.channels == 1 else "stereo"
+    return f"aformat=sample_rates={output.rate}:channel_layouts={layout}"
+
+
 def _level_chain(output: "Output", gain_db: float) -> str:
     """The output's channels and rate, the gain, then a lookahead limiter, last, so it sees the
     samples as they are written. latency=1 compensates the lookahead: every sample stays where
     the plan put it."""
     limit = 10 ** (PEAK_LIMIT_DB / 20)
-    layout = "mono" if output.channels == 1 else "stereo"
-    return (f"aformat=sample_rates={output.rate}:channel_layouts={layout},"
-            f"volume={gain_db:.4f}dB,alimiter=limit={limit:.4f}:level=0:latency=1")
+    return f"{_format_filter(output)},volume={gain_db:.4f}dB,alimiter=limit={limit:.4f}:level=0:latency=1"
 
 
 def encoder_command(target: str, output: Output = Output(), gain_db: float = 0.0) -> list[str]:
@@ -113,35 +117,34 @@ def encoder_command(target: str, output: Output = Output(), gain_db: float = 0.0
     ]
 
 
+def _reading(report: str, label: str, unit: str, command: list[str]) -> float:
+    """The last `label: value unit` line of ffmpeg's ebur128 summary; -inf (silence) as -120."""
+    found = re.findall(rf"{label}:\s+(-?[\d.]+|-inf) {unit}", report)
+    if not found:
+        raise EncodeError("ffmpeg's loudness meter gave no result", command, report)
+    return float(found[-1]) if found[-1] != "-inf" else -120.0
+
+
 def measure_loudness(blocks: Iterable[np.ndarray], output: Output = Output(),
                      gain_db: float | None = None) -> tuple[float, float]:
     """(integrated loudness in LUFS, sample peak in dBFS) by ffmpeg's ebur128 meter (ITU-R BS.1770,
-    gated), of the blocks as they will be written: downmixed for mono, and through the gain
-    and limiter when `gain_db` is given."""
-    chain = _level_chain(output, gain_db if gain_db is not None else 0.0)
-    if gain_db is None:  # the raw mix: no limiter yet
-        chain = chain.split(",volume=")[0]
-    chain += ",ebur128=framelog=verbose:peak=sample"
+    gated), of the blocks as they will be written: at the output's rate and channels, and through
+    the gain and limiter when `gain_db` is given."""
+    chain = _format_filter(output) if gain_db is None else _level_chain(output, gain_db)
     command = [ffmpeg_path(), "-hide_banner", "-nostdin", "-loglevel", "info", *_INPUT,
-               "-af", chain, "-f", "null", "-"]
+               "-af", chain + ",ebur128=framelog=verbose:peak=sample", "-f", "null", "-"]
     _, report = _stream(command, blocks)
-    loudness = re.findall(r"I:\s+(-?[\d.]+|-inf) LUFS", report)
-    peak = re.findall(r"Peak:\s+(-?[\d.]+|-inf) dBFS", report)
-    if not loudness or not peak:
-        raise EncodeError("ffmpeg's loudness meter gave no result", command, report)
-    return tuple(float(v) if v != "-inf" else -120.0 for v in (loudness[-1], peak[-1]))  # type: ignore[return-value]
+    return _reading(report, "I", "LUFS", command), _reading(report, "Peak", "dBFS", command)
 
 
-def measure_file_loudness(path: Path, channels: int = CHANNELS) -> float:
+def measure_file_loudness(path: Path, output: Output = Output()) -> float:
     """Integrated loudness (LUFS) of an encoded file, decoded by ffmpeg."""
-    layout = "mono" if channels == 1 else "stereo"
     command = [ffmpeg_path(), "-hide_banner", "-nostdin", "-nostats", "-loglevel", "info", "-i", str(path),
-               "-af", f"aformat=channel_layouts={layout},ebur128=framelog=verbose", "-f", "null", "-"]
+               "-af", f"{_format_filter(output)},ebur128=framelog=verbose", "-f", "null", "-"]
     result = subprocess.run(command, capture_output=True, text=True)
-    found = re.findall(r"I:\s+(-?[\d.]+|-inf) LUFS", result.stderr)
-    if result.returncode != 0 or not found:
+    if result.returncode != 0:
         raise EncodeError("ffmpeg could not measure the encoded file", command, result.stderr)
-    return float(found[-1]) if found[-1] != "-inf" else -120.0
+    return _reading(result.stderr, "I", "LUFS", command)
 
 
 def normalising_gain(blocks: Callable[[], Iterable[np.ndarray]], output: Output) -> float:
@@ -275,7 +278,7 @@ def encode(blocks: Callable[[], Iterable[np.ndarray]], out: Path, tags: Tags, ou
         if measured and output.format != "wav":
             # A lossy codec can take some loudness away (LAME at 128 kbit/s: about 0.4 LU on speech);
             # measure the file itself, and make it once more with that given back.
-            miss = output.target_lufs - measure_file_loudness(temp, output.channels)
+            miss = output.target_lufs - measure_file_loudness(temp, output)
             if LOUDNESS_TOLERANCE < abs(miss) < 20 and gain_db + miss <= MAX_GAIN_DB:
                 gain_db += miss
                 written, _ = _stream(encoder_command(str(temp), output, gain_db), blocks())
