@@ -13,7 +13,7 @@ from .encode import Chapter, Output, Tags, encode
 from .errors import InvalidInput, Location, Problem
 from .mix import LoopedFile, mix
 from .plan import Plan, make_plan
-from .script import Script, check_block, is_block, load_all
+from .script import Script, load_any
 from .files import write_atomically
 from .sidecars import generated_cover, write_sidecars
 from .speech import ClipCache, Speaker
@@ -134,14 +134,15 @@ def check_file(path: Path, root: Path | None = None, cache_dir: Path | None = No
 
     Never raises for bad input: the problems are collected in the result.
     """
-    checked = Checked(path, block=is_block(path))
+    checked = Checked(path)
     try:
-        if checked.block:
-            checked.problems.extend(check_block(path, root))
-            return checked
-        scripts = load_all(path, root)
+        scripts, block_warnings = load_any(path, root)
     except InvalidInput as err:
         checked.problems.extend(err.problems)
+        return checked
+    if not scripts:
+        checked.block = True
+        checked.problems.extend(block_warnings)
         return checked
     decoded: set[str] = set()
     for script in scripts:

@@ -514,6 +514,14 @@ class _Context:
     sources: dict[Path, None] = field(default_factory=dict)  # every file the sound depends on
     steps: int = 0
 
+    def settle(self) -> list[Problem]:
+        """Every problem once (a step shared by variants is reported once); raises InvalidInput
+        with the errors if there are any, else returns the warnings."""
+        problems = list(dict.fromkeys(self.problems))
+        if any(p.severity == "error" for p in problems):
+            raise InvalidInput([p for p in problems if p.severity == "error"])
+        return problems
+
     def read(self, shown: Path) -> tuple[Any, _Tree]:
         """Read a file once per load, however often it is included. Raises InvalidInput."""
         real = shown.resolve()
@@ -714,6 +722,18 @@ def _params(declared: Any, given: Any, given_keys: KeyPath, check: _Checker, own
 # ---------------------------------------------------------------- building
 
 
+def _open(path: Path, root: str | Path | None) -> tuple[_Context, Any, _Tree]:
+    """Read a script or block; `root` is the library folder includes must stay inside
+    (default: the file's folder)."""
+    context = _Context(Path(root).resolve() if root is not None else path.resolve().parent)
+    data, tree = context.read(path)
+    return context, data, tree
+
+
+def _is_block(data: Any) -> bool:
+    return isinstance(data, dict) and "block" in data
+
+
 def load_all(path: str | Path, root: str | Path | None = None) -> list[Script]:
     """Read, check and build one script: one Script per variant (one if it has none).
 
@@ -721,16 +741,29 @@ def load_all(path: str | Path, root: str | Path | None = None) -> list[Script]:
     Raises InvalidInput listing every problem in the script and the blocks it includes.
     """
     path = Path(path)
-    context = _Context(Path(root).resolve() if root is not None else path.resolve().parent)
-    data, tree = context.read(path)
+    context, data, tree = _open(path, root)
+    if _is_block(data):
+        raise InvalidInput(Problem(
+            "this file is a block (it has `block:`), to be used with `- include: ...` from a script; "
+            "render the script that includes it", tree.where(("block",))))
+    return _scripts(path, context, data, tree)
+
+
+def load_any(path: str | Path, root: str | Path | None = None) -> tuple[list[Script], tuple[Problem, ...]]:
+    """A script or a block, read once: (the script's variants, ()) or, for a block, ([], its
+    warnings), the block checked on its own. Raises InvalidInput."""
+    path = Path(path)
+    context, data, tree = _open(path, root)
+    if _is_block(data):
+        return [], _block_warnings(path, context, data, tree)
+    return _scripts(path, context, data, tree), ()
+
+
+def _scripts(path: Path, context: _Context, data: Any, tree: _Tree) -> list[Script]:
     if not isinstance(data, dict):
         raise InvalidInput(Problem(
             f"a script is a mapping with guidetrack: 1, title and steps; this file holds {_describe_value(data)}",
             Location(path, 1, 1)))
-    if "block" in data:
-        raise InvalidInput(Problem(
-            "this file is a block (it has `block:`), to be used with `- include: ...` from a script; "
-            "render the script that includes it", tree.where(("block",))))
     check = _Checker(tree, context, (path.resolve(),))
     check.schema(data, TOP_SCHEMA, ())
 
@@ -751,9 +784,7 @@ def load_all(path: str | Path, root: str | Path | None = None) -> list[Script]:
         script = _build(path, name, merged, params, variant_check) if params is not None else None
         built.append((script, first_problem))
 
-    problems = list(dict.fromkeys(context.problems))  # a shared step is reported once, not per variant
-    if any(p.severity == "error" for p in problems):
-        raise InvalidInput([p for p in problems if p.severity == "error"])
+    context.settle()
     sources = tuple(context.sources)
     scripts = []
     for script, first_problem in built:
@@ -917,7 +948,7 @@ def _include(item: dict[str, Any], keys: KeyPath, check: _Checker, sides: bool) 
     except InvalidInput as err:
         check.problems.extend(Problem(p.message + origin, p.where, p.severity) for p in err.problems)
         return ()
-    if not isinstance(data, dict) or "block" not in data:
+    if not _is_block(data):
         check.error(at, f"'{name}' is not a block: a block file has `guidetrack: 1`, `block: NAME` and `steps`")
         return ()
     child = check.child(tree, real, origin)
@@ -933,33 +964,15 @@ def _shown(path: Path, root: Path) -> str:
     return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
 
 
-def check_block(path: str | Path, root: str | Path | None = None) -> tuple[Problem, ...]:
-    """Check a block file on its own, with its parameters' defaults. Returns warnings;
-    raises InvalidInput. Parameters without a default are checked where the block is included."""
-    path = Path(path)
-    context = _Context(Path(root).resolve() if root is not None else path.resolve().parent)
-    data, tree = context.read(path)
+def _block_warnings(path: Path, context: _Context, data: Any, tree: _Tree) -> tuple[Problem, ...]:
+    """Check a block on its own, with its parameters' defaults. Parameters without a default
+    are checked where the block is included."""
     check = _Checker(tree, context, (path.resolve(),))
-    if not isinstance(data, dict) or "block" not in data:
-        raise InvalidInput(Problem("not a block: a block file has `guidetrack: 1`, `block: NAME` and `steps`",
-                                   Location(path, 1, 1)))
     if check.schema(data, BLOCK_SCHEMA, ()):
         declared = data.get("params") or {}
         if all(v is not None for v in declared.values()):
             _steps(substitute(data["steps"], declared), ("steps",), check, sides=True)
-    problems = list(dict.fromkeys(context.problems))
-    if any(p.severity == "error" for p in problems):
-        raise InvalidInput([p for p in problems if p.severity == "error"])
-    return tuple(problems)
-
-
-def is_block(path: str | Path) -> bool:
-    """Whether a YAML file is a block (has a top-level `block:` key), without checking it."""
-    try:
-        data, _ = _read_tree(Path(path))
-    except InvalidInput:
-        return False
-    return isinstance(data, dict) and "block" in data
+    return tuple(context.settle())
 
 
 ALL_STEP_KINDS = tuple(STEP_SCHEMAS)
