@@ -254,3 +254,25 @@ def test_undecodable_background_exits_2(gt, tmp_path):
     result = gt("render", script, "-o", tmp_path / "x.mp3")
     assert result.returncode == 2 and "cannot decode" in result.stderr, result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--format", "flac"], "--format flac: choose one of mp3, wav, opus, m4a"),
+    (["--loudness", "3"], "--loudness 3.0: choose a target between -70 and -5 LUFS"),
+])
+def test_bad_output_settings_exit_2(gt, tmp_path, args, message):
+    result = gt("render", SCRIPTS / "short.yaml", "-o", tmp_path / "x.mp3", *args)
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr and not list(tmp_path.iterdir())
+
+
+def test_a_given_cover_is_embedded(gt, tmp_path):
+    from PIL import Image
+
+    Image.new("RGB", (600, 600), (10, 120, 90)).save(tmp_path / "art.png")
+    script = tmp_path / "c.yaml"
+    script.write_text("guidetrack: 1\ntitle: Cover\ncover: art.png\nsteps:\n  - say: Rest.\n")
+    out = tmp_path / "c.mp3"
+    gt("render", script, "-o", out, check=True)
+    (cover,) = ID3(out).getall("APIC")
+    assert cover.mime == "image/png" and cover.data == (tmp_path / "art.png").read_bytes()

@@ -297,3 +297,10 @@ def test_committed_schema_file_is_current():
 
     committed = json.loads(Path("sessions/guidetrack.schema.json").read_text())
     assert committed == json_schema(), "run: scripts/guidetrack schema > sessions/guidetrack.schema.json"
+
+
+def test_a_missing_cover_is_an_error_at_its_line(tmp_path):
+    found = problems(tmp_path, "guidetrack: 1\ntitle: T\ncover: art.png\nsteps: [chime]\n")
+    assert any(":3:" in p and "art.png does not exist" in p for p in found), found
+    found = problems(tmp_path, "guidetrack: 1\ntitle: T\ncover: art.gif\nsteps: [chime]\n")
+    assert any(":3:" in p and "cover" in p for p in found), found
