@@ -181,3 +181,63 @@ def test_chimes_at_every_section(tmp_path):
     assert chimes == [0, CHIME_LENGTH + to_samples(2)]
     assert [(c.title, c.start) for c in plan.chapters] == [("A", 0), ("B", CHIME_LENGTH + to_samples(2))]
     assert plan.length == 2 * CHIME_LENGTH + to_samples(5)
+
+
+# ---------------------------------------------------------------- poses, intro and outro
+
+POSE = "guidetrack: 1\nblock: {name}\nsteps:\n  - pause: {seconds}s\n"
+
+
+def test_poses_are_chapters_inside_sections(tmp_path):
+    for name, seconds in (("Cat", 4), ("Cow", 5), ("Twist", 6), ("Rest", 7)):
+        (tmp_path / f"{name.lower()}.yaml").write_text(POSE.format(name=name, seconds=seconds))
+    plan = plan_of(tmp_path, (
+        "steps:\n"
+        "  - section: Spine\n    steps:\n"
+        "      - include: cat.yaml\n      - include: cow.yaml\n      - pause: 3s\n"
+        "  - section: Twisting\n    steps:\n      - pause: 1s\n      - include: twist.yaml\n"
+        "  - include: rest.yaml\n"))
+    s = SAMPLE_RATE
+    assert [(c.title, c.start, c.end) for c in plan.chapters] == [
+        ("Spine: Cat", 0, 4 * s),  # a pose opening a section with several names both
+        ("Cow", 4 * s, 9 * s),
+        ("Spine", 9 * s, 12 * s),  # the section carries on after its poses
+        ("Twisting", 12 * s, 19 * s),  # a section's only pose is not a chapter of its own
+        ("Rest", 19 * s, 26 * s),  # a pose outside any section is one
+    ]
+
+
+def test_a_pose_shorter_than_a_second_joins_the_chapter_before(tmp_path):
+    (tmp_path / "nod.yaml").write_text(POSE.format(name="Nod", seconds=0.5))
+    (tmp_path / "bow.yaml").write_text(POSE.format(name="Bow", seconds=2))
+    plan = plan_of(tmp_path, "steps:\n  - section: A\n    steps:\n      - include: bow.yaml\n"
+                             "      - include: nod.yaml\n")
+    assert [(c.title, c.end) for c in plan.chapters] == [("A: Bow", to_samples(2.5))]
+
+
+def test_intro_and_outro_open_and_close_the_track(tmp_path):
+    plan = plan_of(tmp_path, (
+        "duration: 60s\nintro: {sound: bowl, say: Welcome.}\noutro: chime\n"
+        "background: {sound: pink-noise}\n"
+        "steps:\n  - section: Rest\n    steps:\n      - hold: {for: 30s, min: 10s, max: 50s}\n"))
+    bowl, chime = to_samples(12), CHIME_LENGTH
+    welcome = len("Welcome.") * PER_CHAR
+    intro_end = bowl + welcome + to_samples(0.8)
+    assert plan.length == to_samples(60)  # the duration includes intro and outro
+    assert [(e.kind, e.start, e.text) for e in plan.events] == [
+        ("sound", 0, "bowl"), ("speech", bowl, "Welcome."), ("sound", plan.length - chime, "chime")]
+    assert [(c.title, c.start, c.end) for c in plan.chapters] == [
+        ("Intro", 0, intro_end), ("Rest", intro_end, plan.length - chime), ("Outro", plan.length - chime, plan.length)]
+    assert plan.bed == (intro_end, plan.length - chime)  # the background plays between them
+    assert plan.to_json()["events"][0] == {"start": 0.0, "duration": 12.0, "kind": "sound", "sound": "bowl",
+                                           "gain_db": -3.0}
+
+
+def test_an_intro_file_is_as_long_as_the_file(tmp_path):
+    (tmp_path / "theme.wav").write_bytes(b"")  # only its name is needed: the length is measured outside
+    path = tmp_path / "s.yaml"
+    path.write_text("guidetrack: 1\ntitle: T\nintro: {sound: theme.wav, title: Theme, level: -6}\n"
+                    "steps:\n  - pause: 2s\n")
+    plan = make_plan(load(path), measure, lambda file: to_samples(7.5) if file.endswith("theme.wav") else 0)
+    assert [(e.kind, e.length, e.gain_db) for e in plan.events] == [("sound", to_samples(7.5), -6.0)]
+    assert plan.chapters[0].title == "Theme" and plan.length == to_samples(9.5)

@@ -168,11 +168,21 @@ def test_include_inserts_a_block_with_parameters(tmp_path):
         "  - include: poses/four.yaml\n    with: {side: left, hold: 90}\n"
         "  - include: poses/four.yaml\n    with: {side: right}\n")})
     script = load(tmp_path / "s.yaml")
-    assert [type(s) for s in script.steps] == [Say, Say, Hold, Say, Hold]
-    assert script.steps[1].text == "Cross the left ankle over the other thigh."
-    assert script.steps[2].length == to_samples(90)  # "{hold}" alone keeps the number's type
-    assert script.steps[4].length == to_samples(60)  # the default
+    # each include is a pose: a group named after the block, which becomes a chapter
+    assert [type(s) for s in script.steps] == [Say, Section, Section]
+    left, right = script.steps[1], script.steps[2]
+    assert (left.title, left.pose, left.where.line) == ("Figure four", True, 5)
+    assert [type(s) for s in left.steps + right.steps] == [Say, Hold, Say, Hold]
+    assert left.steps[0].text == "Cross the left ankle over the other thigh."
+    assert left.steps[1].length == to_samples(90)  # "{hold}" alone keeps the number's type
+    assert right.steps[1].length == to_samples(60)  # the default
     assert (tmp_path / "poses/four.yaml").resolve() in script.sources
+
+
+def test_a_block_can_say_it_is_not_a_chapter(tmp_path):
+    library(tmp_path, {"b.yaml": "guidetrack: 1\nblock: Turn\nchapter: false\nsteps:\n  - say: Turn over.\n",
+                       "s.yaml": "guidetrack: 1\ntitle: T\nsteps:\n  - include: b.yaml\n"})
+    assert [type(s) for s in load(tmp_path / "s.yaml").steps] == [Say]
 
 
 def test_blocks_include_blocks_and_keep_side_for_sides(tmp_path):
@@ -182,7 +192,10 @@ def test_blocks_include_blocks_and_keep_side_for_sides(tmp_path):
         "s.yaml": "guidetrack: 1\ntitle: T\nsteps:\n  - sides: [right, left]\n    steps:\n"
                   "      - include: poses/outer.yaml\n"})
     sides = load(tmp_path / "s.yaml").steps[0]
-    assert isinstance(sides, Sides) and [type(s) for s in sides.steps] == [Say, Pause]
+    assert isinstance(sides, Sides) and [s.title for s in sides.steps] == ["Outer"]
+    outer = sides.steps[0].steps
+    assert [type(s) for s in outer] == [Section, Pause] and outer[0].title == "Inner"
+    assert [type(s) for s in outer[0].steps] == [Say]
 
 
 def test_problem_inside_a_block_names_the_block_line_and_the_include(tmp_path):

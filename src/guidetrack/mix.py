@@ -15,8 +15,8 @@ import numpy as np
 
 from .errors import InvalidInput
 from .plan import Event, Plan
-from .script import Background
-from .units import CHANNELS, SAMPLE_RATE, Samples, db_to_gain
+from .script import Background, Duck
+from .units import CHANNELS, SAMPLE_RATE, Samples, db_to_gain, to_samples
 
 BLOCK = SAMPLE_RATE * 2  # samples per block handed to the encoder
 CHIME_DB = -4.0  # chime loudness relative to the voice
@@ -64,6 +64,29 @@ def chime(length: Samples) -> np.ndarray:
     return (out / np.sqrt(np.mean(out[: SAMPLE_RATE] ** 2))).astype(np.float32)  # RMS 1 over the strike
 
 
+@lru_cache(maxsize=4)
+def bowl(length: Samples) -> np.ndarray:
+    """A struck singing bowl: a low fundamental and the bowl's widely spaced modes, each split
+    in two a few hertz apart (the bowl is never perfectly round), so it beats and sings."""
+    t = np.arange(length, dtype=np.float64) / SAMPLE_RATE
+    base = 196.0  # G3
+    # (ratio to the base, amplitude, seconds to fall 60 dB, beat in Hz between the mode's two halves)
+    modes = ((1.0, 1.0, 11.0, 1.3), (2.71, 0.45, 7.0, 2.1), (5.02, 0.2, 4.0, 3.4), (7.96, 0.08, 2.5, 4.8))
+    out = np.zeros(length)
+    for ratio, amp, t60, beat in modes:
+        freq = base * ratio
+        decay = np.exp(-6.91 * t / t60)
+        out += amp * decay * (np.sin(2 * np.pi * freq * t) + np.sin(2 * np.pi * (freq + beat) * t + 0.7))
+    attack = min(int(0.006 * SAMPLE_RATE), length)
+    out[:attack] *= np.linspace(0, 1, attack)
+    tail = min(int(1.0 * SAMPLE_RATE), length)
+    out[-tail:] *= np.linspace(1, 0, tail)
+    return (out / np.sqrt(np.mean(out[: SAMPLE_RATE] ** 2))).astype(np.float32)
+
+
+GENERATED = {"chime": chime, "bowl": bowl}
+
+
 @lru_cache(maxsize=8)
 def tone(length: Samples, phase: str) -> np.ndarray:
     """A soft sine with raised-cosine edges: higher for breathing in, lower for out."""
@@ -85,7 +108,7 @@ class NoiseBed:
     }
 
     def __init__(self, kind: str, seed: int = NOISE_SEED):
-        from scipy.signal import lfilter, lfilter_zi
+        from scipy.signal import lfilter
 
         self._lfilter = lfilter
         self.b, self.a = (np.asarray(c, dtype=np.float32) for c in self.FILTERS[kind])
@@ -93,10 +116,13 @@ class NoiseBed:
         impulse[0] = 1.0
         self.gain = 1.0 / np.sqrt(np.sum(lfilter(self.b, self.a, impulse) ** 2))
         self.rng = np.random.default_rng(seed)
-        self.state = [np.zeros_like(lfilter_zi(self.b, self.a)) for _ in range(CHANNELS)]
+        order = max(len(self.a), len(self.b)) - 1
+        self.state = [np.zeros(order, dtype=np.float32) for _ in range(CHANNELS)]
 
     def read(self, count: Samples) -> np.ndarray:
         white = self.rng.standard_normal((CHANNELS, count), dtype=np.float32)
+        if not len(self.state[0]):  # white noise: nothing to filter
+            return np.ascontiguousarray(white.T) * np.float32(self.gain)
         out = np.empty((count, CHANNELS), dtype=np.float32)
         for channel in range(CHANNELS):
             out[:, channel], self.state[channel] = self._lfilter(self.b, self.a, white[channel], zi=self.state[channel])
@@ -104,35 +130,67 @@ class NoiseBed:
         return out
 
 
-class LoopedFile:
-    """An audio file decoded with pydub, looped seamlessly (crossfaded seam), unit RMS."""
+class Ocean:
+    """Slow swells: brown noise that rises and falls like waves on a shore, with pink hiss
+    at each crest. The swell is three slow sines with periods that never line up."""
 
-    def __init__(self, path: str):
-        from pydub import AudioSegment
-        from pydub.exceptions import CouldntDecodeError
+    SWELLS = ((9.1, 1.0, 0.0), (13.7, 0.6, 1.1), (5.3, 0.35, 2.3))  # (period s, weight, phase)
 
-        try:
-            segment = AudioSegment.from_file(path)
-        except (CouldntDecodeError, IndexError, OSError) as err:
-            # pydub's message carries ffmpeg's whole banner; its last line says what went wrong
-            lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-            reason = lines[-1].removeprefix(f"{path}: ")[:200] if lines else "unknown reason"
-            raise InvalidInput(f"{path}: ffmpeg cannot decode this audio file ({reason}); "
-                               "use an mp3, wav, ogg or flac file") from None
-        segment = segment.set_frame_rate(SAMPLE_RATE).set_channels(CHANNELS).set_sample_width(2)
-        audio = np.frombuffer(segment.raw_data, "<i2").astype(np.float32).reshape(-1, CHANNELS) / 32768.0
-        if len(audio) < SAMPLE_RATE // 10:
-            raise InvalidInput(f"{path}: the background file is shorter than 0.1 s")
-        fade = min(LOOP_CROSSFADE, len(audio) // 4)
-        if fade:
-            ramp = np.linspace(0.0, 1.0, fade, dtype=np.float32)[:, None]
-            loop = audio[: len(audio) - fade].copy()
-            loop[:fade] = audio[:fade] * ramp + audio[len(audio) - fade:] * (1.0 - ramp)
-            audio = loop
-        level = np.sqrt(np.mean(np.square(audio, dtype=np.float64)))
-        if level < 1e-5:
-            raise InvalidInput(f"{path}: the background file is silent")
-        self.audio = (audio / level).astype(np.float32)
+    def __init__(self, seed: int = NOISE_SEED):
+        self.body = NoiseBed("brown-noise", seed)
+        self.hiss = NoiseBed("pink-noise", seed + 1)
+        self.position = 0
+        probe = self._swell(np.arange(0, 3600 * SAMPLE_RATE, SAMPLE_RATE // 20))
+        self.gain = 1.0 / np.sqrt(np.mean((0.3 + 0.7 * probe) ** 2) + np.mean((0.5 * probe**2) ** 2))
+
+    def _swell(self, index: np.ndarray) -> np.ndarray:
+        t = index / SAMPLE_RATE
+        total = sum(weight * np.sin(2 * np.pi * t / period + phase) for period, weight, phase in self.SWELLS)
+        return (0.5 + 0.5 * total / sum(w for _, w, _ in self.SWELLS)) ** 1.5  # 0..1, lingering low
+
+    def read(self, count: Samples) -> np.ndarray:
+        swell = self._swell(np.arange(self.position, self.position + count, dtype=np.float64))
+        swell = swell.astype(np.float32)[:, None]
+        self.position += count
+        out = self.body.read(count) * (0.3 + 0.7 * swell)
+        out += self.hiss.read(count) * (0.5 * swell**2)
+        out *= self.gain
+        return out
+
+
+@lru_cache(maxsize=1)
+def _drone_loop() -> np.ndarray:
+    """One minute of a soft drone on A (110 Hz) with its fifth and octaves. Every frequency,
+    beat and swell is a whole number of cycles in the minute, so the loop has no seam."""
+    period = 60  # seconds
+    t = np.arange(period * SAMPLE_RATE, dtype=np.float64) / SAMPLE_RATE
+    out = np.zeros((len(t), CHANNELS))
+    # (cycles per minute, amplitude, beats per minute between its two voices, swells per minute)
+    partials = ((6600, 1.0, 5, 2), (9900, 0.45, 7, 3), (13200, 0.3, 4, 5), (19800, 0.12, 9, 4),
+                (26400, 0.06, 11, 7))
+    for index, (cycles, amp, beats, swells) in enumerate(partials):
+        swell = 0.75 + 0.25 * np.sin(2 * np.pi * swells * t / period + index)
+        for channel in range(CHANNELS):
+            spread = beats + channel  # the two ears beat a little differently: a wide, slow shimmer
+            low = np.sin(2 * np.pi * cycles * t / period + index + channel)
+            high = np.sin(2 * np.pi * (cycles + spread) * t / period + 2 * index)
+            out[:, channel] += amp * swell * (low + high)
+    return (out / np.sqrt(np.mean(out**2))).astype(np.float32)
+
+
+class Drone:
+    def __init__(self):
+        self.loop = Loop(_drone_loop())
+
+    def read(self, count: Samples) -> np.ndarray:
+        return self.loop.read(count)
+
+
+class Loop:
+    """Endless repetition of a buffer that is already seamless."""
+
+    def __init__(self, audio: np.ndarray):
+        self.audio = audio
         self.position = 0
 
     def read(self, count: Samples) -> np.ndarray:
@@ -146,8 +204,52 @@ class LoopedFile:
         return out
 
 
+@lru_cache(maxsize=4)
+def decode_file(path: str) -> np.ndarray:
+    """An audio file as float32 (n, CHANNELS) at SAMPLE_RATE, decoded by ffmpeg through pydub."""
+    from pydub import AudioSegment
+    from pydub.exceptions import CouldntDecodeError
+
+    try:
+        segment = AudioSegment.from_file(path)
+    except (CouldntDecodeError, IndexError, OSError) as err:
+        # pydub's message carries ffmpeg's whole banner; its last line says what went wrong
+        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+        reason = lines[-1].removeprefix(f"{path}: ")[:200] if lines else "unknown reason"
+        raise InvalidInput(f"{path}: ffmpeg cannot decode this audio file ({reason}); "
+                           "use an mp3, wav, ogg or flac file") from None
+    segment = segment.set_frame_rate(SAMPLE_RATE).set_channels(CHANNELS).set_sample_width(2)
+    audio = np.frombuffer(segment.raw_data, "<i2").astype(np.float32).reshape(-1, CHANNELS) / 32768.0
+    if len(audio) < SAMPLE_RATE // 10:
+        raise InvalidInput(f"{path}: the audio file is shorter than 0.1 s")
+    if np.sqrt(np.mean(np.square(audio, dtype=np.float64))) < 1e-5:
+        raise InvalidInput(f"{path}: the audio file is silent")
+    audio.flags.writeable = False  # shared through the cache
+    return audio
+
+
+class LoopedFile(Loop):
+    """An audio file looped seamlessly, unit RMS. The file's end is crossfaded into its start
+    with equal-power curves, so the seam keeps its loudness and has no gap or click."""
+
+    def __init__(self, path: str):
+        audio = decode_file(path)
+        fade = min(LOOP_CROSSFADE, len(audio) // 4)
+        loop = audio[: len(audio) - fade].copy()
+        if fade:
+            angle = np.linspace(0.0, np.pi / 2, fade, dtype=np.float64)[:, None]
+            loop[:fade] = audio[:fade] * np.sin(angle) + audio[len(audio) - fade:] * np.cos(angle)
+        super().__init__((loop / np.sqrt(np.mean(np.square(loop, dtype=np.float64)))).astype(np.float32))
+
+
 def _bed(background: Background):
-    return LoopedFile(background.sound) if background.is_file else NoiseBed(background.sound)
+    if background.is_file:
+        return LoopedFile(background.sound)
+    if background.sound == "ocean":
+        return Ocean()
+    if background.sound == "drone":
+        return Drone()
+    return NoiseBed(background.sound)
 
 
 def _envelope(start: Samples, count: Samples, total: Samples, fade_in: Samples, fade_out: Samples) -> np.ndarray:
@@ -160,20 +262,84 @@ def _envelope(start: Samples, count: Samples, total: Samples, fade_in: Samples, 
     return np.clip(gain, 0.0, 1.0).astype(np.float32)[:, None]
 
 
+# ---------------------------------------------------------------- ducking
+
+FRAME = SAMPLE_RATE // 100  # 10 ms: the resolution at which speech is found
+VOICED_DB = -30.0  # a frame this far below the voice's level is not speech
+BRIDGE = to_samples(0.25)  # shorter quiet inside speech (between words) does not let the bed up
+
+
+def voiced_spans(clip: np.ndarray, threshold: float) -> list[tuple[Samples, Samples]]:
+    """Where a clip actually sounds: (start, end) in samples, gaps under BRIDGE joined."""
+    frames = len(clip) // FRAME
+    if not frames:
+        return [(0, len(clip))] if len(clip) else []
+    power = np.mean(np.square(clip[: frames * FRAME].reshape(frames, FRAME), dtype=np.float64), axis=1)
+    loud = np.flatnonzero(power > threshold**2)
+    spans: list[tuple[Samples, Samples]] = []
+    for frame in loud:
+        start, end = int(frame) * FRAME, (int(frame) + 1) * FRAME
+        if spans and start - spans[-1][1] < BRIDGE:
+            spans[-1] = (spans[-1][0], end)
+        else:
+            spans.append((start, end))
+    return spans
+
+
+class Ducker:
+    """The bed's gain under the voice: down by `depth` over `attack` before each stretch of
+    speech (it looks ahead, so the first syllable is already clear), back up over `release`
+    after it, along raised-cosine curves so the bed never steps."""
+
+    def __init__(self, spans: list[tuple[Samples, Samples]], duck: Duck):
+        merged: list[tuple[Samples, Samples]] = []
+        for start, end in sorted(spans):
+            if merged and start - merged[-1][1] < BRIDGE:
+                merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
+            else:
+                merged.append((start, end))
+        self.starts = [s for s, _ in merged]
+        self.ends = [e for _, e in merged]
+        self.duck = duck
+
+    def gain(self, begin: Samples, count: Samples) -> np.ndarray | None:
+        """The gain for samples begin..begin+count, or None where the bed is not ducked at all."""
+        attack, release = self.duck.attack, self.duck.release
+        first = bisect.bisect_right(self.ends, begin - release)
+        last = bisect.bisect_left(self.starts, begin + count + attack)
+        if first >= last:
+            return None
+        index = np.arange(begin, begin + count, dtype=np.float64)
+        amount = np.zeros(count)
+        for start, end in zip(self.starts[first:last], self.ends[first:last]):
+            rise = np.clip((index - (start - attack)) / attack, 0, 1) if attack else (index >= start) * 1.0
+            fall = np.clip((end + release - index) / release, 0, 1) if release else (index < end) * 1.0
+            np.maximum(amount, np.minimum(rise, fall), out=amount)
+        amount = 0.5 - 0.5 * np.cos(np.pi * amount)
+        return (10 ** (-self.duck.depth_db * amount / 20)).astype(np.float32)[:, None]
+
+
 # ---------------------------------------------------------------- the mix
 
 
 def mix(plan: Plan, clip: Callable[[str], np.ndarray], block: Samples = BLOCK) -> Iterator[np.ndarray]:
     """Yield float32 blocks of shape (n, CHANNELS), exactly `plan.length` samples in all."""
     speech = plan.speech()
-    voice_db = voice_level_db([clip(t) for t in dict.fromkeys(e.text for e in speech)])
+    texts = list(dict.fromkeys(e.text for e in speech))
+    voice_db = voice_level_db([clip(t) for t in texts])
     sounds = sorted(plan.events, key=lambda e: e.start)
     starts = [e.start for e in sounds]
     longest = max((e.length for e in sounds), default=0)
+    ref = db_to_gain(voice_db)
     background = plan.script.background
     bed = _bed(background) if background else None
+    bed_start, bed_end = plan.bed
     bed_gain = db_to_gain(voice_db + background.level_db) if background else 0.0
-    ref = db_to_gain(voice_db)
+    ducker = None
+    if background is not None and background.duck is not None:
+        threshold = db_to_gain(voice_db + VOICED_DB)
+        spans_of = {text: voiced_spans(clip(text), threshold) for text in texts}
+        ducker = Ducker([(e.start + a, e.start + b) for e in speech for a, b in spans_of[e.text]], background.duck)
 
     def audio_of(event: Event) -> np.ndarray:
         if event.kind == "speech":
@@ -181,18 +347,25 @@ def mix(plan: Plan, clip: Callable[[str], np.ndarray], block: Samples = BLOCK) -
             return audio * db_to_gain(event.gain_db) if event.gain_db else audio
         if event.kind == "chime":
             return chime(event.length) * (ref * db_to_gain(CHIME_DB))
+        if event.kind == "sound":
+            return _sound(event.text, event.length) * (ref * db_to_gain(event.gain_db))
         return tone(event.length, event.text) * (ref * db_to_gain(TONE_DB))
 
     for begin in range(0, plan.length, block):
         count = min(block, plan.length - begin)
         end = begin + count
         out = np.zeros((count, CHANNELS), dtype=np.float32)
-        if bed is not None:
-            noise = bed.read(count)
+        lo, hi = max(begin, bed_start), min(end, bed_end)
+        if bed is not None and hi > lo:
+            noise = bed.read(hi - lo)
             noise *= bed_gain
-            if begin < background.fade_in or end > plan.length - background.fade_out:
-                noise *= _envelope(begin, count, plan.length, background.fade_in, background.fade_out)
-            out += noise
+            if lo - bed_start < background.fade_in or hi > bed_end - background.fade_out:
+                noise *= _envelope(lo - bed_start, hi - lo, bed_end - bed_start,
+                                   background.fade_in, background.fade_out)
+            dip = ducker.gain(lo, hi - lo) if ducker else None
+            if dip is not None:
+                noise *= dip
+            out[lo - begin: hi - begin] += noise
         first = bisect.bisect_left(starts, begin - longest)
         last = bisect.bisect_left(starts, end)
         for event in sounds[first:last]:
@@ -202,5 +375,17 @@ def mix(plan: Plan, clip: Callable[[str], np.ndarray], block: Samples = BLOCK) -
             lo = max(begin, event.start)
             hi = min(end, event.start + len(audio))
             if hi > lo:
-                out[lo - begin: hi - begin] += audio[lo - event.start: hi - event.start, None]
+                part = audio[lo - event.start: hi - event.start]
+                out[lo - begin: hi - begin] += part if part.ndim == 2 else part[:, None]
         yield out
+
+
+@lru_cache(maxsize=4)
+def _sound(name: str, length: Samples) -> np.ndarray:
+    """A generated sound, or an audio file at the voice's level (its loud parts' RMS = 1)."""
+    if name in GENERATED:
+        return GENERATED[name](length)
+    audio = decode_file(name)
+    loud = audio[np.abs(audio).max(axis=1) > db_to_gain(-40)]
+    level = np.sqrt(np.mean(np.square(loud if len(loud) else audio, dtype=np.float64)))
+    return (audio[:length] / level).astype(np.float32)

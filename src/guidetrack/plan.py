@@ -12,11 +12,14 @@ from dataclasses import dataclass, field
 
 from .errors import InvalidInput, Location, Problem
 from .script import (
-    SIDE_FIELD, Breathe, Chime, Hold, Pause, Say, Script, Section, Sides, Step, split_inline,
+    SIDE_FIELD, Breathe, Bumper, Chime, Hold, Pause, Say, Script, Section, Sides, Step, split_inline,
 )
 from .units import SAMPLE_RATE, Samples, format_clock, to_samples, to_seconds
 
 CHIME_LENGTH = to_samples(6.0)  # a chime step: strike and ring out
+BOWL_LENGTH = to_samples(12.0)  # a singing bowl: struck, sings and fades
+GENERATED_LENGTHS = {"chime": CHIME_LENGTH, "bowl": BOWL_LENGTH}
+MIN_CHAPTER = to_samples(1.0)  # a shorter stretch joins the chapter before it
 TONE_LENGTH = to_samples(0.4)  # a soft tone marking a breath phase
 FADE_STEP_DB = 3.0  # each cycle of a fading breath cue is this much softer than the one before
 REMINDER_MARGIN = to_samples(1.0)  # quiet kept around each reminder in a hold
@@ -28,6 +31,8 @@ NUMBERS = ("two", "three", "four", "five", "six", "seven", "eight", "nine", "ten
 
 # One measure call covers every utterance: text -> its spoken length in samples.
 Measure = Callable[[Sequence[str]], Mapping[str, Samples]]
+# The length of an audio file (an intro or outro), in samples.
+SoundLength = Callable[[str], Samples]
 
 
 @dataclass(frozen=True)
@@ -36,9 +41,9 @@ class Event:
 
     start: Samples
     length: Samples
-    kind: str  # "speech" | "chime" | "tone"
-    text: str = ""  # what is said; for a tone, the breath phase it marks
-    gain_db: float = 0.0  # relative to the sound's usual level (fading breath cues)
+    kind: str  # "speech" | "chime" | "tone" | "sound"
+    text: str = ""  # what is said; for a tone, the breath phase; for a sound, its name or file
+    gain_db: float = 0.0  # relative to the sound's usual level (fading breath cues); a sound's, to the voice
 
 
 @dataclass(frozen=True)
@@ -56,6 +61,7 @@ class Plan:
     chapters: tuple[Chapter, ...]
     warnings: tuple[Problem, ...] = ()
     holds: tuple[Samples, ...] = field(default=())  # each hold's fitted length, in script order
+    bed: tuple[Samples, Samples] = (0, 0)  # where the background plays: between intro and outro
 
     def speech(self) -> tuple[Event, ...]:
         return tuple(e for e in self.events if e.kind == "speech")
@@ -67,10 +73,12 @@ class Plan:
             "sample_rate": SAMPLE_RATE,
             "events": [
                 {"start": round(to_seconds(e.start), 6), "duration": round(to_seconds(e.length), 6),
-                 "kind": e.kind, **({"text": e.text} if e.text else {}),
+                 "kind": e.kind, **({("sound" if e.kind == "sound" else "text"): e.text} if e.text else {}),
                  **({"gain_db": e.gain_db} if e.gain_db else {})}
                 for e in self.events
             ],
+            "background": {"start": round(to_seconds(self.bed[0]), 6), "end": round(to_seconds(self.bed[1]), 6)}
+            if self.script.background else None,
             "chapters": [
                 {"title": c.title, "start": round(to_seconds(c.start), 6), "end": round(to_seconds(c.end), 6)}
                 for c in self.chapters
@@ -100,9 +108,19 @@ class _HoldItem:
 class _Mark:
     title: str
     opening: bool
+    kind: str = "section"  # "section" | "pose" | "intro" | "outro"
 
 
-_Item = _Utterances | Pause | Chime | Breathe | _HoldItem | _Mark
+@dataclass(frozen=True)
+class _Sound:
+    """A generated sound or an audio file, played whole."""
+
+    name: str
+    length: Samples
+    level_db: float
+
+
+_Item = _Utterances | Pause | Chime | Breathe | _HoldItem | _Mark | _Sound
 
 
 def _flatten(steps: Sequence[Step], side: str | None, gap: Samples, out: list[_Item], holds: list[Hold],
@@ -120,13 +138,33 @@ def _flatten(steps: Sequence[Step], side: str | None, gap: Samples, out: list[_I
             for name in step.sides:
                 _flatten(step.steps, name, gap, out, holds, section_chimes)
         elif isinstance(step, Section):
-            out.append(_Mark(fill(step.title), True))
-            if section_chimes:
+            kind = "pose" if step.pose else "section"
+            out.append(_Mark(fill(step.title), True, kind))
+            if section_chimes and not step.pose:
                 out.append(Chime(step.where))
             _flatten(step.steps, side, gap, out, holds, section_chimes)
-            out.append(_Mark(fill(step.title), False))
+            out.append(_Mark(fill(step.title), False, kind))
         else:
             out.append(step)
+
+
+def _bumper(bumper: Bumper | None, kind: str, gap: Samples, sound_length: SoundLength | None) -> list[_Item]:
+    """An intro or outro: its own chapter, the sound, then its words."""
+    if bumper is None:
+        return []
+    items: list[_Item] = [_Mark(bumper.title, True, kind)]
+    if bumper.sound:
+        if bumper.is_file:
+            if sound_length is None:
+                raise ValueError(f"the length of {bumper.sound} is needed to plan the {kind}")
+            length = sound_length(bumper.sound)
+        else:
+            length = GENERATED_LENGTHS[bumper.sound]
+        items.append(_Sound(bumper.sound, length, bumper.level_db))
+    if bumper.text:
+        items.append(_Utterances(tuple(split_inline(bumper.text)), gap))
+    items.append(_Mark(bumper.title, False, kind))
+    return items
 
 
 def _breath_cues(step: Breathe) -> list[tuple[Samples, str]]:
@@ -215,10 +253,13 @@ def _reminder_room(spoken: Sequence[Samples]) -> Samples:
 # ---------------------------------------------------------------- the plan
 
 
-def make_plan(script: Script, measure: Measure) -> Plan:
-    items: list[_Item] = []
+def make_plan(script: Script, measure: Measure, sound_length: SoundLength | None = None) -> Plan:
+    """The timeline. `measure` gives spoken lengths; `sound_length` the length of an intro's
+    or outro's audio file (only needed when the script has one)."""
+    items: list[_Item] = _bumper(script.intro, "intro", script.gap, sound_length)
     holds: list[Hold] = []
     _flatten(script.steps, None, script.gap, items, holds, script.section_chimes)
+    items += _bumper(script.outro, "outro", script.gap, sound_length)
     spoken = measure(_texts(items))
     warnings: list[Problem] = list(script.warnings)
 
@@ -252,11 +293,11 @@ def make_plan(script: Script, measure: Measure) -> Plan:
         for index, slot in elastic_of.items():
             lengths[index] = fitted[slot]
 
-    events, chapters, length = _lay_out(items, spoken, lengths, warnings)
+    events, chapters, length, bed = _lay_out(items, spoken, lengths, warnings)
     if length > MAX_TRACK:
         raise InvalidInput(Problem(f"the track would be {format_clock(length)} long; the limit is 48 hours",
                                    Location(script.path, 1, 1)))
-    return Plan(script, length, tuple(events), tuple(chapters), tuple(warnings), tuple(lengths))
+    return Plan(script, length, tuple(events), tuple(chapters), tuple(warnings), tuple(lengths), bed)
 
 
 def _fixed_length(item: _Item, spoken: Mapping[str, Samples]) -> Samples:
@@ -266,16 +307,20 @@ def _fixed_length(item: _Item, spoken: Mapping[str, Samples]) -> Samples:
         return item.length
     if isinstance(item, Chime):
         return CHIME_LENGTH
+    if isinstance(item, _Sound):
+        return item.length
     if isinstance(item, Breathe):
         return item.cycles * item.pattern.cycle
     return 0
 
 
 def _lay_out(items: Sequence[_Item], spoken: Mapping[str, Samples], holds: Sequence[Samples],
-             warnings: list[Problem]) -> tuple[list[Event], list[Chapter], Samples]:
+             warnings: list[Problem]):
+    """Events, chapters, the track's length, and where the bed plays."""
     events: list[Event] = []
-    chapters: list[Chapter] = []
-    open_sections: list[tuple[str, Samples]] = []
+    groups: list[_Group] = []  # every section, pose, intro and outro, in the order they open
+    open_groups: list[_Group] = []
+    bed = [0, -1]
     now = 0
     for item in items:
         if isinstance(item, _Utterances):
@@ -291,6 +336,9 @@ def _lay_out(items: Sequence[_Item], spoken: Mapping[str, Samples], holds: Seque
         elif isinstance(item, Chime):
             events.append(Event(now, CHIME_LENGTH, "chime"))
             now += CHIME_LENGTH
+        elif isinstance(item, _Sound):
+            events.append(Event(now, item.length, "sound", item.name, item.level_db))
+            now += item.length
         elif isinstance(item, Breathe):
             events.extend(_breath_events(item, now, spoken, warnings))
             now += item.cycles * item.pattern.cycle
@@ -300,12 +348,53 @@ def _lay_out(items: Sequence[_Item], spoken: Mapping[str, Samples], holds: Seque
             now += length
         elif isinstance(item, _Mark):
             if item.opening:
-                open_sections.append((item.title, now))
+                group = _Group(item.title, item.kind, now, open_groups[-1] if open_groups else None)
+                groups.append(group)
+                open_groups.append(group)
+                if item.kind == "outro":
+                    bed[1] = now
             else:
-                title, start = open_sections.pop()
-                chapters.append(Chapter(title, start, now))
-    chapters.sort(key=lambda c: (c.start, -c.end))
-    return events, chapters, now
+                open_groups.pop().end = now
+                if item.kind == "intro":
+                    bed[0] = now
+    bed[1] = now if bed[1] < 0 else bed[1]
+    return events, _chapters(groups, now), now, (bed[0], bed[1])
+
+
+@dataclass(eq=False)
+class _Group:
+    title: str
+    kind: str
+    start: Samples
+    parent: "_Group | None"
+    end: Samples = 0
+
+
+def _chapters(groups: Sequence[_Group], length: Samples) -> list[Chapter]:
+    """Chapters that follow one another without overlap: one wherever a section or pose
+    begins, and where a section carries on after a pose. A section's only pose is not a chapter
+    of its own (the section is); a pose that opens a section with several is named after both
+    ("Hips: Butterfly"). Stretches outside every section have no chapter."""
+    groups = [g for g in groups if g.end > g.start]
+    poses: dict[int, int] = {}
+    for group in groups:
+        if group.kind == "pose" and group.parent is not None:
+            poses[id(group.parent)] = poses.get(id(group.parent), 0) + 1
+    shown = [g for g in groups if not (g.kind == "pose" and g.parent is not None and poses[id(g.parent)] == 1)]
+    bounds = sorted({0, length, *(g.start for g in shown), *(g.end for g in shown)})
+    chapters: list[Chapter] = []
+    for start, stop in zip(bounds, bounds[1:]):
+        inside = [g for g in shown if g.start <= start and stop <= g.end]
+        if not inside:
+            continue
+        fresh = [g.title for g in inside if g.start == start]
+        title = ": ".join(dict.fromkeys(fresh)) if fresh else inside[-1].title
+        last = chapters[-1] if chapters else None
+        if last and last.end == start and (last.title == title or stop - start < MIN_CHAPTER):
+            chapters[-1] = Chapter(last.title, last.start, stop)
+        else:
+            chapters.append(Chapter(title, start, stop))
+    return chapters
 
 
 def _breath_events(step: Breathe, start: Samples, spoken: Mapping[str, Samples],

@@ -11,7 +11,7 @@ from pathlib import Path
 from . import __version__
 from .encode import Chapter, Output, Tags, encode
 from .errors import InvalidInput, Location, Problem
-from .mix import LoopedFile, mix
+from .mix import decode_file, mix
 from .plan import Plan, make_plan
 from .script import Script, load_any
 from .files import write_atomically
@@ -35,7 +35,7 @@ class Rendered:
 
 def plan_script(script: Script, cache_dir: Path | None = None) -> tuple[Plan, Speaker]:
     speaker = Speaker(script.voice, ClipCache(cache_dir))
-    return make_plan(script, speaker.lengths), speaker
+    return make_plan(script, speaker.lengths, lambda path: len(decode_file(path))), speaker
 
 
 def tags_for(script: Script, plan: Plan | None = None) -> Tags:
@@ -70,14 +70,14 @@ def _gain_file(plan: Plan, speaker: Speaker, output: Output) -> Path:
     """Where the normalising gain of this exact mix and output is remembered.
 
     The key covers everything that changes the mix's samples: the timeline, the voice and
-    engine, the background (and its file's bytes), the output settings and guidetrack itself.
+    engine, the background, the bytes of every file the script uses (audio files included),
+    the output settings and guidetrack itself.
     """
-    background = plan.script.background
+    script = plan.script
     fields = {
         "plan": plan.to_json(), "voice": repr(speaker.voice),
-        "engine": [speaker.engine.name, speaker.engine.version], "background": repr(background),
-        "background_file": hashlib.sha256(Path(background.sound).read_bytes()).hexdigest()
-        if background is not None and background.is_file else "",
+        "engine": [speaker.engine.name, speaker.engine.version], "background": repr(script.background),
+        "files": [hashlib.sha256(path.read_bytes()).hexdigest() for path in script.sources],
         "output": repr(output), "guidetrack": __version__,
     }
     key = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
@@ -94,6 +94,9 @@ def _remembered_gain(path: Path) -> float | None:
 def render(script: Script, out: Path, cache_dir: Path | None = None, output: Output = Output()) -> Rendered:
     """Render one script. The loudness measurement (two or three passes over the mix) is done
     once per distinct mix; later renders of the same mix reuse the gain it found."""
+    broken = audio_problems(script)
+    if broken:
+        raise InvalidInput(broken)
     plan, speaker = plan_script(script, cache_dir)
     remembered = _gain_file(plan, speaker, output)
     gain = _remembered_gain(remembered)
@@ -144,17 +147,11 @@ def check_file(path: Path, root: Path | None = None, cache_dir: Path | None = No
         checked.block = True
         checked.problems.extend(block_warnings)
         return checked
-    decoded: set[str] = set()
     for script in scripts:
-        background = script.background
-        if background is not None and background.is_file and background.sound not in decoded:
-            decoded.add(background.sound)
-            try:
-                LoopedFile(background.sound)
-            except InvalidInput as err:
-                where = background.where or Location(path, 1, 1)
-                checked.problems.extend(Problem(f"background.sound: {p.message}", p.where or where)
-                                        for p in err.problems)
+        broken = audio_problems(script)
+        checked.problems.extend(p for p in broken if p not in checked.problems)
+        if broken:
+            continue
         try:
             plan, _ = plan_script(script, cache_dir)
         except InvalidInput as err:
@@ -164,3 +161,17 @@ def check_file(path: Path, root: Path | None = None, cache_dir: Path | None = No
         checked.plans.append(plan)
         checked.problems.extend(w for w in plan.warnings if w not in checked.problems)
     return checked
+
+
+def audio_problems(script: Script) -> list[Problem]:
+    """Every audio file the script names that ffmpeg cannot decode, at the line naming it."""
+    named = (("background", script.background), ("intro", script.intro), ("outro", script.outro))
+    problems = []
+    for key, sound in named:
+        if sound is not None and sound.is_file:
+            try:
+                decode_file(sound.sound)
+            except InvalidInput as err:
+                problems.extend(Problem(f"{key}.sound: {p.message}", p.where or sound.where or
+                                        Location(script.path, 1, 1)) for p in err.problems)
+    return problems

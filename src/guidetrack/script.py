@@ -47,8 +47,19 @@ VOICE_PROFILES: dict[str, VoiceSpec] = {
 }
 DEFAULT_VOICE = "calm"
 
-GENERATED_BACKGROUNDS = ("brown-noise", "pink-noise", "white-noise")
+GENERATED_BACKGROUNDS = ("brown-noise", "pink-noise", "white-noise", "ocean", "drone")
+GENERATED_SOUNDS = ("chime", "bowl")  # for an intro or outro
 AUDIO_SUFFIXES = (".mp3", ".wav", ".ogg", ".flac")
+
+
+@dataclass(frozen=True)
+class Duck:
+    """How the background dips under the voice: `depth_db` lower while speech sounds, reached
+    `attack` before the speech starts and left over `release` after it ends."""
+
+    depth_db: float = 6.0
+    attack: Samples = to_samples(0.4)
+    release: Samples = to_samples(1.2)
 
 
 @dataclass(frozen=True)
@@ -57,11 +68,27 @@ class Background:
     level_db: float = -18.0  # relative to the voice
     fade_in: Samples = 0
     fade_out: Samples = 0
+    duck: Duck | None = Duck()  # None: the bed never dips
     where: Location | None = None  # where the script names the sound
 
     @property
     def is_file(self) -> bool:
         return self.sound not in GENERATED_BACKGROUNDS
+
+
+@dataclass(frozen=True)
+class Bumper:
+    """An intro or outro: a sound (a generated one or an audio file), then optional words."""
+
+    title: str  # its chapter's title
+    sound: str = ""  # "", a name from GENERATED_SOUNDS, or the resolved path of an audio file
+    level_db: float = -3.0  # the sound's level relative to the voice
+    text: str = ""  # spoken after the sound
+    where: Location | None = None
+
+    @property
+    def is_file(self) -> bool:
+        return bool(self.sound) and self.sound not in GENERATED_SOUNDS
 
 
 @dataclass(frozen=True)
@@ -150,6 +177,7 @@ class Section:
     title: str
     steps: tuple["Step", ...]
     where: Location
+    pose: bool = False  # an included block: a chapter of its own inside its section
 
 
 Step = Union[Say, Pause, Chime, Breathe, Hold, Sides, Section]
@@ -167,6 +195,8 @@ class Script:
     duration_where: Location | None = None
     voice: VoiceSpec = field(default_factory=VoiceSpec)
     background: Background | None = None
+    intro: Bumper | None = None
+    outro: Bumper | None = None
     gap: Samples = to_samples(0.8)  # silence after each `say`
     cover: Path | None = None  # an image to embed; None: a generated cover
     section_chimes: bool = False  # a chime at the start of every section
@@ -244,6 +274,18 @@ _PARAMS = {
     "description": "parameters and their defaults (null: must be given); used as {name} in the steps",
 }
 _WITH = {"type": "object", "propertyNames": {"pattern": PARAM_NAME}, "description": "values for the parameters"}
+_DUCK = {
+    "anyOf": [
+        {"type": "boolean"},
+        _LEVEL,
+        {
+            "type": "object",
+            "properties": {"depth": _LEVEL, "attack": _DURATION, "release": _DURATION},
+            "additionalProperties": False,
+        },
+    ],
+    "description": "how far the background dips under the voice (default 6 dB; false: never)",
+}
 _BACKGROUND = {
     "type": "object",
     "properties": {
@@ -251,9 +293,23 @@ _BACKGROUND = {
         "level": _LEVEL,
         "fade_in": _DURATION,
         "fade_out": _DURATION,
+        "duck": _DUCK,
     },
     "required": ["sound"],
     "additionalProperties": False,
+}
+_BUMPER_SOUND = {"type": "string", "minLength": 1,
+                 "description": f"an audio file relative to the script, or {' / '.join(GENERATED_SOUNDS)}"}
+_BUMPER = {
+    "anyOf": [
+        _BUMPER_SOUND,
+        {
+            "type": "object",
+            "properties": {"sound": _BUMPER_SOUND, "level": _LEVEL, "say": _TEXT, "title": _TEXT},
+            "minProperties": 1,
+            "additionalProperties": False,
+        },
+    ]
 }
 # What a variant may change; everything else comes from the top of the script.
 _VARIANT_PROPERTIES = {
@@ -265,6 +321,8 @@ _VARIANT_PROPERTIES = {
     "gap": _DURATION,
     "voice": VOICE_SCHEMA,
     "background": _BACKGROUND,
+    "intro": {**_BUMPER, "description": "played before the first step: a sound, then optional words"},
+    "outro": {**_BUMPER, "description": "played after the last step: a sound, then optional words"},
     "cover": {"type": "string", "pattern": r"(?i)\.(png|jpe?g)$",
               "description": "a PNG or JPEG image, relative to the script, embedded as cover art"},
     "chimes": {"enum": ["sections"], "description": "sections: a chime at the start of every section"},
@@ -300,6 +358,8 @@ BLOCK_SCHEMA = {
         "guidetrack": {"const": FORMAT_VERSION, "description": "format version"},
         "block": {**_TEXT, "description": "the block's name; marks the file as a block for `include`"},
         "description": {"type": "string"},
+        "chapter": {"type": "boolean",
+                    "description": "whether an include of this block is a chapter of its own (default true)"},
         "params": _PARAMS,
         "steps": {"type": "array", "minItems": 1},
     },
@@ -837,6 +897,8 @@ def _build(path: Path, variant: str, data: dict[str, Any], params: dict[str, Any
         duration_where=check.tree.where(check._mapped(("duration",))) if duration is not None else None,
         voice=voice or VoiceSpec(),
         background=background,
+        intro=_bumper(data.get("intro"), "intro", path, check),
+        outro=_bumper(data.get("outro"), "outro", path, check),
         gap=gap if gap is not None else 0,
         cover=_cover(data.get("cover"), path, check),
         section_chimes=data.get("chimes") == "sections",
@@ -898,10 +960,61 @@ def _background(value: dict[str, Any], script_path: Path, check: _Checker) -> Ba
     level = check.level(value["level"], ("background", "level")) if "level" in value else -18.0
     fade_in = check.duration(value["fade_in"], ("background", "fade_in")) if "fade_in" in value else 0
     fade_out = check.duration(value["fade_out"], ("background", "fade_out")) if "fade_out" in value else 0
-    if level is None or fade_in is None or fade_out is None:
+    duck = _duck(value.get("duck", True), check)
+    if level is None or fade_in is None or fade_out is None or duck is False:
         return None
-    return Background(sound=sound, level_db=level, fade_in=fade_in, fade_out=fade_out,
+    return Background(sound=sound, level_db=level, fade_in=fade_in, fade_out=fade_out, duck=duck,
                       where=check.tree.where(check._mapped(keys)))
+
+
+def _duck(value: Any, check: _Checker) -> Duck | None | bool:
+    """`true` (the default dip), `false` or 0 (none), a depth (`8` or `8 dB`; a dip either way,
+    so -8 means the same), or {depth, attack, release}. False when the value is wrong."""
+    if value is True:
+        return Duck()
+    if value is False:
+        return None
+    keys = ("background", "duck")
+    fields = value if isinstance(value, dict) else {"depth": value}
+    depth = check.level(fields["depth"], keys + ("depth",) if isinstance(value, dict) else keys) \
+        if "depth" in fields else Duck().depth_db
+    attack = check.duration(fields["attack"], keys + ("attack",)) if "attack" in fields else Duck().attack
+    release = check.duration(fields["release"], keys + ("release",)) if "release" in fields else Duck().release
+    if depth is None or attack is None or release is None:
+        return False
+    if abs(depth) > 40:
+        check.error(keys, f"a dip of {abs(depth):g} dB silences the background; use at most 40 dB, or false")
+        return False
+    return Duck(abs(depth), attack, release) if depth else None
+
+
+def _bumper(value: Any, name: str, script_path: Path, check: _Checker) -> Bumper | None:
+    """An intro or outro: `intro: theme.mp3`, `intro: bowl`, or {sound, level, say, title}."""
+    if isinstance(value, str):
+        value = {"sound": value}
+    if not isinstance(value, dict):
+        return None
+    sound = value.get("sound", "")
+    if isinstance(sound, str) and sound and sound not in GENERATED_SOUNDS:
+        keys = (name, "sound")
+        if not sound.lower().endswith(AUDIO_SUFFIXES):
+            check.error(keys, f"'{sound}' is neither a generated sound ({', '.join(GENERATED_SOUNDS)})"
+                        f"{suggest(sound, GENERATED_SOUNDS)} nor an audio file ({', '.join(AUDIO_SUFFIXES)})")
+            return None
+        file = (script_path.parent / sound).resolve()
+        if not file.is_file():
+            check.error(keys, f"the audio file {file} does not exist (paths are relative to the script)")
+            return None
+        check.context.sources[file] = None
+        sound = str(file)
+    level = check.level(value["level"], (name, "level")) if "level" in value else Bumper("").level_db
+    if level is None or not isinstance(sound, str):
+        return None
+    text = value.get("say", "")
+    if isinstance(text, str) and text:
+        check.text(text, (name, "say"), sides=False)
+    return Bumper(title=value.get("title") or name.capitalize(), sound=sound, level_db=level,
+                  text=text.strip() if isinstance(text, str) else "", where=check.tree.where(check._mapped((name,))))
 
 
 def _steps(items: list[Any], keys: KeyPath, check: _Checker, sides: bool) -> tuple[Step, ...]:
@@ -957,7 +1070,10 @@ def _include(item: dict[str, Any], keys: KeyPath, check: _Checker, sides: bool) 
     params = _params(data.get("params"), item.get("with"), keys + ("with",), check, f"the block '{name}'", at)
     if params is None:
         return ()
-    return _steps(substitute(data["steps"], params), ("steps",), child, sides)
+    steps = _steps(substitute(data["steps"], params), ("steps",), child, sides)
+    if data.get("chapter", True) is False or not steps:
+        return steps
+    return (Section(data["block"].strip(), steps, check.tree.where(at), pose=True),)
 
 
 def _shown(path: Path, root: Path) -> str:

@@ -1,0 +1,241 @@
+"""The mix's generated sounds, the background's loop seam and the ducking curve, measured on
+the arrays the mix makes (the rendered files are measured in test_render)."""
+
+import wave
+
+import numpy as np
+
+from guidetrack.mix import BRIDGE, Drone, Ducker, LoopedFile, Ocean, _drone_loop, bowl, chime, voiced_spans
+from guidetrack.script import Duck
+from guidetrack.units import SAMPLE_RATE, to_samples
+
+
+def peaks(audio: np.ndarray, count: int) -> list[float]:
+    """The frequencies (Hz) of the strongest spectral peaks, strongest first."""
+    spectrum = np.abs(np.fft.rfft(audio * np.hanning(len(audio))))
+    freqs = np.fft.rfftfreq(len(audio), 1 / SAMPLE_RATE)
+    found = []
+    for index in np.argsort(spectrum)[::-1]:
+        if all(abs(freqs[index] - f) > 20 for f in found):
+            found.append(float(freqs[index]))
+        if len(found) == count:
+            return found
+
+
+def db(audio: np.ndarray) -> float:
+    return float(10 * np.log10(np.mean(np.square(audio, dtype=np.float64)) + 1e-20))
+
+
+def max_step(audio: np.ndarray) -> float:
+    return float(np.max(np.abs(np.diff(audio, axis=0))))
+
+
+def test_bell_and_bowl_are_inharmonic_and_ring_out():
+    for sound, low in ((chime, 196.0), (bowl, 196.0)):
+        audio = sound(to_samples(6))
+        strongest = sorted(peaks(audio[: SAMPLE_RATE], 4))
+        ratios = [f / strongest[0] for f in strongest[1:]]
+        # a struck bell or bowl: overtones that are not whole multiples of the lowest partial
+        assert any(abs(r - round(r)) > 0.15 for r in ratios), (sound.__name__, strongest)
+        assert strongest[0] >= low * 0.9
+        # and it decays: the last second is far quieter than the first
+        assert db(audio[-SAMPLE_RATE:]) < db(audio[:SAMPLE_RATE]) - 20
+        assert abs(audio[0]) < 1e-3 and abs(audio[-1]) < 1e-3  # no click at either end
+
+
+def test_drone_loops_without_a_seam():
+    loop = _drone_loop()
+    drone = Drone()
+    audio = np.concatenate([drone.read(len(loop) - 1000), drone.read(2000)])
+    seam = audio[len(loop) - 1000: len(loop) + 1000]
+    # across the seam the wave moves no faster than anywhere inside the loop
+    assert max_step(seam) <= max_step(loop) * 1.001
+    assert abs(db(loop)) < 0.1  # unit RMS, so `level` sets it
+
+
+def test_ocean_swells_slowly():
+    ocean = Ocean()
+    seconds = [ocean.read(SAMPLE_RATE) for _ in range(60)]
+    levels = [db(s) for s in seconds]
+    assert max(levels) - min(levels) > 6  # waves: it rises and falls...
+    assert np.corrcoef(levels[:-1], levels[1:])[0, 1] > 0.5  # ...slowly: each second is like the last
+    assert abs(db(np.concatenate(seconds))) < 1.5  # about unit RMS over a minute
+
+
+def test_a_background_file_loops_without_a_click(tmp_path):
+    """A 440 Hz tone cut at a point that is not a whole cycle: looped plainly, it would jump."""
+    length = int(1.37 * SAMPLE_RATE)
+    t = np.arange(length) / SAMPLE_RATE
+    tone = (0.5 * np.sin(2 * np.pi * 440 * t) * 32767).astype("<i2")
+    path = tmp_path / "tone.wav"
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1), out.setsampwidth(2), out.setframerate(SAMPLE_RATE)
+        out.writeframes(tone.tobytes())
+    assert max_step(np.concatenate([tone, tone]) / 32767.0) > 0.1  # the naive loop's jump
+    looped = LoopedFile(str(path))
+    audio = looped.read(4 * length)
+    smooth = 2 * np.pi * 440 / SAMPLE_RATE * np.max(np.abs(audio))  # the steepest step of a sine
+    assert max_step(audio) <= smooth * 1.01
+    # equal-power crossfade: the seam is neither a gap nor a bump in level
+    period = len(looped.audio)
+    seam = audio[period - SAMPLE_RATE // 4: period + SAMPLE_RATE // 4]
+    assert abs(db(seam) - db(audio)) < 3
+
+
+def test_voiced_spans_join_words_and_split_phrases():
+    rate = SAMPLE_RATE
+    clip = np.zeros(3 * rate, dtype=np.float32)
+    for start, end in ((0.1, 0.6), (0.7, 1.0), (1.6, 2.0)):  # 0.1 s between words, 0.6 s between phrases
+        span = slice(int(start * rate), int(end * rate))
+        clip[span] = 0.3 * np.sin(np.arange(span.stop - span.start))
+    spans = voiced_spans(clip, threshold=0.01)
+    assert [(round(a / rate, 2), round(b / rate, 2)) for a, b in spans] == [(0.1, 1.0), (1.6, 2.0)]
+    assert BRIDGE < 0.6 * rate
+
+
+def test_ducking_reaches_its_depth_before_speech_and_comes_back_smoothly():
+    duck = Duck(depth_db=9.0, attack=to_samples(0.5), release=to_samples(1.5))
+    speech = (to_samples(3), to_samples(5))
+    ducker = Ducker([speech], duck)
+    gain = ducker.gain(0, to_samples(10))[:, 0]
+    in_db = 20 * np.log10(gain)
+    s = SAMPLE_RATE
+    assert np.allclose(in_db[: int(2.5 * s)], 0, atol=1e-6)  # untouched before the attack
+    assert np.allclose(in_db[3 * s: 5 * s], -9, atol=1e-4)  # the full depth all through the speech
+    assert np.allclose(in_db[int(6.5 * s):], 0, atol=1e-6)  # back after the release
+    assert np.all(np.diff(in_db[int(2.5 * s): 3 * s]) <= 0) and np.all(np.diff(in_db[5 * s: int(6.5 * s)]) >= 0)
+    assert max_step(in_db) < 9 / (0.5 * s) * 2  # a smooth curve: no step anywhere
+    # blocks give the same curve as one long read
+    pieces = np.concatenate([ducker.gain(b, s)[:, 0] if ducker.gain(b, s) is not None else np.ones(s)
+                             for b in range(0, 10 * s, s)])
+    assert np.array_equal(pieces, gain)
+
+
+# ---------------------------------------------------------------- measured in rendered files
+
+import subprocess  # noqa: E402
+
+import pytest  # noqa: E402
+from scipy.signal import butter, sosfilt  # noqa: E402
+
+from conftest import RATE, decode, plan_json  # noqa: E402
+
+HIGH_BAND = butter(8, [12_000, 16_000], btype="bandpass", fs=RATE, output="sos")
+
+
+def band_db(audio: np.ndarray, start: float, end: float) -> float:
+    """The level of 12-16 kHz in a stretch. espeak-ng speaks at 22.05 kHz, so its voice has
+    nothing above 11 kHz: this band holds the background alone, even while the voice speaks."""
+    pad = RATE // 10  # the filter settles before the stretch is measured
+    part = audio[max(int(start * RATE) - pad, 0): int(end * RATE), 0]
+    return db(sosfilt(HIGH_BAND, part)[pad:])
+
+
+DUCKED = """\
+guidetrack: 1
+title: Ducking
+background: {sound: white-noise, level: -20, duck: {depth: 8, attack: 0.3s, release: 0.6s}}
+steps:
+  - pause: 3s
+  - say: Let the shoulders soften and sink. [3s] Let the breath slow down.
+  - pause: 3s
+  - say: Notice the weight of the legs against the wall.
+  - pause: 3s
+"""
+
+
+@pytest.mark.integration
+def test_the_background_dips_under_speech_by_its_depth(gt, tmp_path):
+    script = tmp_path / "duck.yaml"
+    script.write_text(DUCKED)
+    out = tmp_path / "duck.wav"
+    gt("render", script, "-o", out, "--format", "wav", check=True)
+    audio = decode(out)
+    speech = [(e["start"], e["start"] + e["duration"]) for e in plan_json(gt, script)["events"]]
+    assert len(speech) == 3
+    during = [band_db(audio, start + 0.1, end - 0.1) for start, end in speech]
+    # between phrases: after the release, before the next attack (one of them is the inline
+    # pause inside a single `say`: ducking follows the speech, not the steps)
+    quiet = [(0.5, speech[0][0] - 0.5)] + [(end + 0.8, nxt - 0.5) for (_, end), (nxt, _) in zip(speech, speech[1:])]
+    between = [band_db(audio, start, end) for start, end in quiet]
+    assert all(q > 0.5 for q in (end - start for start, end in quiet))
+    for level in during:
+        assert 8 - 0.5 <= min(between) - level, (during, between)
+        assert max(between) - level <= 8 + 1.5, (during, between)
+    assert max(between) - min(between) < 1.0  # the bed comes all the way back each time
+
+
+SEAMS = """\
+guidetrack: 1
+title: Seams
+background: {sound: tone.wav, level: -12}
+steps:
+  - say: Breathe in. [1s] And out.
+  - pause: 4s
+  - say: Rest.
+  - pause: 2s
+"""
+
+
+def write_tone(path, seconds: float, freq: float) -> None:
+    t = np.arange(int(seconds * RATE)) / RATE
+    samples = (0.5 * np.sin(2 * np.pi * freq * t) * 32767).astype("<i2")
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1), out.setsampwidth(2), out.setframerate(RATE)
+        out.writeframes(samples.tobytes())
+
+
+@pytest.mark.integration
+def test_no_click_at_clip_or_loop_seams(gt, tmp_path):
+    write_tone(tmp_path / "tone.wav", 1.37, 220.0)  # loops every ~1.37 s, never on a whole cycle
+    script = tmp_path / "seams.yaml"
+    script.write_text(SEAMS)
+    gt("render", script, "-o", tmp_path / "bed.wav", "--format", "wav", check=True)
+    events = plan_json(gt, script)["events"]
+    audio = decode(tmp_path / "bed.wav")[:, 0]
+    # loop seams: away from speech the bed is the tone alone, and no sample steps further than
+    # the steepest step of a sine of that amplitude
+    quiet = np.ones(len(audio), bool)
+    for e in events:
+        quiet[max(int(e["start"] * RATE) - RATE // 20, 0): int((e["start"] + e["duration"]) * RATE) + RATE // 20] = False
+    bed = audio[quiet]
+    assert len(bed) > 4 * RATE
+    steepest = 2 * np.pi * 220 / RATE * np.max(np.abs(bed))
+    steps = np.abs(np.diff(audio))[quiet[1:] & quiet[:-1]]
+    assert steps.max() <= steepest * 1.05, (steps.max(), steepest)
+    # clip seams: without a bed, each utterance starts and ends from silence
+    script.write_text(SEAMS.replace("background: {sound: tone.wav, level: -12}\n", ""))
+    gt("render", script, "-o", tmp_path / "dry.wav", "--format", "wav", check=True)
+    dry = decode(tmp_path / "dry.wav")[:, 0]
+    for e in events:
+        for at in (e["start"], e["start"] + e["duration"]):
+            seam = round(at * RATE)
+            around = dry[max(seam - 2, 0): seam + 2]  # the samples where silence meets the clip
+            assert np.max(np.abs(around)) < 10 ** (-45 / 20), (e, at, np.max(np.abs(around)))
+
+
+@pytest.mark.integration
+def test_intro_and_outro(gt, tmp_path):
+    from mutagen.id3 import ID3
+
+    write_tone(tmp_path / "theme.wav", 3.0, 660.0)
+    script = tmp_path / "episode.yaml"
+    script.write_text("guidetrack: 1\ntitle: Episode\n"
+                      "intro: {sound: theme.wav, say: Welcome to the studio.}\noutro: bowl\n"
+                      "background: {sound: white-noise, level: -20}\n"
+                      "steps:\n  - section: Practice\n    steps:\n      - say: Rest.\n      - pause: 3s\n")
+    out = tmp_path / "episode.mp3"
+    gt("render", script, "-o", out, check=True)
+    plan = plan_json(gt, script)
+    audio = decode(out)
+    sound = [e for e in plan["events"] if e["kind"] == "sound"]
+    assert [(e["start"], e["duration"]) for e in sound] == [(0.0, 3.0), (pytest.approx(plan["duration"] - 12), 12.0)]
+    assert peaks(audio[int(0.5 * RATE): int(2.5 * RATE), 0], 1)[0] == pytest.approx(660, abs=3)
+    assert peaks(audio[-12 * RATE: -8 * RATE, 0], 1)[0] == pytest.approx(196, abs=3)
+    bed = plan["background"]
+    assert bed["start"] > 3.0 and bed["end"] == pytest.approx(plan["duration"] - 12)
+    # the bed plays between intro and outro only
+    assert band_db(audio, 0.2, 2.8) < band_db(audio, bed["end"] - 2, bed["end"] - 0.5) - 30
+    tags = ID3(out)
+    chapters = [tags[f"CHAP:{e}"] for e in tags.getall("CTOC")[0].child_element_ids]
+    assert [str(c.sub_frames["TIT2"]) for c in chapters] == ["Intro", "Practice", "Outro"]
