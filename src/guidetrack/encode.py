@@ -12,8 +12,9 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import tempfile
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +28,7 @@ PIPE_BYTES = 1 << 20  # 1 MiB, the default Linux maximum: ~3 s of float PCM
 PEAK_LIMIT_DB = -2.0  # the limiter's sample-peak ceiling: 1 dB below -1 dBTP for inter-sample and codec overshoot
 MAX_GAIN_DB = 30.0  # a near-silent mix is not blown up further than this
 LOUDNESS_TOLERANCE = 0.15  # LU: a lossy file further than this from the target is made again
+EXCERPT_BLOCKS = 32  # blocks of the mix, spread through it, encoded alone to learn what the codec does
 FORMATS = {  # name -> (file suffix, ffmpeg codec, ffmpeg muxer)
     "mp3": (".mp3", "libmp3lame", "mp3"),
     "wav": (".wav", "pcm_s16le", "wav"),
@@ -117,49 +119,100 @@ def encoder_command(target: str, output: Output = Output(), gain_db: float = 0.0
     ]
 
 
-def _reading(report: str, label: str, unit: str, command: list[str]) -> float:
-    """The last `label: value unit` line of ffmpeg's ebur128 summary; -inf (silence) as -120."""
-    found = re.findall(rf"{label}:\s+(-?[\d.]+|-inf) {unit}", report)
-    if not found:
+# ITU-R BS.1770 loudness (gated) by ffmpeg's ebur128 meter. Its summary rounds to 0.1 LU; the
+# running integrated value it attaches to every frame has three decimals, so that is printed.
+METER = "ebur128=framelog=verbose:peak=sample:metadata=1,ametadata=mode=print:key=lavfi.r128.I"
+SILENT_LUFS = -70.0  # the meter's absolute gate: a mix this quiet has no loudness to normalise
+
+
+def _readings(report: str, command: list[str]) -> tuple[float, float]:
+    """(integrated LUFS, sample peak dBFS) from the meter's report; silence reads -70 LUFS."""
+    at = report.rfind("lavfi.r128.I=")
+    peak = re.findall(r"Peak:\s+(-?[\d.]+|-inf) dBFS", report)
+    if at < 0 or not peak:
         raise EncodeError("ffmpeg's loudness meter gave no result", command, report)
-    return float(found[-1]) if found[-1] != "-inf" else -120.0
+    loudness = float(report[at + len("lavfi.r128.I="):].split(None, 1)[0])
+    return max(loudness, SILENT_LUFS), float(peak[-1]) if peak[-1] != "-inf" else -120.0
 
 
 def measure_loudness(blocks: Iterable[np.ndarray], output: Output = Output(),
                      gain_db: float | None = None) -> tuple[float, float]:
-    """(integrated loudness in LUFS, sample peak in dBFS) by ffmpeg's ebur128 meter (ITU-R BS.1770,
-    gated), of the blocks as they will be written: at the output's rate and channels, and through
-    the gain and limiter when `gain_db` is given."""
+    """(integrated loudness in LUFS, sample peak in dBFS) of the blocks as they will be written:
+    at the output's rate and channels, and through the gain and limiter when `gain_db` is given."""
     chain = _format_filter(output) if gain_db is None else _level_chain(output, gain_db)
     command = [ffmpeg_path(), "-hide_banner", "-nostdin", "-loglevel", "info", *_INPUT,
-               "-af", chain + ",ebur128=framelog=verbose:peak=sample", "-f", "null", "-"]
+               "-af", f"{chain},{METER}", "-f", "null", "-"]
     _, report = _stream(command, blocks)
-    return _reading(report, "I", "LUFS", command), _reading(report, "Peak", "dBFS", command)
+    return _readings(report, command)
 
 
 def measure_file_loudness(path: Path, output: Output = Output()) -> float:
     """Integrated loudness (LUFS) of an encoded file, decoded by ffmpeg."""
     command = [ffmpeg_path(), "-hide_banner", "-nostdin", "-nostats", "-loglevel", "info", "-i", str(path),
-               "-af", f"{_format_filter(output)},ebur128=framelog=verbose", "-f", "null", "-"]
+               "-af", f"{_format_filter(output)},{METER}", "-f", "null", "-"]
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
         raise EncodeError("ffmpeg could not measure the encoded file", command, result.stderr)
-    return _reading(result.stderr, "I", "LUFS", command)
+    return _readings(result.stderr, command)[0]
 
 
-def normalising_gain(blocks: Callable[[], Iterable[np.ndarray]], output: Output) -> float:
-    """The gain (dB) that brings the mix to the output's loudness target.
+class _Sample:
+    """Passes blocks through, keeping every n-th of them, n doubling as the mix goes on, so that
+    between EXCERPT_BLOCKS and twice that, spread evenly through the whole mix, are kept."""
 
-    One measuring pass, and a second through the limiter when the gain would push peaks
-    into it (the limiter takes a little loudness away, which the second pass gives back).
-    """
-    target = output.target_lufs
-    loudness, peak = measure_loudness(blocks(), output)
-    gain = min(target - loudness, MAX_GAIN_DB)
-    if peak + gain > PEAK_LIMIT_DB and loudness > -100:
-        limited, _ = measure_loudness(blocks(), output, gain)
-        gain = min(gain + (target - limited), MAX_GAIN_DB)
-    return gain
+    def __init__(self, blocks: Iterable[np.ndarray]):
+        self.blocks = blocks
+        self.every = 1
+        self.kept_blocks: dict[int, np.ndarray] = {}
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        for index, block in enumerate(self.blocks):
+            if index % self.every == 0:
+                self.kept_blocks[index] = block
+                if len(self.kept_blocks) >= 2 * EXCERPT_BLOCKS:
+                    self.every *= 2
+                    self.kept_blocks = {i: b for i, b in self.kept_blocks.items() if i % self.every == 0}
+            yield block
+
+    def kept(self) -> list[np.ndarray]:
+        return [self.kept_blocks[i] for i in sorted(self.kept_blocks)]
+
+
+def normalising_gain(blocks: Iterable[np.ndarray], output: Output) -> tuple[float, bool]:
+    """The gain (dB) that brings the mix to the output's loudness target, from one measuring
+    pass over the whole mix; and whether part of it is a prediction (see `predicted_losses`)
+    that the finished file should confirm."""
+    sample = _Sample(blocks)
+    loudness, peak = measure_loudness(sample, output)
+    excerpt = sample.kept()
+    gain = min(output.target_lufs - loudness, MAX_GAIN_DB)
+    limited = peak + gain > PEAK_LIMIT_DB
+    if loudness <= SILENT_LUFS or not (limited or output.format != "wav"):
+        return gain, False
+    return min(gain + predicted_losses(excerpt, output, gain, limited), MAX_GAIN_DB), True
+
+
+def predicted_losses(excerpt: list[np.ndarray], output: Output, gain_db: float, limited: bool) -> float:
+    """The loudness (LU) the limiter and a lossy codec will take from the mix, learnt from an
+    excerpt of it: measured plain, through the gain and limiter, and encoded."""
+    plain, _ = measure_loudness(excerpt, output)
+    if plain <= SILENT_LUFS:
+        return 0.0
+    loss = 0.0
+    if limited:
+        through, _ = measure_loudness(excerpt, output, gain_db)
+        loss = plain + gain_db - through
+    if output.format != "wav":
+        # the limiter takes more as the gain grows, so settle: encode, measure, correct, twice at most
+        with tempfile.TemporaryDirectory(prefix="guidetrack-") as folder:
+            sample = Path(folder) / f"excerpt{output.suffix}"
+            for _ in range(2):
+                _stream(encoder_command(str(sample), output, gain_db + loss), excerpt)
+                correction = plain + gain_db - measure_file_loudness(sample, output)
+                loss += correction
+                if abs(correction) < LOUDNESS_TOLERANCE / 3:
+                    break
+    return loss
 
 
 def _stream(command: list[str], blocks: Iterable[np.ndarray]) -> tuple[int, str]:
@@ -269,15 +322,18 @@ def encode(blocks: Callable[[], Iterable[np.ndarray]], out: Path, tags: Tags, ou
     """Write the mix to `out`, normalised to the output's loudness target.
 
     `blocks` makes the mix afresh for each pass. Returns (samples written, gain applied in dB).
+    A given `gain_db` was measured on an earlier, identical render, and is used as it is.
+    Otherwise the mix is measured, what the limiter and codec take is learnt from an excerpt
+    (about a minute, spread through the mix) and given back, and the finished file is measured to make sure (and encoded once
+    more in the rare case it is still off).
     """
-    measured = gain_db is None  # a given gain was measured on an earlier, identical render
+    predicted = False
     if gain_db is None:
-        gain_db = normalising_gain(blocks, output)
+        gain_db, predicted = normalising_gain(blocks(), output)
     with replacing(out) as temp:
         written, _ = _stream(encoder_command(str(temp), output, gain_db), blocks())
-        if measured and output.format != "wav":
-            # A lossy codec can take some loudness away (LAME at 128 kbit/s: about 0.4 LU on speech);
-            # measure the file itself, and make it once more with that given back.
+        if predicted:
+            # the losses were predicted from an excerpt: make sure on the whole file
             miss = output.target_lufs - measure_file_loudness(temp, output)
             if LOUDNESS_TOLERANCE < abs(miss) < 20 and gain_db + miss <= MAX_GAIN_DB:
                 gain_db += miss
