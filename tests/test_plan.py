@@ -241,3 +241,10 @@ def test_an_intro_file_is_as_long_as_the_file(tmp_path):
     plan = make_plan(load(path), measure, lambda file: to_samples(7.5) if file.endswith("theme.wav") else 0)
     assert [(e.kind, e.length, e.gain_db) for e in plan.events] == [("sound", to_samples(7.5), -6.0)]
     assert plan.chapters[0].title == "Theme" and plan.length == to_samples(9.5)
+
+
+def test_a_chime_can_be_a_singing_bowl(tmp_path):
+    plan = plan_of(tmp_path, "steps:\n  - chime: bowl\n  - chime\n  - chime: {}\n")
+    assert [(e.start, e.length, e.text) for e in plan.events] == [
+        (0, to_samples(12), "bowl"), (to_samples(12), CHIME_LENGTH, ""), (to_samples(18), CHIME_LENGTH, "")]
+    assert plan.to_json()["events"][0]["sound"] == "bowl"

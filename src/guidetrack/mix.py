@@ -346,7 +346,7 @@ def mix(plan: Plan, clip: Callable[[str], np.ndarray], block: Samples = BLOCK) -
             audio = clip(event.text)
             return audio * db_to_gain(event.gain_db) if event.gain_db else audio
         if event.kind == "chime":
-            return chime(event.length) * (ref * db_to_gain(CHIME_DB))
+            return GENERATED[event.text or "chime"](event.length) * (ref * db_to_gain(CHIME_DB))
         if event.kind == "sound":
             return _sound(event.text, event.length) * (ref * db_to_gain(event.gain_db))
         return tone(event.length, event.text) * (ref * db_to_gain(TONE_DB))

@@ -42,7 +42,7 @@ class Event:
     start: Samples
     length: Samples
     kind: str  # "speech" | "chime" | "tone" | "sound"
-    text: str = ""  # what is said; for a tone, the breath phase; for a sound, its name or file
+    text: str = ""  # what is said; a tone's breath phase; a sound's name or file; "bowl" for a bowl chime
     gain_db: float = 0.0  # relative to the sound's usual level (fading breath cues); a sound's, to the voice
 
 
@@ -73,7 +73,7 @@ class Plan:
             "sample_rate": SAMPLE_RATE,
             "events": [
                 {"start": round(to_seconds(e.start), 6), "duration": round(to_seconds(e.length), 6),
-                 "kind": e.kind, **({("sound" if e.kind == "sound" else "text"): e.text} if e.text else {}),
+                 "kind": e.kind, **({("sound" if e.kind in ("sound", "chime") else "text"): e.text} if e.text else {}),
                  **({"gain_db": e.gain_db} if e.gain_db else {})}
                 for e in self.events
             ],
@@ -306,7 +306,7 @@ def _fixed_length(item: _Item, spoken: Mapping[str, Samples]) -> Samples:
     if isinstance(item, Pause):
         return item.length
     if isinstance(item, Chime):
-        return CHIME_LENGTH
+        return GENERATED_LENGTHS[item.sound]
     if isinstance(item, _Sound):
         return item.length
     if isinstance(item, Breathe):
@@ -334,8 +334,9 @@ def _lay_out(items: Sequence[_Item], spoken: Mapping[str, Samples], holds: Seque
         elif isinstance(item, Pause):
             now += item.length
         elif isinstance(item, Chime):
-            events.append(Event(now, CHIME_LENGTH, "chime"))
-            now += CHIME_LENGTH
+            length = GENERATED_LENGTHS[item.sound]
+            events.append(Event(now, length, "chime", "" if item.sound == "chime" else item.sound))
+            now += length
         elif isinstance(item, _Sound):
             events.append(Event(now, item.length, "sound", item.name, item.level_db))
             now += item.length

@@ -141,6 +141,7 @@ class Pause:
 @dataclass(frozen=True)
 class Chime:
     where: Location
+    sound: str = "chime"  # "chime" (a bell) or "bowl" (a singing bowl)
 
 
 @dataclass(frozen=True)
@@ -382,7 +383,9 @@ _PATTERN = {
 STEP_SCHEMAS: dict[str, dict[str, Any]] = {
     "say": {"properties": {"say": _TEXT}},
     "pause": {"properties": {"pause": _DURATION}},
-    "chime": {"properties": {"chime": {"type": ["object", "null"], "additionalProperties": False}}},
+    "chime": {"properties": {"chime": {
+        "anyOf": [{"enum": list(GENERATED_SOUNDS)}, {"type": ["object", "null"], "additionalProperties": False}],
+        "description": "chime: a bell; bowl: a singing bowl"}}},
     "breathe": {
         "properties": {
             "breathe": {
@@ -1130,7 +1133,7 @@ def _step(item: Any, keys: KeyPath, check: _Checker, sides: bool) -> Step | None
         length = check.duration(value, at)
         return None if length is None else Pause(length, where)
     if kind == "chime":
-        return Chime(where)
+        return Chime(where, value if isinstance(value, str) else "chime")
     if kind == "breathe":
         return _breathe(value, at, check, where)
     if kind == "hold":
@@ -1214,7 +1217,7 @@ def _hold(value: Any, at: KeyPath, check: _Checker, sides: bool, where: Location
 STEP_HELP = {
     "say": "speak text; [2s] inside it is a pause",
     "pause": "silence",
-    "chime": "a soft bell",
+    "chime": "a soft bell; `chime: bowl` for a singing bowl",
     "breathe": "paced breathing with cues on the breath grid",
     "hold": "a held pose, optionally elastic (min/max) with spoken reminders",
     "sides": "repeat the steps once per side; {side} in text is the side's name",
