@@ -949,17 +949,9 @@ def _background(value: dict[str, Any], script_path: Path, check: _Checker) -> Ba
     if not isinstance(sound, str):
         return None
     keys = ("background", "sound")
-    if sound not in GENERATED_BACKGROUNDS:
-        if not sound.lower().endswith(AUDIO_SUFFIXES):
-            check.error(keys, f"'{sound}' is neither a generated sound ({', '.join(GENERATED_BACKGROUNDS)})"
-                        f"{suggest(sound, GENERATED_BACKGROUNDS)} nor an audio file ({', '.join(AUDIO_SUFFIXES)})")
-            return None
-        file = (script_path.parent / sound).resolve()
-        if not file.is_file():
-            check.error(keys, f"the audio file {file} does not exist (paths are relative to the script)")
-            return None
-        check.context.sources[file] = None
-        sound = str(file)
+    sound = _sound(sound, GENERATED_BACKGROUNDS, keys, script_path, check)
+    if sound is None:
+        return None
     level = check.level(value["level"], ("background", "level")) if "level" in value else -18.0
     fade_in = check.duration(value["fade_in"], ("background", "fade_in")) if "fade_in" in value else 0
     fade_out = check.duration(value["fade_out"], ("background", "fade_out")) if "fade_out" in value else 0
@@ -968,6 +960,22 @@ def _background(value: dict[str, Any], script_path: Path, check: _Checker) -> Ba
         return None
     return Background(sound=sound, level_db=level, fade_in=fade_in, fade_out=fade_out, duck=duck,
                       where=check.tree.where(check._mapped(keys)))
+
+
+def _sound(sound: str, generated: tuple[str, ...], keys: KeyPath, script_path: Path, check: _Checker) -> str | None:
+    """A generated sound's name as it is, or an audio file's resolved path; None if neither."""
+    if sound in generated:
+        return sound
+    if not sound.lower().endswith(AUDIO_SUFFIXES):
+        check.error(keys, f"'{sound}' is neither a generated sound ({', '.join(generated)})"
+                    f"{suggest(sound, generated)} nor an audio file ({', '.join(AUDIO_SUFFIXES)})")
+        return None
+    file = (script_path.parent / sound).resolve()
+    if not file.is_file():
+        check.error(keys, f"the audio file {file} does not exist (paths are relative to the script)")
+        return None
+    check.context.sources[file] = None
+    return str(file)
 
 
 def _duck(value: Any, check: _Checker) -> Duck | None | bool:
@@ -998,18 +1006,10 @@ def _bumper(value: Any, name: str, script_path: Path, check: _Checker) -> Bumper
     if not isinstance(value, dict):
         return None
     sound = value.get("sound", "")
-    if isinstance(sound, str) and sound and sound not in GENERATED_SOUNDS:
-        keys = (name, "sound")
-        if not sound.lower().endswith(AUDIO_SUFFIXES):
-            check.error(keys, f"'{sound}' is neither a generated sound ({', '.join(GENERATED_SOUNDS)})"
-                        f"{suggest(sound, GENERATED_SOUNDS)} nor an audio file ({', '.join(AUDIO_SUFFIXES)})")
+    if isinstance(sound, str) and sound:
+        sound = _sound(sound, GENERATED_SOUNDS, (name, "sound"), script_path, check)
+        if sound is None:
             return None
-        file = (script_path.parent / sound).resolve()
-        if not file.is_file():
-            check.error(keys, f"the audio file {file} does not exist (paths are relative to the script)")
-            return None
-        check.context.sources[file] = None
-        sound = str(file)
     level = check.level(value["level"], (name, "level")) if "level" in value else Bumper("").level_db
     if level is None or not isinstance(sound, str):
         return None
