@@ -27,7 +27,7 @@ from .files import write_atomically
 from .script import VoiceSpec, slugify
 from .units import SAMPLE_RATE, Samples, db_to_gain
 
-CLIP_FORMAT = 1  # bump when clip processing below changes
+CLIP_FORMAT = 2  # bump when clip processing changes (2: espeak-ng settles voice and volume first)
 MAX_CHUNK = 100  # characters spoken in one engine call: longer text is split
 SENTENCE_GAP = int(0.5 * SAMPLE_RATE)  # quiet between sentences spoken separately
 CLAUSE_GAP = int(0.22 * SAMPLE_RATE)  # quiet where a long sentence is split at a comma

@@ -34,17 +34,30 @@ def _voices(engine, request: dict) -> dict:
 
 
 def _speak(engine, request: dict) -> dict:
-    engine.setProperty("voice", request["voice"])
-    engine.setProperty("rate", request["rate"])
-    engine.setProperty("volume", request["volume"])
+    driver = engine.proxy._driver
+    espeak = type(driver).__module__.endswith(".espeak")
+    if espeak:
+        # espeak-ng runs its commands on a thread of its own, and the voice is loaded on ours:
+        # now and then the volume set just after a voice change was lost, and a clip came out
+        # 1 dB louder. So set the voice, wait for espeak-ng to settle, then rate and volume,
+        # and wait again, before the text is queued.
+        from pyttsx3.drivers import _espeak
+
+        driver.setProperty("voice", request["voice"])
+        _espeak.Synchronize()
+        driver.setProperty("rate", request["rate"])
+        driver.setProperty("volume", request["volume"])
+        _espeak.Synchronize()
+    else:
+        engine.setProperty("voice", request["voice"])
+        engine.setProperty("rate", request["rate"])
+        engine.setProperty("volume", request["volume"])
     engine.save_to_file(request["text"], request["path"])
     engine.runAndWait()
-    if type(engine.proxy._driver).__module__.endswith(".espeak"):
+    if espeak:
         # pyttsx3's espeak driver leaves its loop as soon as the queued endLoop is pumped, while
         # espeak-ng may still be speaking on its own thread (long text, a busy machine): wait for it,
         # or the file is written after we look for it, or never.
-        from pyttsx3.drivers import _espeak
-
         _espeak.Synchronize()
     if not os.path.exists(request["path"]) or os.path.getsize(request["path"]) <= 44:
         return {"error": "the engine finished without writing audio"}
