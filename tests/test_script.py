@@ -317,3 +317,45 @@ def test_a_missing_cover_is_an_error_at_its_line(tmp_path):
     assert any(":3:" in p and "art.png does not exist" in p for p in found), found
     found = problems(tmp_path, "guidetrack: 1\ntitle: T\ncover: art.gif\nsteps: [chime]\n")
     assert any(":3:" in p and "cover" in p for p in found), found
+
+
+# ---------------------------------------------------------------- voice profiles and lexicons
+
+def test_voice_profiles_come_from_voices_folders(tmp_path):
+    from guidetrack.script import load_profile
+
+    calm = load_profile("calm")  # comes with guidetrack
+    assert (calm.engine, calm.voice, calm.rate, calm.pitch) == ("pyttsx3", "en-us", 135, 45)
+    assert dict(calm.lexicon)["Savasana"] == "shavaasana"
+    library(tmp_path, {
+        "voices/calm.yaml": "guidetrack-voice: 1\nengine: pyttsx3\nvoice: en-gb-x-rp\nrate: 120\n"
+                            "lexicon: {Tadasana: tah dah sah nah}\n",
+        "s.yaml": "guidetrack: 1\ntitle: T\nlexicon: {tadasana: mountain pose, Bolster: bol ster}\n"
+                  "steps:\n  - say: Rest.\n",
+        "t.yaml": "guidetrack: 1\ntitle: T\nvoice: {rate: 125, pitch: 30}\nsteps:\n  - say: Rest.\n"})
+    voice = load(tmp_path / "s.yaml").voice  # voices/ beside the script wins over the built-in
+    assert (voice.voice, voice.rate, voice.profile) == ("en-gb-x-rp", 120, "calm")
+    # the script's lexicon is laid over the profile's, matching words in any case
+    assert dict(voice.lexicon) == {"tadasana": "mountain pose", "Bolster": "bol ster"}
+    inline = load(tmp_path / "t.yaml").voice  # fields over the default profile
+    assert (inline.voice, inline.rate, inline.pitch) == ("en-gb-x-rp", 125, 30)
+
+
+@pytest.mark.parametrize("files, expected", [
+    ({"s.yaml": "guidetrack: 1\ntitle: T\nvoice: clam\nsteps: [chime]\n"},
+     "s.yaml:3:8: voice: unknown voice profile 'clam' (did you mean 'calm'?)"),
+    ({"voices/slow.yaml": "guidetrack-voice: 1\nengine: pyttsx3\nvoice: en-us\nrate: fast\n",
+      "s.yaml": "guidetrack: 1\ntitle: T\nvoice: slow\nsteps: [chime]\n"},
+     "voices/slow.yaml:4:7: rate: expected a whole number, got 'fast' (the voice profile named at"),
+    ({"s.yaml": "guidetrack: 1\ntitle: T\nlexicon: words.yaml\nsteps: [chime]\n"},
+     "s.yaml:3:10: lexicon: the lexicon"),
+    ({"words.yaml": "Savasana: [not, text]\n",
+      "s.yaml": "guidetrack: 1\ntitle: T\nlexicon: words.yaml\nsteps: [chime]\n"},
+     "words.yaml:1:11: Savasana: expected text, got a list"),
+])
+def test_bad_voices_and_lexicons_are_reported_where_they_are(tmp_path, files, expected):
+    library(tmp_path, files)
+    with pytest.raises(InvalidInput) as caught:
+        load(tmp_path / "s.yaml")
+    found = [str(p) for p in caught.value.problems]
+    assert any(expected in p for p in found), found

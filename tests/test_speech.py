@@ -144,3 +144,81 @@ def test_fresh_engines_give_the_same_samples(tmp_path):
     with ThreadPoolExecutor(2) as pool:
         runs = list(pool.map(run, range(6)))
     assert all(r == runs[0] for r in runs[1:])
+
+
+def test_the_lexicon_is_applied_to_whole_words_longest_first():
+    from guidetrack.speech import pronounce
+
+    lexicon = (("Padangusthasana", "pah dahng"), ("Supta Padangusthasana", "soopta pah dahng"), ("asana", "ahsahnah"))
+    assert pronounce("Come into supta padangusthasana, an asana; not asanas.", lexicon) == \
+        "Come into soopta pah dahng, an ahsahnah; not asanas."
+    assert pronounce("Rest.", ()) == "Rest."
+
+
+def test_the_engine_is_given_the_pronounced_text_and_the_key_follows_it(tmp_path):
+    engine = ToneEngine()
+    plain = VoiceSpec()
+    spelled = VoiceSpec(lexicon=(("Savasana", "shavaasana"),))
+    speaker(tmp_path, engine, plain).clip("Lie in Savasana.")
+    speaker(tmp_path, engine, spelled).clip("Lie in Savasana.")
+    speaker(tmp_path, engine, spelled).clip("Lie in Savasana.")  # cached under the spoken text
+    speaker(tmp_path, engine, VoiceSpec(pitch=30)).clip("Lie in Savasana.")  # pitch is in the key
+    assert engine.calls == ["Lie in Savasana.", "Lie in shavaasana.", "Lie in Savasana."]
+
+
+@pytest.mark.integration
+def test_real_engine_follows_rate_and_lexicon(tmp_path):
+    """Measured on espeak-ng's output: the spoken length follows the rate, and a lexicon word
+    sounds different from the raw word."""
+    from guidetrack.engines.pyttsx3_engine import Pyttsx3Engine
+
+    engine = Pyttsx3Engine()
+    sentence = "Let the floor hold the whole weight of your back, and let the breath be slow."
+
+    def spoken(voice: VoiceSpec, text: str) -> np.ndarray:
+        return Speaker(voice, ClipCache(tmp_path / "cache"), engine_for=lambda name: engine).clip(text)
+
+    slow, fast = spoken(VoiceSpec(rate=120), sentence), spoken(VoiceSpec(rate=180), sentence)
+    assert 1.25 < len(slow) / len(fast) < 1.75, len(slow) / len(fast)  # 180/120 = 1.5, pauses aside
+    raw = spoken(VoiceSpec(), "Rest in Savasana.")
+    spelled = spoken(VoiceSpec(lexicon=(("Savasana", "shavaasana"),)), "Rest in Savasana.")
+    assert len(raw) != len(spelled) or not np.array_equal(raw, spelled)
+    engine.close()
+
+
+@pytest.mark.integration
+def test_say_and_voices_commands(gt, tmp_path):
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from conftest import decode
+
+    out = tmp_path / "line.wav"
+    result = gt("say", "Rest in Savasana. [1s] Breathe.", "--voice", "soft-gb", "-o", out, check=True)
+    assert "said as: Rest in shavaasana. [1s] Breathe." in result.stdout
+    audio = decode(out)[:, 0]
+    assert len(audio) > 2 * 44100 and np.abs(audio).max() > 0.1  # speech, with the pause inside
+    listing = gt("voices", check=True).stdout
+    assert "pyttsx3" in listing and "en-us" in listing
+    assert all(name in listing for name in ("calm", "clear", "soft-gb"))
+    missing = gt("say", "Hello.", "--voice", "whisper", "-o", tmp_path / "x.wav")
+    assert missing.returncode == 2 and "unknown voice profile 'whisper'" in missing.stderr
+    assert not (tmp_path / "x.wav").exists()
+
+
+@pytest.mark.integration
+def test_a_crashed_worker_is_restarted_and_the_utterance_retried(tmp_path):
+    import signal
+    import threading
+
+    from guidetrack.engines.pyttsx3_engine import Pyttsx3Engine
+
+    engine = Pyttsx3Engine()
+    engine.voice_ids()  # the worker is up
+    worker = engine._worker
+    texts = [(f"Breath number {i}, long and slow, all the way out.", tmp_path / f"{i}.wav") for i in range(12)]
+    threading.Timer(0.05, lambda: worker.send_signal(signal.SIGKILL)).start()  # it dies mid-batch
+    engine.synthesize_many(texts, VoiceSpec())
+    assert engine.restarts == 1
+    assert all(path.stat().st_size > 10_000 for _, path in texts)
+    engine.close()

@@ -179,6 +179,89 @@ def validate(
 
 
 @app.command()
+def voices() -> None:
+    """List the speech engines on this machine, their voices, and the voice profiles."""
+
+    def action() -> int:
+        from .engines import get_engine
+        from .script import voice_folders, voice_profiles
+
+        typer.echo("engines:")
+        try:
+            engine = get_engine("pyttsx3")
+            ids = engine.voice_ids()
+            english = [v.rsplit("/", 1)[-1] for v in ids if "en" in v.rsplit("/", 1)[-1][:3]]
+            typer.echo(f"  pyttsx3   {engine.version}\n            {len(ids)} voices; English: {', '.join(english)}")
+        except GuidetrackError as err:
+            typer.echo(f"  pyttsx3   not available: {err}")
+        typer.echo("profiles (voice: NAME in a script; voices/NAME.yaml beside it or in the current folder "
+                   "overrides these):")
+        for name, path in voice_profiles(voice_folders()).items():
+            spec = _profile_or_problem(name)
+            if isinstance(spec, str):
+                typer.echo(f"  {name:<10} {path}\n             {spec}")
+                continue
+            pitch = f", pitch {spec.pitch}" if spec.pitch is not None else ""
+            typer.echo(f"  {name:<10} {spec.engine} {spec.voice}, {spec.rate} wpm, volume {spec.volume:g}{pitch}, "
+                       f"{len(spec.lexicon)} lexicon entries{'  (the default)' if name == 'calm' else ''}\n"
+                       f"             {path}")
+        return 0
+
+    _guarded(action)
+
+
+def _profile_or_problem(name: str):
+    from .script import load_profile
+
+    try:
+        return load_profile(name)
+    except InvalidInput as err:
+        return "; ".join(str(p) for p in err.problems)
+
+
+@app.command()
+def say(
+    text: Annotated[str, typer.Argument(help="What to say; [2s] is a pause, as in scripts.")],
+    voice: Annotated[str, typer.Option("--voice", help="A voice profile (see `guidetrack voices`).")] = "calm",
+    out: Annotated[Path, typer.Option("-o", "--output", help="Where to write the WAV clip.")] = Path("out/say.wav"),
+    cache_dir: CacheOption = None,
+) -> None:
+    """Speak one line with a voice profile, to hear it before rendering a whole script."""
+
+    def action() -> int:
+        import numpy as np
+
+        from .files import replacing
+        from .script import load_profile, split_inline
+        from .speech import ClipCache, Speaker, pronounce
+        from .units import SAMPLE_RATE
+
+        spec = load_profile(voice)
+        speaker = Speaker(spec, ClipCache(cache_dir))
+        try:
+            parts = split_inline(text)
+        except ValueError as err:
+            raise InvalidInput(f"the text: {err}") from None
+        pieces = [speaker.clip(p) if isinstance(p, str) else np.zeros(p, np.float32) for p in parts]
+        if not pieces:
+            raise InvalidInput("there is nothing to say")
+        audio = np.concatenate(pieces)
+        pcm = (np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes()
+        import wave
+
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with replacing(out) as temp, wave.open(str(temp), "wb") as clip:
+            clip.setnchannels(1), clip.setsampwidth(2), clip.setframerate(SAMPLE_RATE)
+            clip.writeframes(pcm)
+        said = pronounce(text, spec.lexicon)
+        typer.echo(f"wrote {out}  {len(audio) / SAMPLE_RATE:.2f} s  voice {voice}: {spec.engine} {spec.voice}, "
+                   f"{spec.rate} wpm" + (f"\n  said as: {said}" if said != text else ""))
+        return 0
+
+    _guarded(action)
+
+
+@app.command()
 def schema() -> None:
     """Print the JSON Schema of the script format, for editors (YAML language server)."""
     from .script import json_schema

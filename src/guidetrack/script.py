@@ -30,22 +30,38 @@ MAX_CYCLES = 10_000
 
 @dataclass(frozen=True)
 class VoiceSpec:
-    """Which voice speaks, and how. Every field changes the sound."""
+    """Which voice speaks, and how. Every field but `profile` changes the sound."""
 
     engine: str = "pyttsx3"
     voice: str = "en-us"
     rate: int = 135  # words per minute
     volume: float = 0.9  # 0..1
+    pitch: int | None = None  # 0..100 where the engine has it (espeak-ng: 50 is its usual)
+    lexicon: tuple[tuple[str, str], ...] = ()  # (word or phrase, how to say it), applied before synthesis
+    profile: str = ""  # the profile it came from, for people to read
 
 
-VOICE_PROFILES: dict[str, VoiceSpec] = {
-    # slow and calm: the default for practice tracks
-    "calm": VoiceSpec(),
-    # a little brisker, for instructions between poses
-    "clear": VoiceSpec(rate=155, volume=0.9),
-    "default": VoiceSpec(),
-}
+BUILTIN_VOICES = Path(__file__).resolve().parent / "voices"
 DEFAULT_VOICE = "calm"
+LEXICON_SUFFIX = ".lexicon.yaml"
+
+
+def voice_folders(script_path: Path | None = None, root: Path | None = None) -> list[Path]:
+    """Where voice profiles are looked for, first match wins: `voices/` beside the script, in
+    the library folder, in the current folder, then the profiles that come with guidetrack."""
+    folders = [p / "voices" for p in (script_path.parent if script_path else None, root, Path.cwd()) if p]
+    return list(dict.fromkeys(f.resolve() for f in folders)) + [BUILTIN_VOICES]
+
+
+def voice_profiles(folders: list[Path]) -> dict[str, Path]:
+    """Profile name -> its file (`NAME.yaml`; lexicons are `NAME.lexicon.yaml`)."""
+    found: dict[str, Path] = {}
+    for folder in folders:
+        for file in sorted(folder.glob("*.yaml")) if folder.is_dir() else ():
+            if not file.name.endswith(LEXICON_SUFFIX):
+                found.setdefault(file.stem, file)
+    return found
+
 
 GENERATED_BACKGROUNDS = ("brown-noise", "pink-noise", "white-noise", "ocean", "drone")
 GENERATED_SOUNDS = ("chime", "bowl")  # for an intro or outro
@@ -251,20 +267,33 @@ _DURATION = {"type": ["number", "string"], "description": "seconds, or a string 
 _LEVEL = {"type": ["number", "string"], "description": "decibels: -18 or '-18 dB'"}
 _TEXT = {"type": "string", "minLength": 1, "maxLength": MAX_TEXT}
 
+LEXICON_SCHEMA = {
+    "anyOf": [
+        {"type": "string", "pattern": r"\.ya?ml$", "description": "a lexicon file, relative to this file"},
+        {"type": "object", "additionalProperties": {"type": "string", "minLength": 1, "maxLength": 200}},
+    ],
+    "description": "word or phrase: how to say it (a respelling, or espeak-ng phonemes in [[...]])",
+}
+_VOICE_FIELDS = {
+    "engine": {"type": "string", "enum": ["pyttsx3"]},
+    "voice": {"type": "string", "minLength": 1},
+    "rate": {"type": "integer", "minimum": 60, "maximum": 400, "description": "words a minute"},
+    "volume": {"type": "number", "minimum": 0.05, "maximum": 1},
+    "pitch": {"type": "integer", "minimum": 0, "maximum": 100, "description": "espeak-ng: 50 is its usual"},
+    "lexicon": LEXICON_SCHEMA,
+}
 VOICE_SCHEMA = {
     "anyOf": [
-        {"type": "string", "description": "a voice profile name"},
-        {
-            "type": "object",
-            "properties": {
-                "engine": {"type": "string", "enum": ["pyttsx3"]},
-                "voice": {"type": "string", "minLength": 1},
-                "rate": {"type": "integer", "minimum": 60, "maximum": 400},
-                "volume": {"type": "number", "minimum": 0.05, "maximum": 1},
-            },
-            "additionalProperties": False,
-        },
+        {"type": "string", "description": "a voice profile: a file voices/NAME.yaml, or one that comes with guidetrack"},
+        {"type": "object", "properties": _VOICE_FIELDS, "additionalProperties": False},
     ]
+}
+PROFILE_SCHEMA = {
+    "type": "object",
+    "properties": {"guidetrack-voice": {"const": 1, "description": "voice profile format version"},
+                   "description": {"type": "string"}, **_VOICE_FIELDS},
+    "required": ["guidetrack-voice", "engine", "voice"],
+    "additionalProperties": False,
 }
 
 PARAM_NAME = r"^[a-z_][a-z0-9_]*$"
@@ -321,6 +350,7 @@ _VARIANT_PROPERTIES = {
     "duration": _DURATION,
     "gap": _DURATION,
     "voice": VOICE_SCHEMA,
+    "lexicon": {**LEXICON_SCHEMA, "description": "this script's own pronunciations, over the voice's"},
     "background": _BACKGROUND,
     "intro": {**_BUMPER, "description": "played before the first step: a sound, then optional words"},
     "outro": {**_BUMPER, "description": "played after the last step: a sound, then optional words"},
@@ -880,7 +910,10 @@ def _build(path: Path, variant: str, data: dict[str, Any], params: dict[str, Any
     if "duration" in data:
         duration = check.duration(data["duration"], ("duration",), positive=True)
     gap = check.duration(data["gap"], ("gap",)) if "gap" in data else to_samples(0.8)
-    voice = _voice(data.get("voice", DEFAULT_VOICE), check)
+    voice = _voice(data.get("voice", DEFAULT_VOICE), path, check)
+    if voice is not None and "lexicon" in data:
+        extra = _lexicon(data["lexicon"], path.parent, ("lexicon",), check)
+        voice = replace(voice, lexicon=_merged(voice.lexicon, extra)) if extra is not None else None
     background = _background(data["background"], path, check) if isinstance(data.get("background"), dict) else None
     steps_data = substitute(data.get("steps"), params)
     steps = _steps(steps_data, ("steps",), check, sides=False) if isinstance(steps_data, list) else ()
@@ -923,25 +956,89 @@ def _cover(value: Any, script_path: Path, check: _Checker) -> Path | None:
 FAST_RATE = 170  # words a minute: faster than this does not sound calm
 
 
-def _voice(value: Any, check: _Checker) -> VoiceSpec | None:
-    spec: VoiceSpec | None = None
-    if isinstance(value, str):
-        if value not in VOICE_PROFILES:
-            check.error(("voice",), f"unknown voice profile '{value}'{suggest(value, list(VOICE_PROFILES))}; "
-                        f"profiles: {', '.join(VOICE_PROFILES)}")
-            return None
-        spec = VOICE_PROFILES[value]
-    elif isinstance(value, dict):
-        base = VOICE_PROFILES[DEFAULT_VOICE]
-        fields = {k: value[k] for k in ("engine", "voice", "rate", "volume") if k in value}
-        try:
-            spec = VoiceSpec(**{**base.__dict__, **fields})
-        except TypeError:
-            return None
+def _voice(value: Any, script_path: Path, check: _Checker) -> VoiceSpec | None:
+    """A profile by name, or fields over the default profile."""
+    name = value if isinstance(value, str) else DEFAULT_VOICE
+    profiles = voice_profiles(voice_folders(script_path, check.context.root))
+    if name not in profiles:
+        check.error(("voice",), f"unknown voice profile '{name}'{suggest(name, list(profiles))}; "
+                    f"profiles: {', '.join(profiles)} (`guidetrack voices` lists them)")
+        return None
+    spec = _profile(profiles[name], check)
+    if spec is None or not isinstance(value, dict):
+        return spec
+    fields = {k: value[k] for k in ("engine", "voice", "rate", "volume", "pitch") if k in value}
+    spec = replace(spec, **fields, profile="")
+    if "lexicon" in value:
+        extra = _lexicon(value["lexicon"], script_path.parent, ("voice", "lexicon"), check)
+        spec = replace(spec, lexicon=_merged(spec.lexicon, extra)) if extra is not None else None
     if spec is not None and isinstance(spec.rate, int) and spec.rate > FAST_RATE:
         check.warn(("voice",), f"{spec.rate} words a minute is fast for relaxation; "
                    f"calm narration is about 120-150 (at most {FAST_RATE})")
     return spec
+
+
+def load_profile(name: str) -> VoiceSpec:
+    """A voice profile by name, as `voice: NAME` in a script in the current folder finds it."""
+    profiles = voice_profiles(voice_folders())
+    if name not in profiles:
+        raise InvalidInput(f"unknown voice profile '{name}'{suggest(name, list(profiles))}; "
+                           f"profiles: {', '.join(profiles)}")
+    context = _Context(root=profiles[name].parent)
+    data, tree = context.read(profiles[name])
+    spec = _profile_from(data, profiles[name], _Checker(tree, context, (profiles[name].resolve(),)))
+    context.settle()
+    return spec
+
+
+def _profile(path: Path, check: _Checker) -> VoiceSpec | None:
+    origin = f" (the voice profile named at {check.tree.where(check._mapped(('voice',)))})"
+    try:
+        data, tree = check.context.read(path)
+    except InvalidInput as err:
+        check.problems.extend(Problem(p.message + origin, p.where, p.severity) for p in err.problems)
+        return None
+    return _profile_from(data, path, check.child(tree, path.resolve(), origin))
+
+
+def _profile_from(data: Any, path: Path, inner: _Checker) -> VoiceSpec | None:
+    if not inner.schema(data, PROFILE_SCHEMA, ()):
+        return None
+    lexicon = _lexicon(data["lexicon"], path.parent, ("lexicon",), inner) if "lexicon" in data else ()
+    if lexicon is None:
+        return None
+    spec = VoiceSpec(**{k: data[k] for k in ("engine", "voice", "rate", "volume", "pitch") if k in data},
+                     lexicon=lexicon, profile=path.stem)
+    if spec.rate > FAST_RATE:
+        inner.warn(("rate",), f"{spec.rate} words a minute is fast for relaxation; "
+                   f"calm narration is about 120-150 (at most {FAST_RATE})")
+    return spec
+
+
+def _lexicon(value: Any, folder: Path, keys: KeyPath, check: _Checker) -> tuple[tuple[str, str], ...] | None:
+    """A lexicon given inline, or a file of `word: how to say it` lines relative to `folder`."""
+    if isinstance(value, str):
+        file = folder / value
+        if not file.is_file():
+            check.error(keys, f"the lexicon {file} does not exist (paths are relative to this file)")
+            return None
+        try:
+            value, tree = check.context.read(file)
+        except InvalidInput as err:
+            check.problems.extend(err.problems)
+            return None
+        check = check.child(tree, file.resolve(), check.origin)
+        keys = ()
+    if not check.schema(value, LEXICON_SCHEMA["anyOf"][1], keys):
+        return None
+    return tuple((str(word).strip(), said.strip()) for word, said in value.items() if str(word).strip())
+
+
+def _merged(base: tuple[tuple[str, str], ...], extra: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
+    """`extra` over `base`, matching words in any case."""
+    merged = {word.lower(): (word, said) for word, said in base}
+    merged.update({word.lower(): (word, said) for word, said in extra})
+    return tuple(merged.values())
 
 
 def _background(value: dict[str, Any], script_path: Path, check: _Checker) -> Background | None:

@@ -56,7 +56,7 @@ class ClipCache:
     def key(text: str, engine: Engine, voice: VoiceSpec) -> str:
         fields = {
             "text": text, "engine": engine.name, "engine_version": engine.version,
-            "voice": voice.voice, "rate": voice.rate, "volume": voice.volume,
+            "voice": voice.voice, "rate": voice.rate, "volume": voice.volume, "pitch": voice.pitch,
             "clip_format": CLIP_FORMAT, "sample_rate": SAMPLE_RATE,
         }
         return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
@@ -183,8 +183,20 @@ def _pack(parts: list[str], limit: int) -> list[str]:
     return packed
 
 
+def pronounce(text: str, lexicon: tuple[tuple[str, str], ...]) -> str:
+    """`text` with every lexicon word or phrase (whole words, any case) replaced by how to say
+    it; longer entries first, so "Supta Padangusthasana" wins over "Padangusthasana"."""
+    if not lexicon:
+        return text
+    said = {word.lower(): how for word, how in lexicon}
+    words = sorted(said, key=len, reverse=True)
+    pattern = re.compile(r"(?<!\w)(" + "|".join(re.escape(w) for w in words) + r")(?!\w)", re.IGNORECASE)
+    return pattern.sub(lambda match: said[match.group(0).lower()], text)
+
+
 class Speaker:
-    """Speaks a script's utterances in one voice, through the clip cache."""
+    """Speaks a script's utterances in one voice, through the clip cache. The clip cache's key
+    is the text as the engine is given it, after the lexicon: a changed pronunciation is a new clip."""
 
     def __init__(self, voice: VoiceSpec, cache: ClipCache | None = None,
                  engine_for: Callable[[str], Engine] = get_engine):
@@ -236,7 +248,7 @@ class Speaker:
             return
         with tempfile.TemporaryDirectory(prefix="guidetrack-") as folder:
             raws = {chunk: Path(folder) / f"{index}.wav" for index, chunk in enumerate(missing)}
-            batch(list(raws.items()), self.voice)
+            batch([(pronounce(chunk, self.voice.lexicon), raw) for chunk, raw in raws.items()], self.voice)
             for chunk, raw in raws.items():
                 clip = self._check(chunk, raw)
                 self.cache.put(missing[chunk], clip)
@@ -254,14 +266,15 @@ class Speaker:
             self.cache.misses += 1
             with tempfile.TemporaryDirectory(prefix="guidetrack-") as folder:
                 raw = Path(folder) / "utterance.wav"
-                self.engine.synthesize(text, self.voice, raw)
+                self.engine.synthesize(pronounce(text, self.voice.lexicon), self.voice, raw)
                 clip = self._check(text, raw)
             self.cache.put(path, clip)
         self._chunks[text] = clip
         return clip
 
     def _entry(self, chunk: str) -> Path:
-        return self.cache.path(chunk, ClipCache.key(chunk, self.engine, self.voice))
+        spoken = pronounce(chunk, self.voice.lexicon)
+        return self.cache.path(chunk, ClipCache.key(spoken, self.engine, self.voice))
 
     def _check(self, text: str, raw: Path) -> np.ndarray:
         """The engine's output for `text`, checked and processed."""

@@ -147,7 +147,7 @@ class Pyttsx3Engine:
                 self._start()
             voice_id = self._resolve_voice(voice.voice)
             requests = [{"text": text, "path": str(path), "voice": voice_id, "rate": voice.rate,
-                         "volume": voice.volume, "timeout": BASE_TIMEOUT + PER_CHAR_TIMEOUT * len(text)}
+                         "volume": voice.volume, "pitch": voice.pitch, "timeout": BASE_TIMEOUT + PER_CHAR_TIMEOUT * len(text)}
                         for text, path in todo]
             budget = sum(r["timeout"] for r in requests) + 5.0
             answers = self._ask(requests, budget)

@@ -47,6 +47,8 @@ def _speak(engine, request: dict) -> dict:
         _espeak.Synchronize()
         driver.setProperty("rate", request["rate"])
         driver.setProperty("volume", request["volume"])
+        if request.get("pitch") is not None:
+            driver.setProperty("pitch", request["pitch"])
         _espeak.Synchronize()
     else:
         engine.setProperty("voice", request["voice"])
