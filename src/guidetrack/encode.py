@@ -1,8 +1,8 @@
 """PCM blocks -> an audio file: measured, streamed to ffmpeg, tagged with mutagen, renamed into place.
 
-Loudness is normalised in two passes: ffmpeg's ITU-R BS.1770 meter (the ebur128 filter)
-measures the mix, then the encoding pass applies the gain that reaches the target and a
-lookahead limiter that keeps the true peak under -1 dBTP. The output is written to a
+Loudness is normalised: ffmpeg's ITU-R BS.1770 meter (the ebur128 filter) measures the mix,
+then the encoding pass applies the gain that reaches the target and a lookahead limiter that
+keeps the true peak under -1 dBTP (see `encode` for what the limiter and codec take away). The output is written to a
 temporary file beside the target and renamed only when complete, so an interrupted render
 never leaves a broken file at the output path.
 """
@@ -187,8 +187,8 @@ def normalising_gain(blocks: Iterable[np.ndarray], output: Output) -> tuple[floa
     excerpt = sample.kept()
     gain = min(output.target_lufs - loudness, MAX_GAIN_DB)
     limited = peak + gain > PEAK_LIMIT_DB
-    if loudness <= SILENT_LUFS or not (limited or output.format != "wav"):
-        return gain, False
+    if loudness <= SILENT_LUFS or (output.format == "wav" and not limited):
+        return gain, False  # nothing will take loudness away: the measurement is exact
     return min(gain + predicted_losses(excerpt, output, gain, limited), MAX_GAIN_DB), True
 
 
@@ -324,8 +324,8 @@ def encode(blocks: Callable[[], Iterable[np.ndarray]], out: Path, tags: Tags, ou
     `blocks` makes the mix afresh for each pass. Returns (samples written, gain applied in dB).
     A given `gain_db` was measured on an earlier, identical render, and is used as it is.
     Otherwise the mix is measured, what the limiter and codec take is learnt from an excerpt
-    (about a minute, spread through the mix) and given back, and the finished file is measured to make sure (and encoded once
-    more in the rare case it is still off).
+    (about a minute, spread through the mix) and given back, and the finished file is measured
+    to make sure (and encoded once more in the rare case it is still off).
     """
     predicted = False
     if gain_db is None:

@@ -31,57 +31,57 @@ def rms_db(audio: np.ndarray) -> float:
     return float(10 * np.log10(np.mean(np.square(audio, dtype=np.float64)) + 1e-12))
 
 
+def active_level_db(audio: np.ndarray) -> float:
+    """RMS level (dB) over the samples (or stereo frames) that sound: louder than -40 dBFS."""
+    loud = np.abs(audio) if audio.ndim == 1 else np.abs(audio).max(axis=1)
+    active = audio[loud > db_to_gain(-40)]
+    return rms_db(active if active.size else audio)
+
+
 def voice_level_db(clips: list[np.ndarray]) -> float:
     """The voice's RMS level over its active speech: the reference for every other level."""
-    if not clips:
-        return -20.0
-    joined = np.concatenate(clips)
-    active = joined[np.abs(joined) > db_to_gain(-40)]
-    return rms_db(active if active.size else joined)
+    return active_level_db(np.concatenate(clips)) if clips else -20.0
 
 
 # ---------------------------------------------------------------- generated sounds
 
 
-@lru_cache(maxsize=8)
-def chime(length: Samples) -> np.ndarray:
-    """A soft struck bell: inharmonic partials, each decaying at its own rate."""
+def _struck(length: Samples, base: float, modes, detune: float, second: float, phase: float,
+            attack: float, tail: float) -> np.ndarray:
+    """A struck, ringing object: for each (ratio to `base`, amplitude, seconds to fall 60 dB),
+    a partial and a second one `detune` Hz above it (weight `second`), so it shimmers or beats;
+    a short attack, a faded tail, and RMS 1 over the first second."""
     t = np.arange(length, dtype=np.float64) / SAMPLE_RATE
-    base = 392.0  # G4
-    # (ratio to the base, amplitude, seconds to fall 60 dB): a bell's hum, prime, tierce, quint, nominal...
-    partials = ((0.5, 0.35, 5.5), (1.0, 1.0, 4.5), (1.19, 0.35, 3.2), (1.5, 0.25, 2.6),
-                (2.0, 0.3, 2.2), (2.51, 0.12, 1.4), (3.01, 0.08, 1.0), (4.17, 0.05, 0.7))
     out = np.zeros(length)
-    for ratio, amp, t60 in partials:
+    for ratio, amp, t60, *beat in modes:
         freq = base * ratio
         decay = np.exp(-6.91 * t / t60)
-        # two slightly detuned strikes give the slow shimmer of a real bell
-        out += amp * decay * (np.sin(2 * np.pi * freq * t) + 0.5 * np.sin(2 * np.pi * (freq + 0.7) * t + 1.3))
-    attack = min(int(0.004 * SAMPLE_RATE), length)
-    out[:attack] *= np.linspace(0, 1, attack)
-    tail = min(int(0.5 * SAMPLE_RATE), length)
-    out[-tail:] *= np.linspace(1, 0, tail)
-    return (out / np.sqrt(np.mean(out[: SAMPLE_RATE] ** 2))).astype(np.float32)  # RMS 1 over the strike
+        above = freq + (beat[0] if beat else detune)
+        out += amp * decay * (np.sin(2 * np.pi * freq * t) + second * np.sin(2 * np.pi * above * t + phase))
+    rise = min(int(attack * SAMPLE_RATE), length)
+    out[:rise] *= np.linspace(0, 1, rise)
+    fade = min(int(tail * SAMPLE_RATE), length)
+    out[-fade:] *= np.linspace(1, 0, fade)
+    return (out / np.sqrt(np.mean(out[: SAMPLE_RATE] ** 2))).astype(np.float32)
+
+
+@lru_cache(maxsize=8)
+def chime(length: Samples) -> np.ndarray:
+    """A soft struck bell: inharmonic partials, each decaying at its own rate; two slightly
+    detuned strikes give the slow shimmer of a real bell."""
+    # (ratio to G4, amplitude, seconds to fall 60 dB): a bell's hum, prime, tierce, quint, nominal...
+    partials = ((0.5, 0.35, 5.5), (1.0, 1.0, 4.5), (1.19, 0.35, 3.2), (1.5, 0.25, 2.6),
+                (2.0, 0.3, 2.2), (2.51, 0.12, 1.4), (3.01, 0.08, 1.0), (4.17, 0.05, 0.7))
+    return _struck(length, 392.0, partials, detune=0.7, second=0.5, phase=1.3, attack=0.004, tail=0.5)
 
 
 @lru_cache(maxsize=4)
 def bowl(length: Samples) -> np.ndarray:
     """A struck singing bowl: a low fundamental and the bowl's widely spaced modes, each split
     in two a few hertz apart (the bowl is never perfectly round), so it beats and sings."""
-    t = np.arange(length, dtype=np.float64) / SAMPLE_RATE
-    base = 196.0  # G3
-    # (ratio to the base, amplitude, seconds to fall 60 dB, beat in Hz between the mode's two halves)
+    # (ratio to G3, amplitude, seconds to fall 60 dB, beat in Hz between the mode's two halves)
     modes = ((1.0, 1.0, 11.0, 1.3), (2.71, 0.45, 7.0, 2.1), (5.02, 0.2, 4.0, 3.4), (7.96, 0.08, 2.5, 4.8))
-    out = np.zeros(length)
-    for ratio, amp, t60, beat in modes:
-        freq = base * ratio
-        decay = np.exp(-6.91 * t / t60)
-        out += amp * decay * (np.sin(2 * np.pi * freq * t) + np.sin(2 * np.pi * (freq + beat) * t + 0.7))
-    attack = min(int(0.006 * SAMPLE_RATE), length)
-    out[:attack] *= np.linspace(0, 1, attack)
-    tail = min(int(1.0 * SAMPLE_RATE), length)
-    out[-tail:] *= np.linspace(1, 0, tail)
-    return (out / np.sqrt(np.mean(out[: SAMPLE_RATE] ** 2))).astype(np.float32)
+    return _struck(length, 196.0, modes, detune=0.0, second=1.0, phase=0.7, attack=0.006, tail=1.0)
 
 
 GENERATED = {"chime": chime, "bowl": bowl}
@@ -386,6 +386,4 @@ def _sound(name: str, length: Samples) -> np.ndarray:
     if name in GENERATED:
         return GENERATED[name](length)
     audio = decode_file(name)
-    loud = audio[np.abs(audio).max(axis=1) > db_to_gain(-40)]
-    level = np.sqrt(np.mean(np.square(loud if len(loud) else audio, dtype=np.float64)))
-    return (audio[:length] / level).astype(np.float32)
+    return (audio[:length] / db_to_gain(active_level_db(audio))).astype(np.float32)

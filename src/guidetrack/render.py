@@ -92,8 +92,9 @@ def _remembered_gain(path: Path) -> float | None:
 
 
 def render(script: Script, out: Path, cache_dir: Path | None = None, output: Output = Output()) -> Rendered:
-    """Render one script. The loudness measurement (two or three passes over the mix) is done
-    once per distinct mix; later renders of the same mix reuse the gain it found."""
+    """Render one script. The loudness measurement (a pass over the mix, an excerpt through the
+    limiter and codec, the finished file) is done once per distinct mix; later renders of the
+    same mix reuse the gain it found."""
     broken = audio_problems(script)
     if broken:
         raise InvalidInput(broken)

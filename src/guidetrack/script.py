@@ -954,6 +954,18 @@ def _cover(value: Any, script_path: Path, check: _Checker) -> Path | None:
 
 
 FAST_RATE = 170  # words a minute: faster than this does not sound calm
+VOICE_SETTINGS = ("engine", "voice", "rate", "volume", "pitch")  # the fields of a voice besides its lexicon
+
+
+def _unknown_profile(name: str, profiles: dict[str, Path]) -> str:
+    return (f"unknown voice profile '{name}'{suggest(name, list(profiles))}; "
+            f"profiles: {', '.join(profiles)} (`guidetrack voices` lists them)")
+
+
+def _warn_if_fast(rate: Any, keys: KeyPath, check: _Checker) -> None:
+    if isinstance(rate, int) and rate > FAST_RATE:
+        check.warn(keys, f"{rate} words a minute is fast for relaxation; "
+                   f"calm narration is about 120-150 (at most {FAST_RATE})")
 
 
 def _voice(value: Any, script_path: Path, check: _Checker) -> VoiceSpec | None:
@@ -961,20 +973,17 @@ def _voice(value: Any, script_path: Path, check: _Checker) -> VoiceSpec | None:
     name = value if isinstance(value, str) else DEFAULT_VOICE
     profiles = voice_profiles(voice_folders(script_path, check.context.root))
     if name not in profiles:
-        check.error(("voice",), f"unknown voice profile '{name}'{suggest(name, list(profiles))}; "
-                    f"profiles: {', '.join(profiles)} (`guidetrack voices` lists them)")
+        check.error(("voice",), _unknown_profile(name, profiles))
         return None
     spec = _profile(profiles[name], check)
     if spec is None or not isinstance(value, dict):
         return spec
-    fields = {k: value[k] for k in ("engine", "voice", "rate", "volume", "pitch") if k in value}
+    fields = {k: value[k] for k in VOICE_SETTINGS if k in value}
     spec = replace(spec, **fields, profile="")
+    _warn_if_fast(fields.get("rate"), ("voice",), check)  # the profile's own rate warns in its file
     if "lexicon" in value:
         extra = _lexicon(value["lexicon"], script_path.parent, ("voice", "lexicon"), check)
         spec = replace(spec, lexicon=_merged(spec.lexicon, extra)) if extra is not None else None
-    if spec is not None and isinstance(spec.rate, int) and spec.rate > FAST_RATE:
-        check.warn(("voice",), f"{spec.rate} words a minute is fast for relaxation; "
-                   f"calm narration is about 120-150 (at most {FAST_RATE})")
     return spec
 
 
@@ -982,8 +991,7 @@ def load_profile(name: str) -> VoiceSpec:
     """A voice profile by name, as `voice: NAME` in a script in the current folder finds it."""
     profiles = voice_profiles(voice_folders())
     if name not in profiles:
-        raise InvalidInput(f"unknown voice profile '{name}'{suggest(name, list(profiles))}; "
-                           f"profiles: {', '.join(profiles)}")
+        raise InvalidInput(_unknown_profile(name, profiles))
     context = _Context(root=profiles[name].parent)
     data, tree = context.read(profiles[name])
     spec = _profile_from(data, profiles[name], _Checker(tree, context, (profiles[name].resolve(),)))
@@ -1007,11 +1015,8 @@ def _profile_from(data: Any, path: Path, inner: _Checker) -> VoiceSpec | None:
     lexicon = _lexicon(data["lexicon"], path.parent, ("lexicon",), inner) if "lexicon" in data else ()
     if lexicon is None:
         return None
-    spec = VoiceSpec(**{k: data[k] for k in ("engine", "voice", "rate", "volume", "pitch") if k in data},
-                     lexicon=lexicon, profile=path.stem)
-    if spec.rate > FAST_RATE:
-        inner.warn(("rate",), f"{spec.rate} words a minute is fast for relaxation; "
-                   f"calm narration is about 120-150 (at most {FAST_RATE})")
+    spec = VoiceSpec(**{k: data[k] for k in VOICE_SETTINGS if k in data}, lexicon=lexicon, profile=path.stem)
+    _warn_if_fast(spec.rate, ("rate",), inner)
     return spec
 
 
