@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from guidetrack.errors import InvalidInput
-from guidetrack.script import Breathe, Chime, Hold, Pause, Say, Section, Sides, load
+from guidetrack.script import Breathe, Chime, Duck, Hold, Pause, Say, Section, Sides, load
 from guidetrack.units import to_samples
 
 CONTRACT_EXAMPLE = """\
@@ -359,3 +359,19 @@ def test_bad_voices_and_lexicons_are_reported_where_they_are(tmp_path, files, ex
         load(tmp_path / "s.yaml")
     found = [str(p) for p in caught.value.problems]
     assert any(expected in p for p in found), found
+
+
+@pytest.mark.parametrize("duck, expected", [
+    (None, Duck()),  # the default dip
+    ("true", Duck()),
+    ("false", None),
+    ("0", None),
+    ("10", Duck(depth_db=10.0)),
+    ("-10 dB", Duck(depth_db=10.0)),  # a dip either way
+    ("{depth: 8, attack: 0.2s, release: 2s}", Duck(8.0, to_samples(0.2), to_samples(2))),
+])
+def test_background_duck_forms(tmp_path, duck, expected):
+    path = tmp_path / "s.yaml"
+    extra = f", duck: {duck}" if duck is not None else ""
+    path.write_text(f"guidetrack: 1\ntitle: T\nbackground: {{sound: ocean{extra}}}\nsteps: [chime]\n")
+    assert load(path).background.duck == expected
