@@ -3,6 +3,8 @@
 - cold render (empty clip cache) vs the whole floor: ffmpeg encoding the same PCM
   with the same settings + one espeak-ng process speaking every unique utterance;
 - warm render (full cache) vs the encode floor;
+- each engine's speed, in seconds of speech made a second, against espeak-ng's own
+  command speaking the same utterances;
 - peak memory of an 8-hour track (the render process, and ffmpeg beside it).
 """
 
@@ -15,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import wave
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,7 +36,7 @@ def render_command(script: Path, out: Path) -> list[str]:
     return [sys.executable, "-m", "guidetrack", "render", str(script), "--variant", "standard", "-o", str(out)]
 
 
-def floors(work: Path, cache: Path) -> tuple[float, float, int]:
+def floors(work: Path, cache: Path) -> tuple[float, float, list[str]]:
     from guidetrack.encode import encoder_command
     from guidetrack.mix import mix
     from guidetrack.render import plan_script
@@ -52,7 +55,25 @@ def floors(work: Path, cache: Path) -> tuple[float, float, int]:
     text = work / "utterances.txt"
     text.write_text("\n\n".join(chunks))
     speak = timed(["espeak-ng", "-v", voice.voice, "-s", str(voice.rate), "-f", str(text), "-w", str(work / "all.wav")])
-    return encode, speak, len(chunks)
+    return encode, speak, chunks
+
+
+def engine_speeds(work: Path, chunks: list[str]) -> list[tuple[str, float, float]]:
+    """(engine (profile), seconds of speech, seconds taken) for each engine's ready profile speaking
+    `chunks` into an empty cache: worker start and model loading included, as in a cold render."""
+    from guidetrack.script import load_profile
+    from guidetrack.speech import ClipCache, Speaker
+    from guidetrack.units import SAMPLE_RATE
+
+    speeds = []
+    for profile in ("calm", "natural"):
+        voice = load_profile(profile)
+        speaker = Speaker(voice, ClipCache(work / f"engine-{profile}"))
+        started = time.perf_counter()
+        speech = sum(speaker.lengths(chunks).values()) / SAMPLE_RATE
+        speeds.append((f"{voice.engine} ({profile})", speech, time.perf_counter() - started))
+        speaker.engine.close()
+    return speeds
 
 
 EIGHT_HOURS = """\
@@ -97,10 +118,17 @@ def main() -> None:
         cold = timed(render_command(SESSION, work / "cold.mp3"), env)
         warm = min(timed(render_command(SESSION, work / f"warm{i}.mp3"), env) for i in range(2))
         encode, speak, chunks = floors(work, cache)
-        print(f"session: {SESSION.relative_to(ROOT)} (10:00, {chunks} unique utterances)")
+        print(f"session: {SESSION.relative_to(ROOT)} (10:00, {len(chunks)} unique utterances)")
         print(f"  floor: ffmpeg encode {encode:6.2f} s   espeak-ng speaking all utterances {speak:5.2f} s")
         print(f"  cold render {cold:6.2f} s   {cold / (encode + speak):4.2f}x the whole floor   (target <= 1.3x)")
         print(f"  warm render {warm:6.2f} s   {warm / encode:4.2f}x the encode floor  (target <= 1.3x)")
+        with wave.open(str(work / "all.wav")) as said:  # pauses between utterances included
+            spoken = said.getnframes() / said.getframerate()
+        print(f"engines, speaking the same {len(chunks)} utterances (seconds of speech made a second):")
+        print(f"  espeak-ng command  {spoken:6.1f} s of speech in {speak:5.2f} s = {spoken / speak:6.1f}  (the floor)")
+        for name, speech, seconds in engine_speeds(work, chunks):
+            print(f"  {name:<17}  {speech:6.1f} s of speech in {seconds:5.2f} s = {speech / seconds:6.1f}  "
+                  f"{speech / seconds / (spoken / speak):4.2f}x the floor")
         if not args.quick:
             script = work / "eight-hours.yaml"
             script.write_text(EIGHT_HOURS)

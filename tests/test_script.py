@@ -351,7 +351,7 @@ def test_voice_profiles_come_from_voices_folders(tmp_path):
      "s.yaml:3:10: lexicon: the lexicon"),
     ({"words.yaml": "Savasana: [not, text]\n",
       "s.yaml": "guidetrack: 1\ntitle: T\nlexicon: words.yaml\nsteps: [chime]\n"},
-     "words.yaml:1:11: Savasana: expected text, got a list"),
+     "words.yaml:1:11: Savasana: expected a mapping or text, got a list"),
 ])
 def test_bad_voices_and_lexicons_are_reported_where_they_are(tmp_path, files, expected):
     library(tmp_path, files)
@@ -375,3 +375,41 @@ def test_background_duck_forms(tmp_path, duck, expected):
     extra = f", duck: {duck}" if duck is not None else ""
     path.write_text(f"guidetrack: 1\ntitle: T\nbackground: {{sound: ocean{extra}}}\nsteps: [chime]\n")
     assert load(path).background.duck == expected
+
+
+def test_piper_voices_are_found_or_reported_at_their_line(tmp_path):
+    library(tmp_path, {
+        "voices/mine.onnx": "model", "voices/mine.onnx.json": "{}",
+        "voices/deep.yaml": "guidetrack-voice: 1\nengine: piper\nvoice: mine\nrate: 130\npitch: 40\n",
+        "a.yaml": "guidetrack: 1\ntitle: T\nvoice: {engine: piper}\nsteps: [chime]\n",
+        "b.yaml": "guidetrack: 1\ntitle: T\nvoice: deep\nsteps: [chime]\n",
+        "c.yaml": "guidetrack: 1\ntitle: T\nvoice: {engine: piper, voice: nobody}\nsteps: [chime]\n",
+        "d.yaml": "guidetrack: 1\ntitle: T\nvoice: {engine: piper, voice: models/gone.onnx}\nsteps: [chime]\n",
+    })
+    inline = load(tmp_path / "a.yaml").voice  # only the engine named: its own default voice, no pitch
+    assert (inline.engine, inline.voice, inline.pitch) == ("piper", "joe", None)
+    deep = load(tmp_path / "b.yaml")  # a model in voices/, by name
+    assert deep.voice.voice == str((tmp_path / "voices/mine.onnx").resolve())
+    assert (tmp_path / "voices/mine.onnx").resolve() in deep.sources
+    assert [str(p) for p in deep.warnings] == [
+        f"{tmp_path / 'voices/deep.yaml'}:5:8: warning: pitch: Piper voices have no pitch setting; it is ignored"
+        f" (the voice profile named at {tmp_path / 'b.yaml'}:3:8)"]
+    with pytest.raises(InvalidInput, match=r"c.yaml:3:31: voice.voice: no Piper voice 'nobody': use a packaged one"):
+        load(tmp_path / "c.yaml")
+    with pytest.raises(InvalidInput, match=r"d.yaml:3:31: .*gone.onnx and its gone.onnx.json must both exist"):
+        load(tmp_path / "d.yaml")
+
+
+def test_a_lexicon_entry_can_differ_per_engine(tmp_path):
+    from guidetrack.speech import pronounce
+
+    library(tmp_path, {"s.yaml": "guidetrack: 1\ntitle: T\nlexicon:\n"
+                                 "  Savasana: {pyttsx3: \"[[S'A:v@s@n@]]\", piper: \"[[ʃɑːvˈɑːsənə]]\"}\n"
+                                 "  Bolster: {piper: bol ster}\nsteps: [chime]\n",
+                       "t.yaml": "guidetrack: 1\ntitle: T\nlexicon: {Savasana: {espeak: x}}\nsteps: [chime]\n"})
+    lexicon = load(tmp_path / "s.yaml").voice.lexicon
+    text = "A bolster under you in Savasana."
+    assert pronounce(text, lexicon, "pyttsx3") == "A bolster under you in [[S'A:v@s@n@]]."
+    assert pronounce(text, lexicon, "piper") == "A bol ster under you in [[ʃɑːvˈɑːsənə]]."
+    with pytest.raises(InvalidInput, match=r"t.yaml:3:21: lexicon.Savasana: unknown key .espeak.; known keys: piper, pyttsx3"):
+        load(tmp_path / "t.yaml")

@@ -194,6 +194,17 @@ def voices() -> None:
             typer.echo(f"  pyttsx3   {engine.version}\n            {len(ids)} voices; English: {', '.join(english)}")
         except GuidetrackError as err:
             typer.echo(f"  pyttsx3   not available: {err}")
+        from .engines import piper_voices
+
+        try:
+            from .engines.piper_engine import engine_version
+
+            packaged = ", ".join(f"{n} ({a})" for a, n in piper_voices.ALIASES.items() if n in piper_voices.installed())
+            models = [str(m) for f in voice_folders() for m in sorted(f.glob("*.onnx")) if f.is_dir()]
+            typer.echo(f"  piper     {engine_version()}\n            voices: {packaged or 'none packaged'}"
+                       + "".join(f"\n            {m}" for m in models))
+        except GuidetrackError as err:
+            typer.echo(f"  piper     not available: {err}")
         typer.echo("profiles (voice: NAME in a script; voices/NAME.yaml beside it or in the current folder "
                    "overrides these):")
         for name, path in voice_profiles(voice_folders()).items():
@@ -253,7 +264,7 @@ def say(
         with replacing(out) as temp, wave.open(str(temp), "wb") as clip:
             clip.setnchannels(1), clip.setsampwidth(2), clip.setframerate(SAMPLE_RATE)
             clip.writeframes(pcm)
-        said = pronounce(text, spec.lexicon)
+        said = pronounce(text, spec.lexicon, spec.engine)
         typer.echo(f"wrote {out}  {len(audio) / SAMPLE_RATE:.2f} s  voice {voice}: {spec.engine} {spec.voice}, "
                    f"{spec.rate} wpm" + (f"\n  said as: {said}" if said != text else ""))
         return 0

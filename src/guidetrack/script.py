@@ -28,6 +28,18 @@ MAX_CYCLES = 10_000
 # ---------------------------------------------------------------- the model
 
 
+# word or phrase -> how to say it: one text for every engine, or (engine, text) pairs
+Said = str | tuple[tuple[str, str], ...]
+Lexicon = tuple[tuple[str, Said], ...]
+ENGINES = ("pyttsx3", "piper")
+ENGINE_VOICES = {"pyttsx3": "en-us", "piper": "joe"}  # the voice when a script names only the engine
+
+
+def said_by(how: Said, engine: str) -> str | None:
+    """How a lexicon entry is said to `engine`; None leaves the word as written."""
+    return how if isinstance(how, str) else dict(how).get(engine)
+
+
 @dataclass(frozen=True)
 class VoiceSpec:
     """Which voice speaks, and how. Every field but `profile` changes the sound."""
@@ -37,7 +49,7 @@ class VoiceSpec:
     rate: int = 135  # words per minute
     volume: float = 0.9  # 0..1
     pitch: int | None = None  # 0..100 where the engine has it (espeak-ng: 50 is its usual)
-    lexicon: tuple[tuple[str, str], ...] = ()  # (word or phrase, how to say it), applied before synthesis
+    lexicon: Lexicon = ()  # (word or phrase, how to say it), applied before synthesis
     profile: str = ""  # the profile it came from, for people to read
 
 
@@ -267,15 +279,21 @@ _DURATION = {"type": ["number", "string"], "description": "seconds, or a string 
 _LEVEL = {"type": ["number", "string"], "description": "decibels: -18 or '-18 dB'"}
 _TEXT = {"type": "string", "minLength": 1, "maxLength": MAX_TEXT}
 
+_SAID = {"type": "string", "minLength": 1, "maxLength": 200}
 LEXICON_SCHEMA = {
     "anyOf": [
         {"type": "string", "pattern": r"\.ya?ml$", "description": "a lexicon file, relative to this file"},
-        {"type": "object", "additionalProperties": {"type": "string", "minLength": 1, "maxLength": 200}},
+        {"type": "object", "additionalProperties": {"anyOf": [
+            {**_SAID, "description": "a respelling, for every engine"},
+            {"type": "object", "properties": {engine: _SAID for engine in ENGINES}, "minProperties": 1,
+             "additionalProperties": False, "description": "per engine; engines not named say the word as written"},
+        ]}},
     ],
-    "description": "word or phrase: how to say it (a respelling, or espeak-ng phonemes in [[...]])",
+    "description": "word or phrase: how to say it: a respelling, or phonemes in [[...]] "
+                   "(espeak-ng's phoneme names for pyttsx3, IPA for piper)",
 }
 _VOICE_FIELDS = {
-    "engine": {"type": "string", "enum": ["pyttsx3"]},
+    "engine": {"type": "string", "enum": list(ENGINES)},
     "voice": {"type": "string", "minLength": 1},
     "rate": {"type": "integer", "minimum": 60, "maximum": 400, "description": "words a minute"},
     "volume": {"type": "number", "minimum": 0.05, "maximum": 1},
@@ -687,7 +705,8 @@ class _Checker:
             elif err.validator == "const":
                 self.error(at, f"must be {err.validator_value!r} (this is format version {FORMAT_VERSION})")
             elif err.validator == "anyOf":
-                self.error(at, _describe_any_of(err))
+                where, message = _describe_any_of(err)
+                self.error(keys + where, message)
             elif err.validator in ("minItems", "minLength"):
                 self.error(at, "must not be empty")
             elif err.validator == "maxLength":
@@ -746,21 +765,25 @@ def _describe_value(value: Any) -> str:
     return repr(value)
 
 
-def _describe_any_of(err: Any) -> str:
-    # Prefer the branch whose type matches the value: its message is the useful one.
+def _describe_any_of(err: Any) -> tuple[KeyPath, str]:
+    """Where and what, for a value that fits none of the choices: the branch whose type matches
+    the value has the useful message (looked for inside nested choices too)."""
     rank = {"additionalProperties": 0, "required": 1}
     for sub in sorted(err.context, key=lambda e: (-len(e.absolute_path), rank.get(e.validator, 2))):
+        where = tuple(sub.absolute_path)
+        if sub.validator == "anyOf":
+            return _describe_any_of(sub)
+        if sub.validator == "additionalProperties":
+            allowed = sorted(sub.schema.get("properties", {}))
+            extra = sorted(set(sub.instance) - set(allowed))
+            return where, f"unknown key '{extra[0]}'{suggest(extra[0], allowed)}; known keys: {', '.join(allowed)}"
+        if sub.validator == "required":
+            return where, sub.message.replace("is a required property", "is required here")
         if sub.validator != "type":
-            if sub.validator == "additionalProperties":
-                allowed = sorted(sub.schema.get("properties", {}))
-                extra = sorted(set(sub.instance) - set(allowed))
-                return f"unknown key '{extra[0]}'{suggest(extra[0], allowed)}; known keys: {', '.join(allowed)}"
-            if sub.validator == "required":
-                return sub.message.replace("is a required property", "is required here")
-            return sub.message
+            return where, sub.message
     kinds = [s.get("type") for s in err.validator_value if "type" in s]
     flat = sorted({t for k in kinds for t in (k if isinstance(k, list) else [k])})
-    return f"expected {_describe(flat)}, got {_describe_value(err.instance)}"
+    return tuple(err.absolute_path), f"expected {_describe(flat)}, got {_describe_value(err.instance)}"
 
 
 # ---------------------------------------------------------------- parameters
@@ -979,7 +1002,10 @@ def _voice(value: Any, script_path: Path, check: _Checker) -> VoiceSpec | None:
     if spec is None or not isinstance(value, dict):
         return spec
     fields = {k: value[k] for k in VOICE_SETTINGS if k in value}
-    spec = replace(spec, **fields, profile="")
+    spec = _engine_voice(replace(spec, **fields, profile=""), fields, script_path.parent,
+                         script_path.parent / "voices", ("voice",), check)
+    if spec is None:
+        return None
     _warn_if_fast(fields.get("rate"), ("voice",), check)  # the profile's own rate warns in its file
     if "lexicon" in value:
         extra = _lexicon(value["lexicon"], script_path.parent, ("voice", "lexicon"), check)
@@ -1015,12 +1041,52 @@ def _profile_from(data: Any, path: Path, inner: _Checker) -> VoiceSpec | None:
     lexicon = _lexicon(data["lexicon"], path.parent, ("lexicon",), inner) if "lexicon" in data else ()
     if lexicon is None:
         return None
-    spec = VoiceSpec(**{k: data[k] for k in VOICE_SETTINGS if k in data}, lexicon=lexicon, profile=path.stem)
-    _warn_if_fast(spec.rate, ("rate",), inner)
+    fields = {k: data[k] for k in VOICE_SETTINGS if k in data}
+    spec = _engine_voice(VoiceSpec(**fields, lexicon=lexicon, profile=path.stem), fields, path.parent, path.parent,
+                         (), inner)
+    if spec is not None:
+        _warn_if_fast(spec.rate, ("rate",), inner)
     return spec
 
 
-def _lexicon(value: Any, folder: Path, keys: KeyPath, check: _Checker) -> tuple[tuple[str, str], ...] | None:
+def _engine_voice(spec: VoiceSpec, given: dict[str, Any], here: Path, voices: Path, keys: KeyPath,
+                  check: _Checker) -> VoiceSpec | None:
+    """What the engine needs settled: its own default voice when only the engine is named; for
+    Piper, no pitch, and the model a voice names, found here so a missing one is reported at its
+    line: a path to NAME.onnx (relative to `here`, the folder of the file that gives it),
+    NAME.onnx in `voices` or another voices folder, or a voice that comes in a package."""
+    if "engine" in given and "voice" not in given:
+        spec = replace(spec, voice=ENGINE_VOICES[spec.engine])
+    if spec.engine != "piper":
+        return spec
+    from .engines.piper_voices import ALIASES, PACKAGED, packaged_name
+
+    if "pitch" in given:
+        check.warn(keys + ("pitch",), "Piper voices have no pitch setting; it is ignored")
+    spec = replace(spec, pitch=None)
+    where = keys + ("voice",) if "voice" in given else keys
+    if spec.voice.endswith(".onnx"):
+        model = here / spec.voice
+    else:
+        models = [f / f"{spec.voice}.onnx" for f in [voices, *voice_folders(None, check.context.root)]]
+        model = next((m for m in models if m.is_file()), None)
+        if model is None:
+            if packaged_name(spec.voice):
+                return spec
+            check.error(where, f"no Piper voice '{spec.voice}': use a packaged one "
+                        f"({', '.join([*ALIASES, *PACKAGED])}) or put {spec.voice}.onnx and "
+                        f"{spec.voice}.onnx.json in a voices/ folder")
+            return None
+    model = model.resolve()
+    if not model.is_file() or not Path(f"{model}.json").is_file():
+        check.error(where, f"the Piper model {model} and its {model.name}.json must both exist "
+                    "(a path is relative to the file that gives it)")
+        return None
+    check.context.sources[model] = None
+    return replace(spec, voice=str(model))
+
+
+def _lexicon(value: Any, folder: Path, keys: KeyPath, check: _Checker) -> Lexicon | None:
     """A lexicon given inline, or a file of `word: how to say it` lines relative to `folder`."""
     if isinstance(value, str):
         file = folder / value
@@ -1036,10 +1102,14 @@ def _lexicon(value: Any, folder: Path, keys: KeyPath, check: _Checker) -> tuple[
         keys = ()
     if not check.schema(value, LEXICON_SCHEMA["anyOf"][1], keys):
         return None
-    return tuple((str(word).strip(), said.strip()) for word, said in value.items() if str(word).strip())
+
+    def said(how: str | dict[str, str]) -> Said:
+        return how.strip() if isinstance(how, str) else tuple(sorted((e, h.strip()) for e, h in how.items()))
+
+    return tuple((str(word).strip(), said(how)) for word, how in value.items() if str(word).strip())
 
 
-def _merged(base: tuple[tuple[str, str], ...], extra: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
+def _merged(base: Lexicon, extra: Lexicon) -> Lexicon:
     """`extra` over `base`, matching words in any case."""
     merged = {word.lower(): (word, said) for word, said in base}
     merged.update({word.lower(): (word, said) for word, said in extra})

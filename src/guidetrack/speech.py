@@ -21,10 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .engines import Engine, get_engine
+from .engines import Engine, get_engine, voice_key
 from .errors import EngineError
 from .files import write_atomically
-from .script import VoiceSpec, slugify
+from .script import Lexicon, VoiceSpec, said_by, slugify
 from .units import SAMPLE_RATE, Samples, db_to_gain
 
 CLIP_FORMAT = 2  # bump when clip processing changes (2: espeak-ng settles voice and volume first)
@@ -56,7 +56,7 @@ class ClipCache:
     def key(text: str, engine: Engine, voice: VoiceSpec) -> str:
         fields = {
             "text": text, "engine": engine.name, "engine_version": engine.version,
-            "voice": voice.voice, "rate": voice.rate, "volume": voice.volume, "pitch": voice.pitch,
+            "voice": voice_key(engine, voice), "rate": voice.rate, "volume": voice.volume, "pitch": voice.pitch,
             "clip_format": CLIP_FORMAT, "sample_rate": SAMPLE_RATE,
         }
         return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
@@ -183,12 +183,14 @@ def _pack(parts: list[str], limit: int) -> list[str]:
     return packed
 
 
-def pronounce(text: str, lexicon: tuple[tuple[str, str], ...]) -> str:
+def pronounce(text: str, lexicon: Lexicon, engine: str = "pyttsx3") -> str:
     """`text` with every lexicon word or phrase (whole words, any case) replaced by how to say
-    it; longer entries first, so "Supta Padangusthasana" wins over "Padangusthasana"."""
-    if not lexicon:
+    it to `engine`; longer entries first, so "Supta Padangusthasana" wins over "Padangusthasana".
+    An entry given per engine leaves the word as written for the engines it does not name."""
+    said = {word.lower(): said_by(how, engine) for word, how in lexicon}
+    said = {word: how for word, how in said.items() if how is not None}
+    if not said:
         return text
-    said = {word.lower(): how for word, how in lexicon}
     words = sorted(said, key=len, reverse=True)
     pattern = re.compile(r"(?<!\w)(" + "|".join(re.escape(w) for w in words) + r")(?!\w)", re.IGNORECASE)
     return pattern.sub(lambda match: said[match.group(0).lower()], text)
@@ -248,7 +250,7 @@ class Speaker:
             return
         with tempfile.TemporaryDirectory(prefix="guidetrack-") as folder:
             raws = {chunk: Path(folder) / f"{index}.wav" for index, chunk in enumerate(missing)}
-            batch([(pronounce(chunk, self.voice.lexicon), raw) for chunk, raw in raws.items()], self.voice)
+            batch([(pronounce(chunk, self.voice.lexicon, self.voice.engine), raw) for chunk, raw in raws.items()], self.voice)
             for chunk, raw in raws.items():
                 clip = self._check(chunk, raw)
                 self.cache.put(missing[chunk], clip)
@@ -266,14 +268,14 @@ class Speaker:
             self.cache.misses += 1
             with tempfile.TemporaryDirectory(prefix="guidetrack-") as folder:
                 raw = Path(folder) / "utterance.wav"
-                self.engine.synthesize(pronounce(text, self.voice.lexicon), self.voice, raw)
+                self.engine.synthesize(pronounce(text, self.voice.lexicon, self.voice.engine), self.voice, raw)
                 clip = self._check(text, raw)
             self.cache.put(path, clip)
         self._chunks[text] = clip
         return clip
 
     def _entry(self, chunk: str) -> Path:
-        spoken = pronounce(chunk, self.voice.lexicon)
+        spoken = pronounce(chunk, self.voice.lexicon, self.voice.engine)
         return self.cache.path(chunk, ClipCache.key(spoken, self.engine, self.voice))
 
     def _check(self, text: str, raw: Path) -> np.ndarray:

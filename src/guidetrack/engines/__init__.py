@@ -17,9 +17,22 @@ class Engine(Protocol):
         """Speak `text` into a WAV file at `path`."""
 
 
+def voice_key(engine: Engine, voice: VoiceSpec) -> str:
+    """What names the voice in the clip cache: its id, or (Piper) its model file's content."""
+    key = getattr(engine, "voice_key", None)
+    return key(voice) if key else voice.voice
+
+
+ENGINES = ("pyttsx3", "piper")
+
+
 def get_engine(name: str) -> Engine:
     if name == "pyttsx3":
         from .pyttsx3_engine import shared_engine
 
         return shared_engine()
-    raise InvalidInput(f"unknown speech engine '{name}'; available: pyttsx3")
+    if name == "piper":
+        from .piper_engine import shared_engine as shared_piper
+
+        return shared_piper()
+    raise InvalidInput(f"unknown speech engine '{name}'; engines: {', '.join(ENGINES)}")

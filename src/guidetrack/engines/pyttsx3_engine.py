@@ -9,21 +9,17 @@ with a restarted worker, then a clear error naming the text.
 
 from __future__ import annotations
 
-import json
 import os
-import select
-import subprocess
 import sys
-import time
 from functools import lru_cache
 from importlib.metadata import version as package_version
 from pathlib import Path
 
 from ..errors import EngineError, InvalidInput
 from ..script import VoiceSpec
+from .worker import WorkerEngine
 
 INSTALL_HINT = "install espeak-ng (Debian: apt-get install espeak-ng; scripts/guidetrack does it for you)"
-START_TIMEOUT = 20.0  # seconds for the worker to start its engine
 BASE_TIMEOUT = 20.0  # seconds allowed for any utterance, plus PER_CHAR_TIMEOUT a character
 PER_CHAR_TIMEOUT = 0.05
 
@@ -47,74 +43,27 @@ def engine_version() -> str:
     return f"pyttsx3-{package_version('pyttsx3')}/{driver}-{detail}"
 
 
-class Pyttsx3Engine:
+class Pyttsx3Engine(WorkerEngine):
     name = "pyttsx3"
+    worker_module = "guidetrack.engines.pyttsx3_worker"
+    install_hint = INSTALL_HINT
 
     def __init__(self) -> None:
+        super().__init__()
         self.version = engine_version()
-        self._worker: subprocess.Popen | None = None
         self._voices: dict[str, str] = {}
-        self.restarts = 0
 
-    # ------------------------------------------------------------ the worker
+    def worker_args(self) -> list[str]:
+        return [str(2 * (os.cpu_count() or 1))]  # children mostly wait on espeak-ng, so two a core
 
-    def _start(self) -> None:
-        self.close()
-        jobs = 2 * (os.cpu_count() or 1)  # children mostly wait on espeak-ng, so two a core
-        self._worker = subprocess.Popen(
-            [sys.executable, "-m", "guidetrack.engines.pyttsx3_worker", str(jobs)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, bufsize=1,
-        )
-        hello = self._ask([{"voices": True, "timeout": START_TIMEOUT}], START_TIMEOUT + 5.0)[0]
-        if "error" in hello:
-            self.close()
-            raise EngineError(f"pyttsx3 could not start a speech driver ({hello['error']}); {INSTALL_HINT}")
-        self._voices = {v["id"]: v["name"] for v in hello["voices"]}
+    def hello(self) -> dict:
+        return {"voices": True}
 
-    def _ask(self, requests: list[dict], timeout: float) -> list[dict]:
-        """Send requests to the worker; their answers in the same order."""
-        assert self._worker is not None and self._worker.stdin is not None and self._worker.stdout is not None
-        answers: dict[int, dict] = {}
-        try:
-            self._worker.stdin.write("".join(json.dumps({**r, "id": i}) + "\n" for i, r in enumerate(requests)))
-            self._worker.stdin.flush()
-            deadline = time.monotonic() + timeout
-            pending = b""  # read the pipe ourselves: a buffered readline would hide lines from select
-            fd = self._worker.stdout.fileno()
-            while len(answers) < len(requests):
-                while b"\n" not in pending:
-                    ready, _, _ = select.select([fd], [], [], max(deadline - time.monotonic(), 0))
-                    chunk = os.read(fd, 65536) if ready else b""
-                    if not chunk:
-                        break
-                    pending += chunk
-                if b"\n" not in pending:
-                    break
-                line, pending = pending.split(b"\n", 1)
-                answer = json.loads(line)
-                answers[answer.pop("id")] = answer
-        except (BrokenPipeError, OSError, ValueError) as err:
-            self.close()
-            return [answers.get(i, {"error": f"the worker failed ({err})"}) for i in range(len(requests))]
-        if len(answers) < len(requests):
-            self.close()  # hung or dead: the next call starts a new worker
-        return [answers.get(i, {"error": "the worker stopped answering"}) for i in range(len(requests))]
-
-    def close(self) -> None:
-        if self._worker is not None:
-            self._worker.kill()
-            self._worker.wait()
-            for stream in (self._worker.stdin, self._worker.stdout):
-                if stream:
-                    stream.close()
-            self._worker = None
-
-    def __del__(self) -> None:
-        self.close()
+    def started(self, answer: dict) -> None:
+        self._voices = {v["id"]: v["name"] for v in answer["voices"]}
 
     def voice_ids(self) -> list[str]:
-        if self._worker is None:
-            self._start()
+        self.ensure_started()
         return sorted(self._voices)
 
     def _resolve_voice(self, wanted: str) -> str:
@@ -129,33 +78,12 @@ class Pyttsx3Engine:
             + ", ".join(v.rsplit("/", 1)[-1] for v in sorted(self._voices)[:40])
         )
 
-    # ------------------------------------------------------------ speaking
+    def request(self, text: str, path: Path, voice: VoiceSpec) -> dict:
+        return {"text": text, "path": str(path), "voice": self._resolve_voice(voice.voice),
+                "rate": voice.rate, "volume": voice.volume, "pitch": voice.pitch}
 
-    def synthesize(self, text: str, voice: VoiceSpec, path: Path) -> None:
-        self.synthesize_many([(text, path)], voice)
-
-    def synthesize_many(self, items: list[tuple[str, Path]], voice: VoiceSpec) -> None:
-        """Speak each (text, path), several at once; each failure is retried once, then reported."""
-        todo = list(items)
-        failures: dict[str, str] = {}
-        for attempt in range(2):
-            if not todo:
-                return
-            if self._worker is None or self._worker.poll() is not None:
-                if attempt:
-                    self.restarts += 1
-                self._start()
-            voice_id = self._resolve_voice(voice.voice)
-            requests = [{"text": text, "path": str(path), "voice": voice_id, "rate": voice.rate,
-                         "volume": voice.volume, "pitch": voice.pitch, "timeout": BASE_TIMEOUT + PER_CHAR_TIMEOUT * len(text)}
-                        for text, path in todo]
-            budget = sum(r["timeout"] for r in requests) + 5.0
-            answers = self._ask(requests, budget)
-            failures = {text: a["error"] for (text, _), a in zip(todo, answers) if not a.get("ok")}
-            todo = [(text, path) for text, path in todo if text in failures]
-        if failures:
-            text, error = next(iter(failures.items()))
-            raise EngineError(f"pyttsx3 could not speak {text!r}: {error} (tried twice)")
+    def timeout(self, text: str) -> float:
+        return BASE_TIMEOUT + PER_CHAR_TIMEOUT * len(text)
 
 
 @lru_cache(maxsize=1)

@@ -33,6 +33,22 @@ def _voices(engine, request: dict) -> dict:
     return {"voices": [{"id": v.id, "name": str(v.name)} for v in engine.getProperty("voices")]}
 
 
+ESPEAK_PHONEMES = 0x100  # espeak-ng's espeakPHONEMES: read [[...]] in the text as phonemes
+
+
+def _allow_phonemes() -> None:
+    """pyttsx3 calls espeak-ng's Synth without espeakPHONEMES, so a lexicon's [[...]] phonemes
+    would be read out bracket by bracket; add the flag to every call."""
+    from pyttsx3.drivers import _espeak
+
+    synth = _espeak.Synth
+
+    def with_phonemes(*args, flags=0, **kwargs):
+        return synth(*args, flags=flags | ESPEAK_PHONEMES, **kwargs)
+
+    _espeak.Synth = with_phonemes
+
+
 def _speak(engine, request: dict) -> dict:
     driver = engine.proxy._driver
     espeak = type(driver).__module__.endswith(".espeak")
@@ -76,6 +92,8 @@ def _start_child(request: dict) -> tuple[int, int]:
             import pyttsx3
 
             with contextlib.redirect_stdout(io.StringIO()):  # the espeak driver prints "Audio saved"
+                if sys.platform.startswith("linux"):
+                    _allow_phonemes()
                 engine = pyttsx3.init()
                 answer = (_voices if request.get("voices") else _speak)(engine, request)
         except BaseException as err:  # noqa: BLE001 - everything is reported to the parent

@@ -1,0 +1,79 @@
+"""Piper: a natural neural voice that runs offline (optional extra `piper`, GPL-3.0).
+
+The model runs in a worker process (piper_worker) that loads each voice once; a
+hang or crash there is retried once on a fresh worker, then reported by its text
+(see worker.py). Piper's own text front end is espeak-ng, so the lexicon's
+respellings work for it as they do for espeak-ng; its [[...]] phonemes are IPA.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from functools import lru_cache
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as package_version
+from pathlib import Path
+
+from ..errors import EngineError
+from ..script import VoiceSpec
+from .piper_voices import INSTALL_HINT, model_files
+from .worker import WorkerEngine
+
+# How fast Piper voices speak at their own pace (length_scale 1), in the words a minute that
+# espeak-ng's rate means: measured on en_US-joe-medium, the same sentence lasts 3.7 s as Piper
+# and 3.75 s as espeak-ng at 180 wpm. A profile's rate r becomes length_scale NATURAL_WPM / r.
+NATURAL_WPM = 180
+BASE_TIMEOUT = 30.0  # seconds for any utterance (the first loads the model), plus per character
+PER_CHAR_TIMEOUT = 0.05
+
+
+def engine_version() -> str:
+    try:
+        return f"piper-tts-{package_version('piper-tts')}"
+    except PackageNotFoundError:
+        raise EngineError(f"Piper is not installed; {INSTALL_HINT}") from None
+
+
+@lru_cache(maxsize=16)
+def _model_digest(model: Path, size: int, mtime: float) -> str:
+    digest = hashlib.sha256()
+    with open(model, "rb") as source:
+        for block in iter(lambda: source.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class PiperEngine(WorkerEngine):
+    name = "piper"
+    worker_module = "guidetrack.engines.piper_worker"
+    install_hint = INSTALL_HINT
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.version = engine_version()
+
+    def _files(self, voice: VoiceSpec) -> tuple[Path, Path]:
+        model, config = model_files(voice.voice)
+        for file in (model, config):
+            if not file.is_file():
+                raise EngineError(f"the Piper voice file {file} is missing")
+        return model, config
+
+    def voice_key(self, voice: VoiceSpec) -> str:
+        """What identifies the voice in the clip cache: its model's content, wherever it lies."""
+        model, config = self._files(voice)
+        stat = model.stat()
+        return f"{_model_digest(model, stat.st_size, stat.st_mtime)}:{hashlib.sha256(config.read_bytes()).hexdigest()}"
+
+    def request(self, text: str, path: Path, voice: VoiceSpec) -> dict:
+        model, config = self._files(voice)
+        return {"text": text, "path": str(path), "model": str(model), "config": str(config),
+                "length_scale": round(NATURAL_WPM / voice.rate, 4), "volume": voice.volume}
+
+    def timeout(self, text: str) -> float:
+        return BASE_TIMEOUT + PER_CHAR_TIMEOUT * len(text)
+
+
+@lru_cache(maxsize=1)
+def shared_engine() -> PiperEngine:
+    return PiperEngine()

@@ -1,0 +1,142 @@
+"""An engine that speaks in a worker process it can kill and restart.
+
+The worker reads one JSON request a line on stdin and answers each with a line
+that repeats its "id". A request that gets no answer within its timeout (a hang)
+or a worker that dies (a crash) ends that worker; every unanswered request is
+tried once more on a fresh worker, then the first that still fails is reported
+by its text. So one bad utterance can never hang or kill a render.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from ..errors import EngineError
+from ..script import VoiceSpec
+
+START_TIMEOUT = 30.0  # seconds for a worker to start its engine and answer the first request
+GRACE = 5.0  # seconds on top of a request's own timeout before the worker counts as hung
+
+
+class WorkerEngine:
+    name = "engine"
+    version = ""
+    worker_module = ""  # run as `python -m worker_module`
+    install_hint = ""
+
+    def __init__(self) -> None:
+        self._worker: subprocess.Popen | None = None
+        self.restarts = 0
+
+    # -------------------------------------------------------- what each engine says
+
+    def worker_args(self) -> list[str]:
+        return []
+
+    def hello(self) -> dict:
+        """The first request, sent when a worker starts; its answer goes to `started`."""
+        return {"hello": True}
+
+    def started(self, answer: dict) -> None:
+        pass
+
+    def request(self, text: str, path: Path, voice: VoiceSpec) -> dict:
+        raise NotImplementedError
+
+    def timeout(self, text: str) -> float:
+        raise NotImplementedError
+
+    # -------------------------------------------------------- the worker
+
+    def _start(self) -> None:
+        self.close()
+        self._worker = subprocess.Popen(
+            [sys.executable, "-m", self.worker_module, *self.worker_args()],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, bufsize=1,
+        )
+        hello = self._ask([{**self.hello(), "timeout": START_TIMEOUT}])[0]
+        if "error" in hello:
+            self.close()
+            raise EngineError(f"{self.name} could not start ({hello['error']}); {self.install_hint}")
+        self.started(hello)
+
+    def ensure_started(self) -> None:
+        if self._worker is None or self._worker.poll() is not None:
+            self._start()
+
+    def _ask(self, requests: list[dict]) -> list[dict]:
+        """Send requests to the worker; their answers in the same order. The worker is given each
+        request's timeout (plus GRACE) from its last answer; past that it counts as hung."""
+        assert self._worker is not None and self._worker.stdin is not None and self._worker.stdout is not None
+        answers: dict[int, dict] = {}
+        patience = max(r["timeout"] for r in requests) + GRACE
+        try:
+            self._worker.stdin.write("".join(json.dumps({**r, "id": i}) + "\n" for i, r in enumerate(requests)))
+            self._worker.stdin.flush()
+            deadline = time.monotonic() + patience
+            pending = b""  # read the pipe ourselves: a buffered readline would hide lines from select
+            fd = self._worker.stdout.fileno()
+            while len(answers) < len(requests):
+                while b"\n" not in pending:
+                    ready, _, _ = select.select([fd], [], [], max(deadline - time.monotonic(), 0))
+                    chunk = os.read(fd, 65536) if ready else b""
+                    if not chunk:
+                        break
+                    pending += chunk
+                if b"\n" not in pending:
+                    break
+                line, pending = pending.split(b"\n", 1)
+                answer = json.loads(line)
+                answers[answer.pop("id")] = answer
+                deadline = time.monotonic() + patience
+        except (BrokenPipeError, OSError, ValueError) as err:
+            self.close()
+            return [answers.get(i, {"error": f"the worker failed ({err})"}) for i in range(len(requests))]
+        if len(answers) < len(requests):
+            dead = self._worker.poll() is not None
+            self.close()  # hung or dead: the next call starts a new worker
+            gone = "the worker crashed" if dead else f"timed out (no answer in {patience:.1f} s)"
+            return [answers.get(i, {"error": gone}) for i in range(len(requests))]
+        return [answers[i] for i in range(len(requests))]
+
+    def close(self) -> None:
+        if self._worker is not None:
+            self._worker.kill()
+            self._worker.wait()
+            for stream in (self._worker.stdin, self._worker.stdout):
+                if stream:
+                    stream.close()
+            self._worker = None
+
+    def __del__(self) -> None:
+        self.close()
+
+    # -------------------------------------------------------- speaking
+
+    def synthesize(self, text: str, voice: VoiceSpec, path: Path) -> None:
+        self.synthesize_many([(text, path)], voice)
+
+    def synthesize_many(self, items: list[tuple[str, Path]], voice: VoiceSpec) -> None:
+        """Speak each (text, path); each failure is retried once on a fresh worker, then reported."""
+        todo = list(items)
+        failures: dict[str, str] = {}
+        for attempt in range(2):
+            if not todo:
+                return
+            if self._worker is None or self._worker.poll() is not None:
+                if attempt:
+                    self.restarts += 1
+                self._start()
+            requests = [{**self.request(text, path, voice), "timeout": self.timeout(text)} for text, path in todo]
+            answers = self._ask(requests)
+            failures = {text: a["error"] for (text, _), a in zip(todo, answers) if not a.get("ok")}
+            todo = [(text, path) for text, path in todo if text in failures]
+        if failures:
+            text, error = next(iter(failures.items()))
+            raise EngineError(f"{self.name} could not speak {text!r}: {error} (tried twice)")
