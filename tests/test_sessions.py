@@ -24,6 +24,20 @@ def test_the_library_has_its_sessions_and_shared_poses():
     assert len(list((SESSIONS / "poses").glob("*.yaml"))) >= 8
 
 
+def test_the_library_speaks_sanskrit_names_through_the_lexicon():
+    """The shipped lexicon covers the pose names the library's narration says."""
+    import re
+
+    from guidetrack.script import load_profile
+    from guidetrack.speech import pronounce
+
+    lexicon = load_profile("calm").lexicon
+    narration = " ".join(p.read_text() for p in [*SCRIPTS, *(SESSIONS / "poses").glob("*.yaml")])
+    spoken = [word for word, _ in lexicon if re.search(rf"\b{re.escape(word)}\b", narration, re.IGNORECASE)]
+    assert {"Supta Padangusthasana", "Balasana", "Baddha Konasana"} <= set(spoken), spoken
+    assert all(pronounce(word, lexicon) != word for word in spoken)
+
+
 def test_every_script_and_block_validates_in_strict_mode(gt):
     result = gt("validate", "--strict", SESSIONS)
     assert result.returncode == 0, result.stderr
