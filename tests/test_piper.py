@@ -36,7 +36,7 @@ def test_piper_follows_rate_and_lexicon(piper, tmp_path):
     sentence = "Let the floor hold the whole weight of your back, and let the breath be slow."
     slow, fast = spoken(VoiceSpec(**{**JOE.__dict__, "rate": 120}), sentence), spoken(
         VoiceSpec(**{**JOE.__dict__, "rate": 180}), sentence)
-    assert 1.3 < len(slow) / len(fast) < 1.7, len(slow) / len(fast)  # 180/120 = 1.5
+    assert 1.35 < len(slow) / len(fast) < 1.65, len(slow) / len(fast)  # 180/120 = 1.5 (measured 1.49-1.52)
     assert 3.0 < len(fast) / 44100 < 4.6  # Piper's own pace is about espeak-ng's 180 wpm
     raw = spoken(JOE, "Rest in Savasana.")
     spelled = spoken(VoiceSpec(**{**JOE.__dict__, "lexicon": (("Savasana", "shavaasana"),)}), "Rest in Savasana.")

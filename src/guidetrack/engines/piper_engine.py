@@ -20,9 +20,18 @@ from .piper_voices import INSTALL_HINT, model_files
 from .worker import WorkerEngine
 
 # How fast Piper voices speak at their own pace (length_scale 1), in the words a minute that
-# espeak-ng's rate means: measured on en_US-joe-medium, the same sentence lasts 3.7 s as Piper
-# and 3.75 s as espeak-ng at 180 wpm. A profile's rate r becomes length_scale NATURAL_WPM / r.
+# espeak-ng's rate means: measured on en_US-joe-medium, the same sentence lasts 3.5-3.7 s as Piper
+# and 3.75 s as espeak-ng at 180 wpm.
 NATURAL_WPM = 180
+# A clip's length is not proportional to length_scale: fitted on four sentences at scales 0.8-1.8,
+# it is proportional to (length_scale + FIXED_SCALE), FIXED_SCALE 0.34-0.54 (0.4 taken). So a rate
+# r becomes length_scale (1 + FIXED_SCALE) * NATURAL_WPM / r - FIXED_SCALE, and halving the rate
+# doubles the clip.
+FIXED_SCALE = 0.4
+
+
+def length_scale(rate: int) -> float:
+    return round(max(0.25, (1 + FIXED_SCALE) * NATURAL_WPM / rate - FIXED_SCALE), 4)
 BASE_TIMEOUT = 30.0  # seconds for any utterance (the first loads the model), plus per character
 PER_CHAR_TIMEOUT = 0.05
 
@@ -68,7 +77,7 @@ class PiperEngine(WorkerEngine):
     def request(self, text: str, path: Path, voice: VoiceSpec) -> dict:
         model, config = self._files(voice)
         return {"text": text, "path": str(path), "model": str(model), "config": str(config),
-                "length_scale": round(NATURAL_WPM / voice.rate, 4), "volume": voice.volume}
+                "length_scale": length_scale(voice.rate), "volume": voice.volume}
 
     def timeout(self, text: str) -> float:
         return BASE_TIMEOUT + PER_CHAR_TIMEOUT * len(text)
