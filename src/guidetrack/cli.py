@@ -67,34 +67,46 @@ def _load(script: Path, variants: list[str] | None):
     return load_all(script)
 
 
+FormatOption = Annotated[str, typer.Option("--format", "-f", help="mp3, wav, opus (Ogg Opus) or m4a (AAC).")]
+BitrateOption = Annotated[str, typer.Option(help="Constant bitrate for mp3, opus and m4a.")]
+VbrOption = Annotated[Optional[int], typer.Option(
+    min=0, max=9, help="MP3 variable bitrate quality, 0 (best) to 9, instead of --bitrate.")]
+MonoOption = Annotated[bool, typer.Option("--mono", help="One channel (the loudness target becomes -19 LUFS).")]
+SampleRateOption = Annotated[int, typer.Option(help="Output sample rate in Hz (Opus is always 48000).")]
+LoudnessOption = Annotated[Optional[float], typer.Option(
+    help="Target integrated loudness in LUFS (default -16, or -19 with --mono; -23 for EBU R128).")]
+
+
+def _output(audio_format: str, bitrate: str, vbr: int | None, mono: bool, sample_rate: int, loudness: float | None):
+    from .encode import FORMATS, Output
+
+    if audio_format not in FORMATS:
+        raise InvalidInput(f"--format {audio_format}: choose one of {', '.join(FORMATS)}")
+    if not -70 <= (loudness if loudness is not None else -16) <= -5:
+        raise InvalidInput(f"--loudness {loudness}: choose a target between -70 and -5 LUFS")
+    return Output(audio_format, bitrate, vbr, 1 if mono else 2, sample_rate, loudness)
+
+
 @app.command()
 def render(
     script: Annotated[Path, typer.Argument(help="The sequence script (YAML).")],
     out: Annotated[Optional[Path], typer.Option(
         "-o", "--out", help="Output MP3 (default out/<slug>.mp3; with variants, <name>-<variant>.mp3).")] = None,
     variant: VariantOption = None,
-    audio_format: Annotated[str, typer.Option(
-        "--format", "-f", help="mp3, wav, opus (Ogg Opus) or m4a (AAC).")] = "mp3",
-    bitrate: Annotated[str, typer.Option(help="Constant bitrate for mp3, opus and m4a.")] = "128k",
-    vbr: Annotated[Optional[int], typer.Option(
-        min=0, max=9, help="MP3 variable bitrate quality, 0 (best) to 9, instead of --bitrate.")] = None,
-    mono: Annotated[bool, typer.Option("--mono", help="One channel (the loudness target becomes -19 LUFS).")] = False,
-    sample_rate: Annotated[int, typer.Option(help="Output sample rate in Hz (Opus is always 48000).")] = 44100,
-    loudness: Annotated[Optional[float], typer.Option(
-        help="Target integrated loudness in LUFS (default -16, or -19 with --mono; -23 for EBU R128).")] = None,
+    audio_format: FormatOption = "mp3",
+    bitrate: BitrateOption = "128k",
+    vbr: VbrOption = None,
+    mono: MonoOption = False,
+    sample_rate: SampleRateOption = 44100,
+    loudness: LoudnessOption = None,
     cache_dir: CacheOption = None,
 ) -> None:
     """Render SCRIPT to audio (MP3 by default), one file per variant, with transcripts and chapters beside it."""
 
     def action() -> None:
-        from .encode import FORMATS, Output
         from .render import output_path, render as render_script
 
-        if audio_format not in FORMATS:
-            raise InvalidInput(f"--format {audio_format}: choose one of {', '.join(FORMATS)}")
-        if not -70 <= (loudness if loudness is not None else -16) <= -5:
-            raise InvalidInput(f"--loudness {loudness}: choose a target between -70 and -5 LUFS")
-        output = Output(audio_format, bitrate, vbr, 1 if mono else 2, sample_rate, loudness)
+        output = _output(audio_format, bitrate, vbr, mono, sample_rate, loudness)
         scripts = _load(script, variant)
         for one in scripts:
             started = time.perf_counter()
@@ -108,6 +120,48 @@ def render(
                 f"{output.target_lufs:g} LUFS (gain {result.gain_db:+.1f} dB)  "
                 f"in {time.perf_counter() - started:.1f} s"
             )
+
+    _guarded(action)
+
+
+@app.command()
+def build(
+    library: Annotated[Path, typer.Argument(help="The library folder: every script in it and below.")] = Path("sessions"),
+    out: Annotated[Path, typer.Option("-o", "--out", help="The output folder; it mirrors the library's layout.")]
+        = Path("out/library"),
+    jobs: Annotated[Optional[int], typer.Option("--jobs", "-j", min=1, help="Renders at once (default: one a core).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Rebuild everything, changed or not.")] = False,
+    base_url: Annotated[Optional[str], typer.Option(
+        help="Where the output folder will be served (https://.../); writes feed.xml, and is remembered.")] = None,
+    title: Annotated[Optional[str], typer.Option(help="The library's title in the feed and index.html.")] = None,
+    scheduler: Annotated[Optional[str], typer.Option(
+        help="Render on a Dask cluster: the scheduler's address, tcp://HOST:PORT (extra: cluster).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a machine-readable summary on stdout.")] = False,
+    audio_format: FormatOption = "mp3",
+    bitrate: BitrateOption = "128k",
+    vbr: VbrOption = None,
+    mono: MonoOption = False,
+    sample_rate: SampleRateOption = 44100,
+    loudness: LoudnessOption = None,
+    cache_dir: CacheOption = None,
+) -> None:
+    """Render every script and variant under LIBRARY that changed since the last build, in parallel,
+    then write catalog.json, index.html and (with --base-url) a podcast feed."""
+
+    def action() -> int:
+        from .build import build as build_library
+        from .progress import reporter_for, summary_table
+
+        output = _output(audio_format, bitrate, vbr, mono, sample_rate, loudness)
+        reporter = reporter_for(sys.stderr)
+        summary = build_library(library, out, output=output, jobs=jobs, force=force, cache_dir=cache_dir,
+                                scheduler=scheduler, base_url=base_url, title=title, reporter=reporter)
+        if as_json:
+            typer.echo(json.dumps(summary.to_json(), indent=2, ensure_ascii=False))
+        summary_table(summary, out, sys.stderr)
+        if summary.interrupted:
+            return 130
+        return 1 if summary.failed else 0
 
     _guarded(action)
 

@@ -1,0 +1,448 @@
+"""Build a whole library: every script and variant under a folder, in parallel, incrementally.
+
+Only the process that runs `build` writes to the output folder: workers (local processes or
+Dask workers on other machines) render into their own temporary folders and hand back the
+bytes, which are written atomically, followed by the manifest entry. So an interrupted or
+killed build leaves no partial file at any output path, and the next one continues from the
+manifest.
+
+Whether an output is rebuilt is decided from a fingerprint of everything that changes its
+sound or tags: the bytes of the script, every block it includes, every audio file, cover, voice
+profile, lexicon and voice model it uses; the variant; the output settings; the speech engine's
+version; guidetrack's render version. Never from modification times.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+import tempfile
+import time
+import traceback
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .encode import FORMATS, Output
+from .errors import GuidetrackError, InvalidInput
+from .files import write_atomically
+from .render import SCRIPT_SUFFIXES
+from .script import BUILTIN_VOICES, Script, load_any
+from .units import SAMPLE_RATE
+
+RENDER_VERSION = 1  # bump when a change to guidetrack changes what a render writes
+MANIFEST = "build-manifest.json"
+PACKAGE = Path(__file__).resolve().parent
+
+
+# ---------------------------------------------------------------- what there is to build
+
+
+@dataclass(frozen=True)
+class Job:
+    """One output: a script's variant, rendered with `output` to `name` (relative to the output folder)."""
+
+    name: str  # e.g. evening/wind-down-short.mp3
+    script: str  # relative to the library
+    variant: str
+    output: Output
+    fingerprint: str
+    title: str
+
+
+@dataclass
+class Failure:
+    what: str  # the script, or the output
+    message: str
+
+
+def _script_paths(library: Path) -> list[Path]:
+    """Every YAML file under the library but voice profiles and lexicons (voices/ folders)."""
+    return sorted(p for p in library.rglob("*") if p.suffix in SCRIPT_SUFFIXES and p.is_file()
+                  and "voices" not in p.relative_to(library).parts[:-1])
+
+
+def output_name(script: Script, library: Path, output: Output) -> str:
+    """Where a script's variant goes in the output folder: the script's own folder in the library,
+    and the name `render` gives it (<script>-<variant>.mp3)."""
+    folder = Path(script.path).resolve().parent.relative_to(library.resolve())
+    return (folder / f"{script.slug}{output.suffix}").as_posix()
+
+
+def engine_versions(engines: Iterable[str]) -> dict[str, str]:
+    """The version of each engine named, without starting it; an engine that is missing is a
+    GuidetrackError with how to install it."""
+    versions = {}
+    for engine in sorted(set(engines)):
+        if engine == "pyttsx3":
+            from .engines.pyttsx3_engine import engine_version
+        else:
+            from .engines.piper_engine import engine_version
+        versions[engine] = engine_version()
+    return versions
+
+
+class _Hashes:
+    """sha256 of each file's bytes, read once per build."""
+
+    def __init__(self) -> None:
+        self._seen: dict[Path, str] = {}
+
+    def __call__(self, path: Path) -> str:
+        if path not in self._seen:
+            digest = hashlib.sha256()
+            with open(path, "rb") as source:
+                for block in iter(lambda: source.read(1 << 20), b""):
+                    digest.update(block)
+            self._seen[path] = digest.hexdigest()
+        return self._seen[path]
+
+
+def _source_name(path: Path, library: Path) -> str:
+    """How a source file is named in fingerprints and cluster payloads: relative to the library,
+    `builtin:` for what comes with guidetrack, else its absolute path."""
+    path = path.resolve()
+    if path.is_relative_to(library):
+        return path.relative_to(library).as_posix()
+    if path.is_relative_to(BUILTIN_VOICES):
+        return "builtin:" + path.relative_to(BUILTIN_VOICES).as_posix()
+    return str(path)
+
+
+def plan_jobs(library: Path, output: Output, hashes: _Hashes | None = None) -> tuple[list[Job], list[Failure]]:
+    """Every output the library should have, with its fingerprint; scripts that cannot be read
+    are failures (with every problem, at its file and line)."""
+    library = library.resolve()
+    hashes = hashes or _Hashes()
+    jobs: list[Job] = []
+    failures: list[Failure] = []
+    versions: dict[str, str] = {}
+    for path in _script_paths(library):
+        relative = path.relative_to(library).as_posix()
+        try:
+            scripts, _ = load_any(path, library)
+            if not scripts:
+                continue  # a block: built as part of the scripts that include it
+            missing = {s.voice.engine for s in scripts} - set(versions)
+            versions.update(engine_versions(missing))
+        except InvalidInput as err:
+            failures.append(Failure(relative, "\n".join(str(p) for p in err.problems)))
+            continue
+        except GuidetrackError as err:
+            failures.append(Failure(relative, str(err)))
+            continue
+        sources = sorted((_source_name(s, library), hashes(s)) for s in scripts[0].sources)
+        for script in scripts:
+            fields = {
+                "render_version": RENDER_VERSION, "guidetrack": __version__, "script": relative,
+                "variant": script.variant, "sources": sources, "output": asdict(output),
+                "engine": [script.voice.engine, versions[script.voice.engine]],
+            }
+            fingerprint = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
+            name = output_name(script, library, output)
+            jobs.append(Job(name, relative, script.variant, output, fingerprint, script.title))
+    return jobs, failures
+
+
+# ---------------------------------------------------------------- the manifest
+
+
+def read_manifest(out: Path) -> dict[str, Any]:
+    try:
+        data = json.loads((out / MANIFEST).read_text())
+        if data.get("guidetrack-build") == 1 and isinstance(data.get("outputs"), dict):
+            return data
+    except (OSError, ValueError, AttributeError):
+        pass
+    return {"guidetrack-build": 1, "outputs": {}}
+
+
+def write_manifest(out: Path, manifest: dict[str, Any]) -> None:
+    write_atomically(out / MANIFEST, (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode())
+
+
+def up_to_date(out: Path, job: Job, entry: dict[str, Any] | None) -> bool:
+    """Built from the same inputs, and every file it wrote is still there, whole."""
+    if not entry or entry.get("fingerprint") != job.fingerprint:
+        return False
+    for file in entry.get("files", {}).values():
+        path = out / file["path"]
+        if not path.is_file() or path.stat().st_size != file["bytes"]:
+            return False
+    return True
+
+
+# ---------------------------------------------------------------- rendering one job (in a worker)
+
+
+def render_job(job: Job, library: str | None, files: dict[str, bytes] | None, cache_dir: str | None,
+               progress: Any = None) -> dict[str, Any]:
+    """Render one job in a temporary folder and return what it wrote, as bytes.
+
+    With `library`, the scripts are read in place (a local worker). With `files` (a cluster
+    worker, maybe on another machine), the script's sources are written out first, named as
+    `_source_name` names them. Runs in a worker process: everything comes back as plain data.
+    """
+    from .render import render
+    from .script import load
+    from .sidecars import sidecar_paths
+
+    worker = f"{socket.gethostname()}:{os.getpid()}"
+    if progress is not None:
+        progress.put(("start", worker, job.name))
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="guidetrack-build-") as folder:
+        root = Path(folder) / "library"
+        if files is not None:
+            for name, data in files.items():
+                target = root / name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(data)
+        else:
+            root = Path(library or ".")
+        script = load(root / job.script, job.variant or None, root)
+        audio = Path(folder) / "out" / Path(job.name).name
+        rendered = render(script, audio, Path(cache_dir) if cache_dir else None, job.output)
+        written = {"audio": audio, **sidecar_paths(audio)}
+        plan = rendered.plan
+        track = {
+            "title": script.title, "description": script.description, "author": script.author,
+            "album": script.album, "variant": script.variant,
+            "duration": round(rendered.samples / SAMPLE_RATE, 3),
+            "chapters": [{"title": c.title, "start": round(c.start / SAMPLE_RATE, 3)} for c in plan.chapters],
+            "transcript": [e.text for e in plan.speech()],
+        }
+        result = {"files": {kind: path.read_bytes() for kind, path in written.items()}, "track": track,
+                  "seconds": round(time.perf_counter() - started, 2), "worker": worker}
+    if progress is not None:
+        progress.put(("done", worker, job.name))
+    return result
+
+
+def cluster_files(job: Job, library: Path) -> dict[str, bytes]:
+    """The files a cluster worker needs to render `job`: its script's sources under the library.
+    What comes with guidetrack is on every worker already; anything else outside the library
+    cannot be sent by name."""
+    library = library.resolve()
+    scripts, _ = load_any(library / job.script, library)
+    files = {}
+    for source in scripts[0].sources:
+        name = _source_name(source, library)
+        if name.startswith("builtin:"):
+            continue
+        if Path(name).is_absolute():
+            raise InvalidInput(f"{job.script}: {source} is outside the library folder; a cluster build "
+                               "sends only the library's own files, so move it inside")
+        files[name] = source.read_bytes()
+    return files
+
+
+# ---------------------------------------------------------------- the whole build
+
+
+@dataclass
+class Summary:
+    built: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: list[Failure] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    interrupted: bool = False
+    seconds: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {"built": self.built, "skipped": self.skipped, "removed": self.removed,
+                "failed": [asdict(f) for f in self.failed], "interrupted": self.interrupted,
+                "seconds": round(self.seconds, 2)}
+
+
+class Reporter:
+    """What the build tells the person running it; the CLI gives a live display or plain lines."""
+
+    def planned(self, total: int, skipped: int) -> None: ...
+    def started(self, worker: str, name: str) -> None: ...
+    def finished(self, name: str, ok: bool, seconds: float, message: str = "") -> None: ...
+    def close(self) -> None: ...
+
+
+def _remove_litter(out: Path) -> None:
+    """Temporary files a killed build may have left (they are never at an output path)."""
+    for temp in out.rglob(".*.part"):
+        temp.unlink(missing_ok=True)
+
+
+def _store(out: Path, job: Job, result: dict[str, Any], manifest: dict[str, Any]) -> None:
+    from .sidecars import sidecar_paths
+
+    audio = out / job.name
+    paths = {"audio": audio, **sidecar_paths(audio)}
+    files = {}
+    for kind, data in result["files"].items():
+        write_atomically(paths[kind], data)
+        files[kind] = {"path": paths[kind].relative_to(out).as_posix(), "bytes": len(data),
+                       "sha256": hashlib.sha256(data).hexdigest()}
+    previous = manifest["outputs"].get(job.name, {})
+    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    manifest["outputs"][job.name] = {
+        "fingerprint": job.fingerprint, "script": job.script, "variant": job.variant, "files": files,
+        "track": result["track"], "built": now, "published": previous.get("published", now),
+        "seconds": result["seconds"], "worker": result["worker"],
+    }
+    write_manifest(out, manifest)
+
+
+def build(library: Path, out: Path, *, output: Output = Output(), jobs: int | None = None, force: bool = False,
+          cache_dir: Path | None = None, scheduler: str | None = None, base_url: str | None = None,
+          title: str | None = None, reporter: Reporter | None = None) -> Summary:
+    started = time.perf_counter()
+    reporter = reporter or Reporter()
+    library = library.resolve()
+    if not library.is_dir():
+        raise InvalidInput(f"{library}: not a folder; give the library folder (default: sessions)")
+    if output.format not in FORMATS:
+        raise InvalidInput(f"--format {output.format}: choose one of {', '.join(FORMATS)}")
+    out.mkdir(parents=True, exist_ok=True)
+    _remove_litter(out)
+    summary = Summary()
+    todo, summary.failed = plan_jobs(library, output)
+    manifest = read_manifest(out)
+
+    # outputs of scripts that are gone, or of variants no longer there, go; a script that fails
+    # to load keeps its old outputs until it is fixed
+    broken = {f.what for f in summary.failed}
+    wanted = {job.name for job in todo}
+    for name, entry in list(manifest["outputs"].items()):
+        if name not in wanted and entry.get("script") not in broken:
+            for file in entry.get("files", {}).values():
+                (out / file["path"]).unlink(missing_ok=True)
+            del manifest["outputs"][name]
+            summary.removed.append(name)
+    if summary.removed:
+        write_manifest(out, manifest)
+
+    pending = []
+    for job in todo:
+        if not force and up_to_date(out, job, manifest["outputs"].get(job.name)):
+            summary.skipped.append(job.name)
+        else:
+            pending.append(job)
+    reporter.planned(len(todo), len(summary.skipped))
+    if pending:
+        run = _run_on_cluster if scheduler else _run_locally
+        try:
+            run(pending, library, out, manifest, summary, reporter, jobs=jobs, cache_dir=cache_dir,
+                scheduler=scheduler)
+        except KeyboardInterrupt:
+            summary.interrupted = True
+    reporter.close()
+    if not summary.interrupted:
+        from .publish import publish
+
+        # the feed's address and the library's title are kept, so a later plain `build` keeps the feed
+        settings = {"base_url": base_url or manifest.get("base_url"), "title": title or manifest.get("title")}
+        if any(manifest.get(k) != v for k, v in settings.items()):
+            manifest.update(settings)
+            write_manifest(out, manifest)
+        publish(out, manifest, base_url=settings["base_url"], title=settings["title"] or "")
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def _finish(job: Job, outcome: Callable[[], dict[str, Any]], out: Path, manifest: dict[str, Any],
+            summary: Summary, reporter: Reporter) -> None:
+    try:
+        result = outcome()
+    except InvalidInput as err:
+        message = "\n".join(str(p) for p in err.problems)
+    except GuidetrackError as err:
+        message = str(err)
+    except Exception as err:  # noqa: BLE001 - one script's bug must not stop the others
+        message = f"internal error: {type(err).__name__}: {err}\n" + "".join(traceback.format_exception(err)[-3:])
+    else:
+        _store(out, job, result, manifest)
+        summary.built.append(job.name)
+        reporter.finished(job.name, True, result["seconds"])
+        return
+    summary.failed.append(Failure(job.name, message))
+    reporter.finished(job.name, False, 0.0, message)
+
+
+def _run_locally(pending: list[Job], library: Path, out: Path, manifest: dict[str, Any], summary: Summary,
+                 reporter: Reporter, *, jobs: int | None, cache_dir: Path | None, scheduler: str | None) -> None:
+    import multiprocessing
+    import queue
+    import threading
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    workers = max(1, min(jobs or os.cpu_count() or 1, len(pending)))
+    context = multiprocessing.get_context("spawn")  # no threads or engines carried over from this process
+    with context.Manager() as sync:
+        progress = sync.Queue()
+        stop = threading.Event()
+
+        def relay() -> None:
+            while not stop.is_set():
+                try:
+                    kind, worker, name = progress.get(timeout=0.1)
+                except queue.Empty:
+                    continue
+                except (EOFError, OSError):
+                    return
+                if kind == "start":
+                    reporter.started(worker, name)
+
+        listener = threading.Thread(target=relay, daemon=True)
+        listener.start()
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
+        try:
+            futures = {pool.submit(render_job, job, str(library), None, str(cache_dir) if cache_dir else None,
+                                   progress): job for job in pending}
+            while futures:
+                done, _ = wait(futures, return_when=FIRST_COMPLETED)
+                for future in done:
+                    _finish(futures.pop(future), future.result, out, manifest, summary, reporter)
+        except KeyboardInterrupt:
+            for process in list(getattr(pool, "_processes", {}).values()):
+                process.kill()  # a render in progress is thrown away; nothing of it is at an output path
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        finally:
+            stop.set()
+            pool.shutdown(wait=True, cancel_futures=True)
+            listener.join(timeout=1)
+
+
+def _run_on_cluster(pending: list[Job], library: Path, out: Path, manifest: dict[str, Any], summary: Summary,
+                    reporter: Reporter, *, jobs: int | None, cache_dir: Path | None, scheduler: str | None) -> None:
+    try:
+        from distributed import Client, as_completed
+    except ImportError:
+        raise GuidetrackError("--scheduler needs Dask's distributed: install the cluster extra "
+                              "(.venv/bin/pip install -e '.[cluster]' or pip install 'guidetrack[cluster]')") from None
+    try:
+        client = Client(scheduler, timeout="20s")
+    except (OSError, TimeoutError) as err:
+        raise GuidetrackError(f"cannot reach the Dask scheduler at {scheduler}: {err}") from None
+    try:
+        futures = {}
+        for job in pending:
+            try:
+                files = cluster_files(job, library)
+            except InvalidInput as err:
+                summary.failed.append(Failure(job.name, "\n".join(str(p) for p in err.problems)))
+                continue
+            # each worker keeps its own clip cache (its GUIDETRACK_CACHE_DIR or the user cache)
+            future = client.submit(render_job, job, None, files, None, pure=False, key=f"render-{job.name}-{job.fingerprint[:12]}")
+            futures[future] = job
+            reporter.started(scheduler or "cluster", job.name)
+        for future in as_completed(list(futures)):
+            _finish(futures[future], future.result, out, manifest, summary, reporter)
+    except KeyboardInterrupt:
+        client.cancel(list(futures))
+        raise
+    finally:
+        client.close()

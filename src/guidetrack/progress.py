@@ -1,0 +1,108 @@
+"""How a build reports: a live display on a terminal (overall, and what each worker renders),
+plain lines otherwise (CI, a pipe, a log file), and the closing table."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import IO
+
+from .build import Reporter, Summary
+
+
+class PlainReporter(Reporter):
+    """One line per event, flushed: readable in CI logs."""
+
+    def __init__(self, stream: IO[str]):
+        self.stream = stream
+        self.total = 0
+        self.done = 0
+        self.lock = threading.Lock()
+
+    def _line(self, text: str) -> None:
+        with self.lock:
+            print(text, file=self.stream, flush=True)
+
+    def planned(self, total: int, skipped: int) -> None:
+        self.total, self.done = total, skipped
+        self._line(f"build: {total} outputs, {skipped} up to date, {total - skipped} to render")
+
+    def started(self, worker: str, name: str) -> None:
+        self._line(f"  rendering {name}  ({worker})")
+
+    def finished(self, name: str, ok: bool, seconds: float, message: str = "") -> None:
+        self.done += 1
+        status = f"built in {seconds:.1f} s" if ok else "FAILED: " + message.splitlines()[0]
+        self._line(f"[{self.done}/{self.total}] {name}  {status}")
+
+
+class LiveReporter(Reporter):
+    """rich's live display: an overall bar, and a line per worker with what it renders now."""
+
+    def __init__(self, stream: IO[str]):
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.console = Console(file=stream)
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TimeElapsedColumn(), console=self.console, transient=False)
+        self.overall = self.progress.add_task("library", total=None)
+        self.workers: dict[str, tuple[str, float]] = {}
+        self.lock = threading.Lock()
+        self.live = None
+
+    def _view(self):
+        from rich.console import Group
+        from rich.table import Table
+
+        table = Table.grid(padding=(0, 2))
+        now = time.monotonic()
+        with self.lock:
+            for worker, (name, since) in sorted(self.workers.items()):
+                table.add_row(f"[dim]{worker}[/]", name, f"{now - since:5.1f} s")
+        return Group(self.progress, table)
+
+    def planned(self, total: int, skipped: int) -> None:
+        from rich.live import Live
+
+        self.progress.update(self.overall, total=total, completed=skipped)
+        self.live = Live(get_renderable=self._view, console=self.console, refresh_per_second=4)
+        self.live.start()
+
+    def started(self, worker: str, name: str) -> None:
+        with self.lock:
+            self.workers[worker] = (name, time.monotonic())
+
+    def finished(self, name: str, ok: bool, seconds: float, message: str = "") -> None:
+        with self.lock:
+            for worker, (current, _) in list(self.workers.items()):
+                if current == name:
+                    del self.workers[worker]
+        self.progress.advance(self.overall)
+        if not ok:
+            self.console.print(f"[red]failed[/] {name}: {message.splitlines()[0]}")
+
+    def close(self) -> None:
+        if self.live is not None:
+            self.live.stop()
+
+
+def reporter_for(stream: IO[str]) -> Reporter:
+    return LiveReporter(stream) if stream.isatty() else PlainReporter(stream)
+
+
+def summary_table(summary: Summary, out, stream: IO[str]) -> None:
+    """What was built, skipped, removed and failed (each failure with its whole message)."""
+    lines = []
+    rows = [("built", n) for n in summary.built] + [("failed", f.what) for f in summary.failed]
+    for status, name in rows:
+        lines.append(f"  {status:<7} {name}")
+        if status == "failed":
+            failure = next(f for f in summary.failed if f.what == name)
+            lines.extend(f"          {line}" for line in failure.message.splitlines())
+    totals = (f"{len(summary.built)} built, {len(summary.skipped)} up to date, {len(summary.failed)} failed"
+              + (f", {len(summary.removed)} removed" if summary.removed else "")
+              + f" in {summary.seconds:.1f} s -> {out}")
+    if summary.interrupted:
+        totals += "\ninterrupted: every finished render is kept; run the same build again to continue"
+    print("\n".join([*lines, totals]), file=stream, flush=True)

@@ -1,0 +1,282 @@
+"""`guidetrack build` on tests/library (two scripts, three short renders), with the real engine
+and encoder: layout, incremental rebuilds, failures, interruption, the shared clip cache, the
+published catalog and feed, index.html in headless Chromium, and a Dask cluster on loopback."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, decode, ffprobe_duration
+
+pytestmark = pytest.mark.integration
+
+LIBRARY = Path(__file__).resolve().parent / "library"
+OUTPUTS = {"breath-short.mp3", "breath-long.mp3", "evening/wind-down.mp3"}
+
+
+@pytest.fixture
+def library(tmp_path) -> Path:
+    copy = tmp_path / "library"
+    shutil.copytree(LIBRARY, copy)
+    return copy
+
+
+def summary(result) -> dict:
+    return json.loads(result.stdout)
+
+
+def manifest(out: Path) -> dict:
+    return json.loads((out / "build-manifest.json").read_text())
+
+
+def test_build_mirrors_the_library_and_rebuilds_only_what_changed(gt, library, tmp_path):
+    out = tmp_path / "out"
+    first = gt("build", library, "-o", out, "--json", "--jobs", "2")
+    assert first.returncode == 0, first.stderr
+    assert set(summary(first)["built"]) == OUTPUTS
+    for name in OUTPUTS:  # the layout of the library, each with its sidecars, the planned length
+        audio = out / name
+        entry = manifest(out)["outputs"][name]
+        assert abs(ffprobe_duration(audio) - entry["track"]["duration"]) < 0.1
+        for kind in ("vtt", "srt", "chapters"):
+            assert (out / entry["files"][kind]["path"]).is_file()
+    assert manifest(out)["outputs"]["breath-short.mp3"]["track"]["duration"] == 26.0
+
+    again = gt("build", library, "-o", out, "--json")
+    assert summary(again)["built"] == [] and set(summary(again)["skipped"]) == OUTPUTS
+    assert "0 built, 3 up to date, 0 failed" in again.stderr
+
+    # a shared block changes: both scripts that include it; a script's own text: its variants only
+    block = library / "poses" / "rest.yaml"
+    block.write_text(block.read_text().replace("Let the whole body rest.", "Let the whole body grow heavy."))
+    assert set(summary(gt("build", library, "-o", out, "--json"))["built"]) == OUTPUTS
+    script = library / "evening" / "wind-down.yaml"
+    script.write_text(script.read_text().replace("let the day go", "let the whole day go"))
+    assert summary(gt("build", library, "-o", out, "--json"))["built"] == ["evening/wind-down.mp3"]
+    # a voice profile in the library's voices/ folder is an input too
+    (library / "voices").mkdir()
+    (library / "voices" / "calm.yaml").write_text("guidetrack-voice: 1\nengine: pyttsx3\nvoice: en-us\nrate: 128\n")
+    assert set(summary(gt("build", library, "-o", out, "--json"))["built"]) == OUTPUTS
+    # touching a file changes nothing: content decides, not modification times
+    os.utime(script, (time.time() + 60, time.time() + 60))
+    assert summary(gt("build", library, "-o", out, "--json"))["built"] == []
+    # an output deleted by hand is made again; --force makes all
+    (out / "breath-long.mp3").unlink()
+    assert summary(gt("build", library, "-o", out, "--json"))["built"] == ["breath-long.mp3"]
+    assert set(summary(gt("build", library, "-o", out, "--json", "--force"))["built"]) == OUTPUTS
+    # a script removed: its outputs go, from the folder and the catalog
+    script.unlink()
+    gone = summary(gt("build", library, "-o", out, "--json"))
+    assert gone["removed"] == ["evening/wind-down.mp3"] and not (out / "evening" / "wind-down.mp3").exists()
+    assert [t["id"] for t in json.loads((out / "catalog.json").read_text())["tracks"]] == [
+        "breath-long.mp3", "breath-short.mp3"]
+
+
+def test_a_failing_script_does_not_stop_the_others(gt, library, tmp_path):
+    (library / "broken.yaml").write_text("guidetrack: 1\ntitle: Broken\nsteps:\n  - breathe: {cycles: many}\n")
+    (library / "unfittable.yaml").write_text("guidetrack: 1\ntitle: Too short\nduration: 1s\n"
+                                             "steps:\n  - say: This cannot fit in one second.\n")
+    out = tmp_path / "out"
+    result = gt("build", library, "-o", out, "--json")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    report = summary(result)
+    assert set(report["built"]) == OUTPUTS
+    failed = {f["what"]: f["message"] for f in report["failed"]}
+    assert set(failed) == {"broken.yaml", "unfittable.mp3"}
+    assert "broken.yaml:4:" in failed["broken.yaml"] and "cycles" in failed["broken.yaml"]
+    assert "cannot fit duration" in failed["unfittable.mp3"]
+    # the closing table lists each failure with its message
+    assert "failed  broken.yaml" in result.stderr and "3 built, 0 up to date, 2 failed" in result.stderr
+    assert not (out / "unfittable.mp3").exists()
+
+
+def test_an_interrupted_build_leaves_no_partial_file_and_the_next_continues(library, tmp_path, cache_dir):
+    out = tmp_path / "out"
+    env = {**os.environ, "GUIDETRACK_CACHE_DIR": str(cache_dir)}
+    process = subprocess.Popen([sys.executable, "-m", "guidetrack", "build", str(library), "-o", str(out),
+                                "--jobs", "1"], cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(_built(out)) < 1:
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGINT)  # Ctrl-C reaches the whole process group, as in a terminal
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr and "interrupted" in stderr
+    done = _built(out)
+    assert 1 <= len(done) < 3
+    assert not list(out.rglob("*.part"))
+    audio = [p for p in out.rglob("*.mp3")]
+    assert {p.relative_to(out).as_posix() for p in audio} == done  # nothing at an output path but whole renders
+    for path in audio:
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == manifest(out)["outputs"][
+            path.relative_to(out).as_posix()]["files"]["audio"]["sha256"]
+    resumed = subprocess.run([sys.executable, "-m", "guidetrack", "build", str(library), "-o", str(out), "--json"],
+                             cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert set(summary(resumed)["built"]) == OUTPUTS - done and set(summary(resumed)["skipped"]) == done
+
+
+def _built(out: Path) -> set[str]:
+    try:
+        return set(manifest(out)["outputs"])
+    except (OSError, ValueError):
+        return set()
+
+
+def test_concurrent_builds_share_one_clip_cache_safely(library, tmp_path):
+    """Two builds at once, from a cold cache, make the same clips: every entry stays whole."""
+    from guidetrack.speech import ClipCache
+
+    cache = tmp_path / "cache"
+    env = {**os.environ, "GUIDETRACK_CACHE_DIR": str(cache)}
+    runs = [subprocess.Popen([sys.executable, "-m", "guidetrack", "build", str(library), "-o", str(tmp_path / f"out{i}"),
+                              "--jobs", "2"], cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True) for i in range(2)]
+    for run in runs:
+        _, stderr = run.communicate(timeout=300)
+        assert run.returncode == 0, stderr
+    entries = list(cache.glob("*.wav"))
+    assert len(entries) >= 5
+    reader = ClipCache(cache)
+    assert all(reader.get(entry) is not None for entry in entries) and reader.repaired == 0
+    assert not list(cache.rglob("*.part"))
+    one, two = (decode(tmp_path / f"out{i}" / "breath-short.mp3") for i in range(2))
+    assert one.shape == two.shape
+
+
+def test_the_published_catalog_and_feed(gt, library, tmp_path):
+    import feedparser
+
+    out = tmp_path / "out"
+    gt("build", library, "-o", out, "--base-url", "https://studio.example/classes", check=True)
+    catalog = json.loads((out / "catalog.json").read_text())
+    assert catalog["title"] == "Test Library"
+    assert {t["id"] for t in catalog["tracks"]} == OUTPUTS
+    for track in catalog["tracks"]:
+        for file in track["files"].values():  # every file listed is there, with its size and checksum
+            data = (out / file["path"]).read_bytes()
+            assert len(data) == file["bytes"] and hashlib.sha256(data).hexdigest() == file["sha256"]
+        assert track["chapters"] and track["duration"] > 10
+
+    feed = feedparser.parse((out / "feed.xml").read_bytes())
+    assert not feed.bozo, feed.bozo_exception
+    assert feed.feed.title == "Test Library" and feed.feed.image.href == "https://studio.example/classes/cover.png"
+    assert len(feed.entries) == 3
+    by_title = {e.title: e for e in feed.entries}
+    entry = by_title["Breath Break (short)"]
+    enclosure = entry.enclosures[0]
+    assert enclosure.href == "https://studio.example/classes/breath-short.mp3"
+    assert int(enclosure.length) == (out / "breath-short.mp3").stat().st_size and enclosure.type == "audio/mpeg"
+    assert entry.itunes_duration == "26"
+    assert by_title["Wind Down"].enclosures[0].href == "https://studio.example/classes/evening/wind-down.mp3"
+
+    from xml.etree import ElementTree as ET
+
+    podcast = "{https://podcastindex.org/namespace/1.0}"
+    items = ET.parse(out / "feed.xml").getroot().findall("channel/item")
+    for item in items:
+        chapters = item.find(f"{podcast}chapters")
+        assert chapters.get("type") == "application/json+chapters"
+        transcripts = {t.get("type"): t.get("url") for t in item.findall(f"{podcast}transcript")}
+        assert set(transcripts) == {"text/vtt", "application/x-subrip"}
+        for url in [chapters.get("url"), *transcripts.values()]:  # each link names a file that is there
+            assert (out / url.removeprefix("https://studio.example/classes/")).is_file(), url
+    # a later build without --base-url keeps the feed's address
+    gt("build", library, "-o", out, check=True)
+    assert "https://studio.example/classes/breath-short.mp3" in (out / "feed.xml").read_text()
+
+
+def test_index_html_plays_every_track_and_loads_every_transcript_in_chromium(gt, library, tmp_path):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    out = tmp_path / "out"
+    gt("build", library, "-o", out, check=True)
+    options = webdriver.ChromeOptions()
+    options.binary_location = "/usr/bin/chromium"
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
+                 "--autoplay-policy=no-user-gesture-required",
+                 "--allow-file-access-from-files",  # the folder opened from disk, as a studio would offline
+                 f"--user-data-dir={tmp_path / 'chromium'}"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+    try:
+        driver.set_script_timeout(60)
+        driver.get((out / "index.html").as_uri())
+        report = driver.execute_async_script(CHECK_PAGE)
+    finally:
+        driver.quit()
+    catalog = {t["title"]: t for t in json.loads((out / "catalog.json").read_text())["tracks"]}
+    assert sorted(report["titles"]) == sorted(catalog)
+    assert len(report["players"]) == 3
+    for player in report["players"]:  # every player's source loaded, with the track's length
+        assert player["error"] is None and player["duration"] is not None, player
+        title = player["title"]
+        assert abs(player["duration"] - catalog[title]["duration"]) < 0.2, player
+        assert player["cues"] >= 2, player  # its captions track loaded, cue by cue
+    assert len(report["transcripts"]) == 6
+    for link in report["transcripts"]:  # every transcript link loads
+        assert link["ok"] and link["length"] > 20, link
+
+
+CHECK_PAGE = """
+const done = arguments[arguments.length - 1];
+const articles = [...document.querySelectorAll("article")];
+const players = articles.map(article => new Promise(resolve => {
+  const audio = article.querySelector("audio");
+  const track = audio.querySelector("track");
+  track.track.mode = "hidden";  // makes the browser load the captions
+  const began = Date.now();
+  const poll = () => {
+    const settled = (audio.readyState >= 1 || audio.error) && track.readyState >= 2;
+    if (!settled && Date.now() - began < 30000) { setTimeout(poll, 100); return; }
+    resolve({title: article.querySelector("h2").textContent, src: audio.currentSrc,
+      duration: audio.duration, error: audio.error && audio.error.code, ready: audio.readyState,
+      trackState: track.readyState, cues: track.track.cues ? track.track.cues.length : -1});
+  };
+  poll();
+}));
+const transcripts = [...document.querySelectorAll("a.transcript")].map(a =>
+  fetch(a.href).then(r => r.text().then(t => ({href: a.href, ok: r.ok || r.status === 0, length: t.length})))
+    .catch(e => ({href: a.href, ok: false, length: 0, error: String(e)})));
+Promise.all([Promise.all(players), Promise.all(transcripts)]).then(([p, t]) =>
+  done({titles: articles.map(a => a.querySelector("h2").textContent), players: p, transcripts: t}));
+"""
+
+
+def test_a_build_on_a_dask_cluster(library, tmp_path, cache_dir, monkeypatch):
+    """A local Dask cluster on loopback, started here: the renders run on its workers, the
+    outputs and the manifest are written by the build."""
+    from distributed import LocalCluster
+
+    monkeypatch.setenv("GUIDETRACK_CACHE_DIR", str(cache_dir))  # the workers' own clip cache
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=None) as cluster:
+        out = tmp_path / "out"
+        result = subprocess.run([sys.executable, "-m", "guidetrack", "build", str(library), "-o", str(out),
+                                 "--scheduler", cluster.scheduler_address, "--json"],
+                                cwd=tmp_path, env=dict(os.environ), capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr
+        assert set(summary(result)["built"]) == OUTPUTS
+        from distributed import Client
+
+        with Client(cluster) as client:
+            pids = set(client.run(os.getpid).values())
+        workers = {int(entry["worker"].rsplit(":", 1)[1]) for entry in manifest(out)["outputs"].values()}
+        assert workers <= pids, (workers, pids)  # rendered on the cluster's workers
+        for name in OUTPUTS:
+            assert abs(ffprobe_duration(out / name) - manifest(out)["outputs"][name]["track"]["duration"]) < 0.1
+    down = subprocess.run([sys.executable, "-m", "guidetrack", "build", str(library), "-o", str(tmp_path / "o2"),
+                           "--scheduler", "tcp://127.0.0.1:9"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert down.returncode == 1 and "cannot reach the Dask scheduler" in down.stderr and "Traceback" not in down.stderr
