@@ -5,7 +5,9 @@
 - warm render (full cache) vs the encode floor;
 - each engine's speed, in seconds of speech made a second, against espeak-ng's own
   command speaking the same utterances;
-- peak memory of an 8-hour track (the render process, and ffmpeg beside it).
+- peak memory of an 8-hour track (the render process, and ffmpeg beside it);
+- building a library of 12 renders (sessions/ plus one test script) with 1 worker and with 2,
+  from the same warm clip cache, and the no-change rebuild.
 """
 
 from __future__ import annotations
@@ -107,9 +109,36 @@ print(self_kb, child_kb)
 """
 
 
+def library_builds(work: Path, env: dict, quick: bool) -> None:
+    """1 worker vs 2 on the same renders (a warm clip cache for both: the first build warms it),
+    then a rebuild with nothing changed."""
+    import shutil
+
+    library = work / "library"
+    shutil.copytree(ROOT / "sessions", library)
+    shutil.copy(ROOT / "tests" / "scripts" / "short.yaml", library / "short.yaml")
+    if quick:  # the short variants only: 6 renders
+        for script in library.glob("*.yaml"):
+            text = script.read_text()
+            if "variants:" in text:
+                lines = [line for line in text.splitlines() if not line.startswith(("  standard:", "  long:"))]
+                script.write_text("\n".join(lines) + "\n")
+    build = [sys.executable, "-m", "guidetrack", "build", str(library), "--json"]
+    warmup = subprocess.run([*build, "-o", str(work / "warm"), "--jobs", "2"], env=env, capture_output=True, text=True)
+    count = len(__import__("json").loads(warmup.stdout)["built"])
+    one = timed([*build, "-o", str(work / "one"), "--jobs", "1"], env)
+    two = timed([*build, "-o", str(work / "two"), "--jobs", "2"], env)
+    again = min(timed([*build, "-o", str(work / "two")], env) for _ in range(3))
+    print(f"library build: {count} renders (warm clip cache)")
+    print(f"  1 worker  {one:6.1f} s")
+    print(f"  2 workers {two:6.1f} s   speed-up {one / two:4.2f}x on {os.cpu_count()} cores (target: near the core count)")
+    print(f"  no-change rebuild {again:5.2f} s   (target: about 1 s)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--quick", action="store_true", help="skip the 8-hour memory run")
+    parser.add_argument("--quick", action="store_true",
+                        help="skip the 8-hour memory run, and build only the short variants")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="guidetrack-bench-") as folder:
         work = Path(folder)
@@ -129,6 +158,7 @@ def main() -> None:
         for name, speech, seconds in engine_speeds(work, chunks):
             print(f"  {name:<17}  {speech:6.1f} s of speech in {seconds:5.2f} s = {speech / seconds:6.1f}  "
                   f"{speech / seconds / (spoken / speak):4.2f}x the floor")
+        library_builds(work, env, args.quick)
         if not args.quick:
             script = work / "eight-hours.yaml"
             script.write_text(EIGHT_HOURS)

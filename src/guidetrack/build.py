@@ -53,6 +53,7 @@ class Job:
     output: Output
     fingerprint: str
     title: str
+    length: float = 0.0  # seconds, when the script gives a duration: the longest renders start first
 
 
 @dataclass
@@ -145,7 +146,8 @@ def plan_jobs(library: Path, output: Output, hashes: _Hashes | None = None) -> t
             }
             fingerprint = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
             name = output_name(script, library, output)
-            jobs.append(Job(name, relative, script.variant, output, fingerprint, script.title))
+            length = script.duration / SAMPLE_RATE if script.duration else 0.0
+            jobs.append(Job(name, relative, script.variant, output, fingerprint, script.title, length))
     return jobs, failures
 
 
@@ -331,6 +333,8 @@ def build(library: Path, out: Path, *, output: Output = Output(), jobs: int | No
         else:
             pending.append(job)
     reporter.planned(len(todo), len(summary.skipped))
+    # the longest first, so that the last render to finish is a short one
+    pending.sort(key=lambda job: -(job.length or manifest["outputs"].get(job.name, {}).get("track", {}).get("duration", 0)))
     if pending:
         run = _run_on_cluster if scheduler else _run_locally
         try:
