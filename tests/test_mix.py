@@ -113,7 +113,6 @@ def test_ducking_reaches_its_depth_before_speech_and_comes_back_smoothly():
 
 # ---------------------------------------------------------------- measured in rendered files
 
-import subprocess  # noqa: E402
 
 import pytest  # noqa: E402
 from scipy.signal import butter, sosfilt  # noqa: E402

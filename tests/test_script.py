@@ -413,3 +413,15 @@ def test_a_lexicon_entry_can_differ_per_engine(tmp_path):
     assert pronounce(text, lexicon, "piper") == "A bol ster under you in [[ʃɑːvˈɑːsənə]]."
     with pytest.raises(InvalidInput, match=r"t.yaml:3:21: lexicon.Savasana: unknown key .espeak.; known keys: piper, pyttsx3"):
         load(tmp_path / "t.yaml")
+
+
+def test_folders_are_searched_for_scripts_but_not_voices_folders(tmp_path):
+    """voices/ holds profiles and lexicons: `validate DIR` and `build DIR` must not read them as
+    scripts (they did: 'guidetrack-voice: unknown key')."""
+    from guidetrack.render import script_files
+
+    library(tmp_path, {"a.yaml": "guidetrack: 1\ntitle: T\nsteps: [chime]\n",
+                       "evening/b.yaml": "guidetrack: 1\ntitle: T\nsteps: [chime]\n",
+                       "voices/mine.yaml": "guidetrack-voice: 1\nengine: pyttsx3\nvoice: en-us\n",
+                       "evening/voices/words.lexicon.yaml": "Savasana: shavaasana\n"})
+    assert [file.relative_to(tmp_path).as_posix() for file, _ in script_files([tmp_path])] == ["a.yaml", "evening/b.yaml"]

@@ -21,7 +21,7 @@ import socket
 import tempfile
 import time
 import traceback
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -30,10 +30,11 @@ from typing import Any
 from . import __version__
 from .encode import FORMATS, Output
 from .errors import GuidetrackError, InvalidInput
-from .files import write_atomically
-from .render import SCRIPT_SUFFIXES
+from .engines import engine_version
+from .files import sha256_of, write_atomically
+from .render import script_files
 from .script import BUILTIN_VOICES, Script, load_any
-from .units import SAMPLE_RATE
+from .units import to_seconds
 
 RENDER_VERSION = 1  # bump when a change to guidetrack changes what a render writes
 MANIFEST = "build-manifest.json"
@@ -53,6 +54,7 @@ class Job:
     output: Output
     fingerprint: str
     title: str
+    sources: tuple[Path, ...] = ()  # every file the render reads, for a cluster worker
     length: float = 0.0  # seconds, when the script gives a duration: the longest renders start first
 
 
@@ -62,12 +64,6 @@ class Failure:
     message: str
 
 
-def _script_paths(library: Path) -> list[Path]:
-    """Every YAML file under the library but voice profiles and lexicons (voices/ folders)."""
-    return sorted(p for p in library.rglob("*") if p.suffix in SCRIPT_SUFFIXES and p.is_file()
-                  and "voices" not in p.relative_to(library).parts[:-1])
-
-
 def output_name(script: Script, library: Path, output: Output) -> str:
     """Where a script's variant goes in the output folder: the script's own folder in the library,
     and the name `render` gives it (<script>-<variant>.mp3)."""
@@ -75,32 +71,15 @@ def output_name(script: Script, library: Path, output: Output) -> str:
     return (folder / f"{script.slug}{output.suffix}").as_posix()
 
 
-def engine_versions(engines: Iterable[str]) -> dict[str, str]:
-    """The version of each engine named, without starting it; an engine that is missing is a
-    GuidetrackError with how to install it."""
-    versions = {}
-    for engine in sorted(set(engines)):
-        if engine == "pyttsx3":
-            from .engines.pyttsx3_engine import engine_version
-        else:
-            from .engines.piper_engine import engine_version
-        versions[engine] = engine_version()
-    return versions
-
-
 class _Hashes:
-    """sha256 of each file's bytes, read once per build."""
+    """sha256 of each file's bytes, read once per build (blocks are shared by many scripts)."""
 
     def __init__(self) -> None:
         self._seen: dict[Path, str] = {}
 
     def __call__(self, path: Path) -> str:
         if path not in self._seen:
-            digest = hashlib.sha256()
-            with open(path, "rb") as source:
-                for block in iter(lambda: source.read(1 << 20), b""):
-                    digest.update(block)
-            self._seen[path] = digest.hexdigest()
+            self._seen[path] = sha256_of(path)
         return self._seen[path]
 
 
@@ -123,14 +102,14 @@ def plan_jobs(library: Path, output: Output, hashes: _Hashes | None = None) -> t
     jobs: list[Job] = []
     failures: list[Failure] = []
     versions: dict[str, str] = {}
-    for path in _script_paths(library):
+    for path, _ in script_files([library]):
         relative = path.relative_to(library).as_posix()
         try:
             scripts, _ = load_any(path, library)
             if not scripts:
                 continue  # a block: built as part of the scripts that include it
-            missing = {s.voice.engine for s in scripts} - set(versions)
-            versions.update(engine_versions(missing))
+            for engine in {s.voice.engine for s in scripts} - set(versions):
+                versions[engine] = engine_version(engine)
         except InvalidInput as err:
             failures.append(Failure(relative, "\n".join(str(p) for p in err.problems)))
             continue
@@ -146,8 +125,8 @@ def plan_jobs(library: Path, output: Output, hashes: _Hashes | None = None) -> t
             }
             fingerprint = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
             name = output_name(script, library, output)
-            length = script.duration / SAMPLE_RATE if script.duration else 0.0
-            jobs.append(Job(name, relative, script.variant, output, fingerprint, script.title, length))
+            length = to_seconds(script.duration) if script.duration else 0.0
+            jobs.append(Job(name, relative, script.variant, output, fingerprint, script.title, script.sources, length))
     return jobs, failures
 
 
@@ -215,8 +194,8 @@ def render_job(job: Job, library: str | None, files: dict[str, bytes] | None, ca
         track = {
             "title": script.title, "description": script.description, "author": script.author,
             "album": script.album, "variant": script.variant,
-            "duration": round(rendered.samples / SAMPLE_RATE, 3),
-            "chapters": [{"title": c.title, "start": round(c.start / SAMPLE_RATE, 3)} for c in plan.chapters],
+            "duration": round(to_seconds(rendered.samples), 3),
+            "chapters": [{"title": c.title, "start": round(to_seconds(c.start), 3)} for c in plan.chapters],
             "transcript": [e.text for e in plan.speech()],
         }
         result = {"files": {kind: path.read_bytes() for kind, path in written.items()}, "track": track,
@@ -231,9 +210,8 @@ def cluster_files(job: Job, library: Path) -> dict[str, bytes]:
     What comes with guidetrack is on every worker already; anything else outside the library
     cannot be sent by name."""
     library = library.resolve()
-    scripts, _ = load_any(library / job.script, library)
     files = {}
-    for source in scripts[0].sources:
+    for source in job.sources:
         name = _source_name(source, library)
         if name.startswith("builtin:"):
             continue

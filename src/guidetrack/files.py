@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from collections.abc import Iterator
@@ -25,6 +26,12 @@ def replacing(path: Path, mode: int | None = 0o644) -> Iterator[Path]:
         os.replace(temp, path)
     finally:
         temp.unlink(missing_ok=True)
+
+
+def sha256_of(path: Path) -> str:
+    """The sha256 of a file's bytes, read in blocks (a voice model is tens of MB)."""
+    with open(path, "rb") as source:
+        return hashlib.file_digest(source, "sha256").hexdigest()
 
 
 def write_atomically(path: Path, data: bytes, mode: int | None = 0o644) -> None:

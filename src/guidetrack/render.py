@@ -14,7 +14,7 @@ from .errors import InvalidInput, Location, Problem
 from .mix import decode_file, mix
 from .plan import Plan, make_plan
 from .script import Script, load_any
-from .files import write_atomically
+from .files import sha256_of, write_atomically
 from .sidecars import generated_cover, write_sidecars
 from .speech import ClipCache, Speaker
 from .units import to_ms
@@ -77,7 +77,7 @@ def _gain_file(plan: Plan, speaker: Speaker, output: Output) -> Path:
     fields = {
         "plan": plan.to_json(), "voice": repr(speaker.voice),
         "engine": [speaker.engine.name, speaker.engine.version], "background": repr(script.background),
-        "files": [hashlib.sha256(path.read_bytes()).hexdigest() for path in script.sources],
+        "files": [sha256_of(path) for path in script.sources],
         "output": repr(output), "guidetrack": __version__,
     }
     key = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
@@ -124,10 +124,12 @@ class Checked:
 
 
 def script_files(paths: Iterable[Path]) -> Iterator[tuple[Path, Path | None]]:
-    """(file, library root) for every script or block named, looking inside folders."""
+    """(file, library root) for every script or block named, looking inside folders, where
+    `voices/` folders hold voice profiles and lexicons, not scripts."""
     for path in paths:
         if path.is_dir():
-            for file in sorted(p for p in path.rglob("*") if p.suffix in SCRIPT_SUFFIXES and p.is_file()):
+            for file in sorted(p for p in path.rglob("*") if p.suffix in SCRIPT_SUFFIXES and p.is_file()
+                               and "voices" not in p.relative_to(path).parts[:-1]):
                 yield file, path
         else:
             yield path, None

@@ -1059,7 +1059,7 @@ def _engine_voice(spec: VoiceSpec, given: dict[str, Any], here: Path, voices: Pa
         spec = replace(spec, voice=ENGINE_VOICES[spec.engine])
     if spec.engine != "piper":
         return spec
-    from .engines.piper_voices import ALIASES, PACKAGED, packaged_name
+    from .engines.piper_voices import known, packaged_name
 
     if "pitch" in given:
         check.warn(keys + ("pitch",), "Piper voices have no pitch setting; it is ignored")
@@ -1074,7 +1074,7 @@ def _engine_voice(spec: VoiceSpec, given: dict[str, Any], here: Path, voices: Pa
             if packaged_name(spec.voice):
                 return spec
             check.error(where, f"no Piper voice '{spec.voice}': use a packaged one "
-                        f"({', '.join([*ALIASES, *PACKAGED])}) or put {spec.voice}.onnx and "
+                        f"({known()}) or put {spec.voice}.onnx and "
                         f"{spec.voice}.onnx.json in a voices/ folder")
             return None
     model = model.resolve()

@@ -17,6 +17,18 @@ class Engine(Protocol):
         """Speak `text` into a WAV file at `path`."""
 
 
+def engine_version(name: str) -> str:
+    """An engine's version without starting it; a missing engine is an EngineError saying how
+    to install it."""
+    if name == "pyttsx3":
+        from .pyttsx3_engine import engine_version as version
+    elif name == "piper":
+        from .piper_engine import engine_version as version
+    else:
+        raise InvalidInput(f"unknown speech engine '{name}'; engines: {', '.join(ENGINES)}")
+    return version()
+
+
 def voice_key(engine: Engine, voice: VoiceSpec) -> str:
     """What names the voice in the clip cache: its id, or (Piper) its model file's content."""
     key = getattr(engine, "voice_key", None)

@@ -8,13 +8,13 @@ respellings work for it as they do for espeak-ng; its [[...]] phonemes are IPA.
 
 from __future__ import annotations
 
-import hashlib
 from functools import lru_cache
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as package_version
 from pathlib import Path
 
 from ..errors import EngineError
+from ..files import sha256_of
 from ..script import VoiceSpec
 from .piper_voices import INSTALL_HINT, model_files
 from .worker import WorkerEngine
@@ -45,11 +45,8 @@ def engine_version() -> str:
 
 @lru_cache(maxsize=16)
 def _model_digest(model: Path, size: int, mtime: float) -> str:
-    digest = hashlib.sha256()
-    with open(model, "rb") as source:
-        for block in iter(lambda: source.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    """The model's sha256, hashed once while its size and time stay the same (asked for every clip)."""
+    return sha256_of(model)
 
 
 class PiperEngine(WorkerEngine):
@@ -72,7 +69,7 @@ class PiperEngine(WorkerEngine):
         """What identifies the voice in the clip cache: its model's content, wherever it lies."""
         model, config = self._files(voice)
         stat = model.stat()
-        return f"{_model_digest(model, stat.st_size, stat.st_mtime)}:{hashlib.sha256(config.read_bytes()).hexdigest()}"
+        return f"{_model_digest(model, stat.st_size, stat.st_mtime)}:{sha256_of(config)}"
 
     def request(self, text: str, path: Path, voice: VoiceSpec) -> dict:
         model, config = self._files(voice)

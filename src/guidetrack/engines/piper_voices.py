@@ -22,6 +22,11 @@ INSTALL_HINT = ("install the Piper extra: .venv/bin/pip install -e '.[piper]' in
                 "pip install 'guidetrack[piper]' (Piper is GPL-3.0, so it is not installed by default)")
 
 
+def known() -> str:
+    """The packaged voices' names, for messages."""
+    return ", ".join([*ALIASES, *PACKAGED])
+
+
 def packaged_name(name: str) -> str | None:
     name = ALIASES.get(name, name)
     return name if name in PACKAGED else None
@@ -33,7 +38,7 @@ def model_files(voice: str) -> tuple[Path, Path]:
         return Path(voice), Path(voice + ".json")
     name = packaged_name(voice)
     if name is None:
-        raise EngineError(f"no Piper voice '{voice}'; packaged voices: {', '.join([*ALIASES, *PACKAGED])}")
+        raise EngineError(f"no Piper voice '{voice}'; packaged voices: {known()}")
     module, package = PACKAGED[name]
     try:
         bundle = import_module(module)
