@@ -11,6 +11,7 @@ import pytest
 from mutagen.id3 import ID3
 
 from conftest import SCRIPTS, SESSIONS, decode, ffprobe_duration, plan_json, window_db
+from meter import lufs, speech_lufs, true_peak
 
 pytestmark = pytest.mark.integration
 
@@ -92,23 +93,13 @@ def test_second_render_reuses_the_cache_and_gives_the_same_bytes(gt, tmp_path, s
         assert again.with_name("again" + suffix).read_bytes() == short[0].with_name("short" + suffix).read_bytes()
 
 
-def true_peak_dbtp(path) -> float:
-    report = subprocess.run(["ffmpeg", "-hide_banner", "-nostats", "-i", str(path), "-af",
-                             "ebur128=peak=true:framelog=verbose", "-f", "null", "-"],
-                            capture_output=True, text=True, check=True).stderr
-    return float(re.findall(r"Peak:\s+(-?[\d.]+) dBFS", report)[-1])
-
-
-def lufs(audio: np.ndarray) -> float:
-    import pyloudnorm
-
-    return pyloudnorm.Meter(44100).integrated_loudness(audio.astype(np.float64))
-
-
-def test_loudness_is_normalised_with_true_peak_below_minus_one(short):
-    out, _, audio, _ = short
-    assert abs(lufs(audio) - (-16.0)) < 0.5, lufs(audio)
-    assert true_peak_dbtp(out) <= -1.0
+def test_the_voice_is_at_the_target_with_true_peak_below_minus_one(short):
+    _, plan, audio, stderr = short
+    assert abs(speech_lufs(audio, plan) - (-16.0)) < 0.5, speech_lufs(audio, plan)
+    assert true_peak(audio) <= -1.0
+    printed = re.search(r"measured: speech (-[\d.]+) LUFS, programme (-[\d.]+) LUFS", stderr)
+    assert abs(float(printed.group(1)) - speech_lufs(audio, plan)) <= 0.2, stderr
+    assert abs(float(printed.group(2)) - lufs(audio)) <= 0.2, stderr
 
 
 def test_chapters_match_the_plan(short):
@@ -174,8 +165,9 @@ def test_output_settings(gt, tmp_path, args, suffix, codec, loudness, channels):
     raw = subprocess.run(["ffmpeg", "-v", "error", "-i", str(out), "-f", "f32le", "-ac", str(channels), "-ar", "44100",
                           "-"], capture_output=True, check=True).stdout
     audio = np.frombuffer(raw, np.float32).reshape(-1, channels)
-    assert abs(lufs(audio) - loudness) < 0.5, lufs(audio)
-    assert true_peak_dbtp(out) <= -1.0
+    plan = plan_json(gt, SCRIPTS / "short.yaml")
+    assert abs(speech_lufs(audio, plan) - loudness) < 0.5, speech_lufs(audio, plan)
+    assert true_peak(audio) <= -1.0
 
 
 def test_damaged_cache_entry_is_remade(gt, tmp_path):
@@ -258,7 +250,8 @@ def test_undecodable_background_exits_2(gt, tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (["--format", "flac"], "--format flac: choose one of mp3, wav, opus, m4a"),
-    (["--loudness", "3"], "--loudness 3.0: choose a target between -70 and -5 LUFS"),
+    (["--loudness", "3"], "--loudness: loudness 3 is out of range: choose between -70 and -5 LUFS"),
+    (["--loudness", "loud"], "--loudness: 'loud' is not a loudness"),
 ])
 def test_bad_output_settings_exit_2(gt, tmp_path, args, message):
     result = gt("render", SCRIPTS / "short.yaml", "-o", tmp_path / "x.mp3", *args)

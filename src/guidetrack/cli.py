@@ -72,19 +72,27 @@ BitrateOption = Annotated[str, typer.Option(help="Constant bitrate for mp3, opus
 VbrOption = Annotated[Optional[int], typer.Option(
     min=0, max=9, help="MP3 variable bitrate quality, 0 (best) to 9, instead of --bitrate.")]
 MonoOption = Annotated[bool, typer.Option("--mono", help="One channel (the loudness target becomes -19 LUFS).")]
-SampleRateOption = Annotated[int, typer.Option(help="Output sample rate in Hz (Opus is always 48000).")]
-LoudnessOption = Annotated[Optional[float], typer.Option(
-    help="Target integrated loudness in LUFS (default -16, or -19 with --mono; -23 for EBU R128).")]
+SampleRateOption = Annotated[Optional[int], typer.Option(
+    help="Output sample rate in Hz (default 44100, or the loudness preset's; Opus is always 48000).")]
+LoudnessOption = Annotated[Optional[str], typer.Option(
+    help="The voice's loudness in LUFS, or a preset: podcast (-16, -19 mono; the default), broadcast (-23), "
+         "sleep (-22, a quiet bed), insight-timer (-16, 48 kHz). Overrides the script's `loudness`.")]
 
 
-def _output(audio_format: str, bitrate: str, vbr: int | None, mono: bool, sample_rate: int, loudness: float | None):
+def _output(audio_format: str, bitrate: str, vbr: int | None, mono: bool, sample_rate: int | None,
+            loudness: str | None):
     from .encode import FORMATS, Output
+    from .loudness import parse_loudness
 
     if audio_format not in FORMATS:
         raise InvalidInput(f"--format {audio_format}: choose one of {', '.join(FORMATS)}")
-    if not -70 <= (loudness if loudness is not None else -16) <= -5:
-        raise InvalidInput(f"--loudness {loudness}: choose a target between -70 and -5 LUFS")
-    return Output(audio_format, bitrate, vbr, 1 if mono else 2, sample_rate, loudness)
+    target = None
+    if loudness is not None:
+        try:
+            target = parse_loudness(loudness)
+        except ValueError as err:
+            raise InvalidInput(f"--loudness: {err}") from None
+    return Output(audio_format, bitrate, vbr, 1 if mono else 2, sample_rate, target)
 
 
 @app.command()
@@ -97,9 +105,11 @@ def render(
     bitrate: BitrateOption = "128k",
     vbr: VbrOption = None,
     mono: MonoOption = False,
-    sample_rate: SampleRateOption = 44100,
+    sample_rate: SampleRateOption = None,
     loudness: LoudnessOption = None,
     cache_dir: CacheOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print what was written and its measured loudness "
+                                          "as JSON on stdout.")] = False,
 ) -> None:
     """Render SCRIPT to audio (MP3 by default), one file per variant, with transcripts and chapters beside it."""
 
@@ -108,6 +118,7 @@ def render(
 
         output = _output(audio_format, bitrate, vbr, mono, sample_rate, loudness)
         scripts = _load(script, variant)
+        written = []
         for one in scripts:
             started = time.perf_counter()
             result = render_script(one, output_path(one, out, len(scripts) > 1, output), cache_dir, output)
@@ -117,9 +128,16 @@ def render(
                 f"wrote {result.out}  {format_clock(result.samples)}  "
                 f"{len(result.plan.speech())} cues, {spoken} distinct utterances "
                 f"({result.cache_misses} new, {result.cache_hits} cached)  "
-                f"{output.target_lufs:g} LUFS (gain {result.gain_db:+.1f} dB)  "
-                f"in {time.perf_counter() - started:.1f} s"
+                f"in {time.perf_counter() - started:.1f} s\n"
+                f"  measured: {result.figures}  (the voice's target: {result.target_lufs:g} LUFS)"
             )
+            for problem in result.problems:
+                _say(f"warning: {result.out}: {problem}")
+            written.append({"out": str(result.out), "variant": one.variant, "duration": to_seconds(result.samples),
+                            "target_lufs": result.target_lufs, **result.figures.to_json(),
+                            "problems": list(result.problems)})
+        if as_json:
+            typer.echo(json.dumps(written, indent=2, ensure_ascii=False))
 
     _guarded(action)
 
@@ -141,7 +159,7 @@ def build(
     bitrate: BitrateOption = "128k",
     vbr: VbrOption = None,
     mono: MonoOption = False,
-    sample_rate: SampleRateOption = 44100,
+    sample_rate: SampleRateOption = None,
     loudness: LoudnessOption = None,
     cache_dir: CacheOption = None,
 ) -> None:

@@ -1,34 +1,40 @@
-"""PCM blocks -> an audio file: measured, streamed to ffmpeg, tagged with mutagen, renamed into place.
+"""PCM blocks -> an audio file: levelled, streamed to ffmpeg, measured, tagged with mutagen,
+renamed into place.
 
-Loudness is normalised: ffmpeg's ITU-R BS.1770 meter (the ebur128 filter) measures the mix,
-then the encoding pass applies the gain that reaches the target and a lookahead limiter that
-keeps the true peak under -1 dBTP (see `encode` for what the limiter and codec take away). The output is written to a
-temporary file beside the target and renamed only when complete, so an interrupted render
-never leaves a broken file at the output path.
+The mix comes with the voice's clips as they are; a gain brings the voice to its loudness
+target (see `loudness`), and a true-peak limiter (4x oversampled, so it sees the peaks between
+samples too) holds the rare peaks under a ceiling. The limiter runs in an ffmpeg process of its
+own, feeding the encoder's, so the two share the cores. The finished file is then measured
+(speech loudness, programme loudness, loudness range, true peak) and, if the codec moved it off
+the target or over -1 dBTP, made again with the gain or ceiling corrected by what was measured.
+The output is written to a temporary file beside the target and renamed only when complete, so
+an interrupted render never leaves a broken file at the output path.
 """
 
 from __future__ import annotations
 
-import re
-import shutil
 import subprocess
-import tempfile
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .errors import EncodeError
-from .files import replacing
-from .units import CHANNELS, SAMPLE_RATE, timestamp
+from .files import replacing, sha256_of
+from .loudness import Figures, ffmpeg_path, measure_file, target_for
+from .units import CHANNELS, SAMPLE_RATE, Samples, timestamp
 
 PIPE_BYTES = 1 << 20  # 1 MiB, the default Linux maximum: ~3 s of float PCM
-PEAK_LIMIT_DB = -2.0  # the limiter's sample-peak ceiling: 1 dB below -1 dBTP for inter-sample and codec overshoot
-MAX_GAIN_DB = 30.0  # a near-silent mix is not blown up further than this
-LOUDNESS_TOLERANCE = 0.15  # LU: a lossy file further than this from the target is made again
-EXCERPT_BLOCKS = 32  # blocks of the mix, spread through it, encoded alone to learn what the codec does
+TRUE_PEAK_LIMIT = -1.0  # dBTP: the most a finished file may read (the podcast and streaming norm)
+CEILING_DB = -1.2  # the limiter's first true-peak ceiling: a little room for what a lossy codec adds
+OVERSAMPLE = 4  # the limiter looks at peaks 4x oversampled (BS.1770-4 true peak)
+MAX_GAIN_DB = 40.0  # a near-silent voice is not blown up further than this
+LOUDNESS_TOLERANCE = 0.15  # LU: a file further than this off the voice's target is made again
+PROMISE = 0.5  # LU: a file further off than this, after every try, is reported
+MAX_ENCODES = 3  # the first encode, and at most two corrections
+ENCODE_TIMEOUT = 6 * 3600  # s: an encoder that has not finished by then has hung
 FORMATS = {  # name -> (file suffix, ffmpeg codec, ffmpeg muxer)
     "mp3": (".mp3", "libmp3lame", "mp3"),
     "wav": (".wav", "pcm_s16le", "wav"),
@@ -45,8 +51,8 @@ class Output:
     bitrate: str = "128k"  # constant bitrate for mp3, opus and m4a
     quality: int | None = None  # mp3 VBR quality 0 (best) .. 9 instead of a bitrate
     channels: int = 2
-    sample_rate: int = SAMPLE_RATE  # opus is always 48 kHz
-    loudness: float | None = None  # integrated LUFS; None: -16 stereo, -19 mono (podcast norms)
+    sample_rate: int | None = None  # None: 44.1 kHz, or the loudness preset's; opus is always 48 kHz
+    loudness: float | str | None = None  # the voice's LUFS or a preset's name; None: the script's, or podcast
 
     @property
     def suffix(self) -> str:
@@ -54,13 +60,24 @@ class Output:
 
     @property
     def rate(self) -> int:
-        return 48_000 if self.format == "opus" else self.sample_rate
+        if self.format == "opus":
+            return 48_000
+        if self.sample_rate is not None:
+            return self.sample_rate
+        return target_for(self.loudness, self.channels).sample_rate or SAMPLE_RATE
 
     @property
     def target_lufs(self) -> float:
-        if self.loudness is not None:
-            return self.loudness
-        return -16.0 if self.channels == 2 else -19.0
+        """The voice's loudness in the finished file."""
+        return target_for(self.loudness, self.channels).speech_lufs
+
+    def for_script(self, loudness: float | str | None) -> "Output":
+        """These settings for a script that asks for `loudness`: the command line's, if it gave
+        one, wins; the target's sample rate is fixed here, so that it is part of the settings."""
+        from dataclasses import replace
+
+        chosen = self.loudness if self.loudness is not None else loudness
+        return replace(self, loudness=chosen, sample_rate=replace(self, loudness=chosen).rate)
 
 
 @dataclass(frozen=True)
@@ -81,167 +98,94 @@ class Tags:
     cover_mime: str = "image/png"
 
 
-def ffmpeg_path() -> str:
-    found = shutil.which("ffmpeg")
-    if not found:
-        raise EncodeError("ffmpeg is not installed: apt-get install ffmpeg (scripts/guidetrack does it for you)")
-    return found
+def codec_loss(output: Output) -> float:
+    """What the codec is known to take from the voice's loudness (LU), given back in the first
+    encode's gain; the finished file is measured all the same. Measured on espeak-ng's voice:
+    LAME at a constant bitrate takes 0.45 LU up to 160 kbit/s and 0.27 above; AAC 0.07; LAME's
+    VBR, Opus and WAV nothing measurable (tests/test_loudness.py checks these)."""
+    if output.format == "mp3" and output.quality is None:
+        digits = "".join(c for c in output.bitrate if c.isdigit())
+        return 0.27 if digits and int(digits) > 160 else 0.45
+    return 0.07 if output.format == "m4a" else 0.0
 
 
 _INPUT = ["-f", "f32le", "-ar", str(SAMPLE_RATE), "-ac", str(CHANNELS), "-i", "pipe:0"]
 
 
-def _format_filter(output: "Output") -> str:
-    """The output's sample rate and channels."""
+def limiter_command(output: Output = Output(), gain_db: float = 0.0, ceiling_db: float = CEILING_DB) -> list[str]:
+    """ffmpeg taking the mix (float PCM on stdin) to the output's channels and rate, through the
+    gain and a lookahead limiter that runs at 4x the rate, so that its ceiling is a true-peak
+    one; float PCM out. latency=1 compensates the lookahead: every sample stays where the plan
+    put it. Below the ceiling, the limiter leaves the sound as it is."""
     layout = "mono" if output.channels == 1 else "stereo"
-    return f"aformat=sample_rates={output.rate}:channel_layouts={layout}"
+    rate = output.rate
+    chain = (f"volume={gain_db:.4f}dB,aformat=sample_fmts=flt:sample_rates={rate}:channel_layouts={layout},"
+             f"aresample={OVERSAMPLE * rate},alimiter=limit={10 ** (ceiling_db / 20):.5f}:level=0:latency=1,"
+             f"aresample={rate}")
+    return [ffmpeg_path(), "-hide_banner", "-nostdin", "-loglevel", "error", *_INPUT, "-af", chain,
+            "-f", "f32le", "-ar", str(rate), "-ac", str(output.channels), "pipe:1"]
 
 
-def _level_chain(output: "Output", gain_db: float) -> str:
-    """The output's channels and rate, the gain, then a lookahead limiter, last, so it sees the
-    samples as they are written. latency=1 compensates the lookahead: every sample stays where
-    the plan put it."""
-    limit = 10 ** (PEAK_LIMIT_DB / 20)
-    return f"{_format_filter(output)},volume={gain_db:.4f}dB,alimiter=limit={limit:.4f}:level=0:latency=1"
-
-
-def encoder_command(target: str, output: Output = Output(), gain_db: float = 0.0) -> list[str]:
-    """ffmpeg reading float PCM on stdin, writing an untagged, bit-exact file to `target`."""
+def encoder_command(target: str, output: Output = Output()) -> list[str]:
+    """ffmpeg reading float PCM at the output's rate and channels on stdin, writing an untagged,
+    bit-exact file to `target`."""
     _, codec, muxer = FORMATS[output.format]
     quality = (["-q:a", str(output.quality)] if output.quality is not None and output.format == "mp3"
                else [] if output.format == "wav" else ["-b:a", output.bitrate])
     extra = {"mp3": ["-id3v2_version", "0", "-write_id3v1", "0"], "m4a": ["-movflags", "+faststart"]}
     return [
-        ffmpeg_path(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", *_INPUT,
-        "-af", _level_chain(output, gain_db),
+        ffmpeg_path(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
+        "-f", "f32le", "-ar", str(output.rate), "-ac", str(output.channels), "-i", "pipe:0",
         "-map_metadata", "-1", "-fflags", "+bitexact", "-flags:a", "+bitexact",
         "-c:a", codec, *quality, *extra.get(output.format, []), "-f", muxer, target,
     ]
 
 
-# ITU-R BS.1770 loudness (gated) by ffmpeg's ebur128 meter. Its summary rounds to 0.1 LU; the
-# running integrated value it attaches to every frame has three decimals, so that is printed.
-METER = "ebur128=framelog=verbose:peak=sample:metadata=1,ametadata=mode=print:key=lavfi.r128.I"
-SILENT_LUFS = -70.0  # the meter's absolute gate: a mix this quiet has no loudness to normalise
-
-
-def _readings(report: str, command: list[str]) -> tuple[float, float]:
-    """(integrated LUFS, sample peak dBFS) from the meter's report; silence reads -70 LUFS."""
-    at = report.rfind("lavfi.r128.I=")
-    peak = re.findall(r"Peak:\s+(-?[\d.]+|-inf) dBFS", report)
-    if at < 0 or not peak:
-        raise EncodeError("ffmpeg's loudness meter gave no result", command, report)
-    loudness = float(report[at + len("lavfi.r128.I="):].split(None, 1)[0])
-    return max(loudness, SILENT_LUFS), float(peak[-1]) if peak[-1] != "-inf" else -120.0
-
-
-def measure_loudness(blocks: Iterable[np.ndarray], output: Output = Output(),
-                     gain_db: float | None = None) -> tuple[float, float]:
-    """(integrated loudness in LUFS, sample peak in dBFS) of the blocks as they will be written:
-    at the output's rate and channels, and through the gain and limiter when `gain_db` is given."""
-    chain = _format_filter(output) if gain_db is None else _level_chain(output, gain_db)
-    command = [ffmpeg_path(), "-hide_banner", "-nostdin", "-loglevel", "info", *_INPUT,
-               "-af", f"{chain},{METER}", "-f", "null", "-"]
-    _, report = _stream(command, blocks)
-    return _readings(report, command)
-
-
-def measure_file_loudness(path: Path, output: Output = Output()) -> float:
-    """Integrated loudness (LUFS) of an encoded file, decoded by ffmpeg."""
-    command = [ffmpeg_path(), "-hide_banner", "-nostdin", "-nostats", "-loglevel", "info", "-i", str(path),
-               "-af", f"{_format_filter(output)},{METER}", "-f", "null", "-"]
-    result = subprocess.run(command, capture_output=True, text=True)
-    if result.returncode != 0:
-        raise EncodeError("ffmpeg could not measure the encoded file", command, result.stderr)
-    return _readings(result.stderr, command)[0]
-
-
-class _Sample:
-    """Passes blocks through, keeping every n-th of them, n doubling as the mix goes on, so that
-    between EXCERPT_BLOCKS and twice that, spread evenly through the whole mix, are kept."""
-
-    def __init__(self, blocks: Iterable[np.ndarray]):
-        self.blocks = blocks
-        self.every = 1
-        self.kept_blocks: dict[int, np.ndarray] = {}
-
-    def __iter__(self) -> Iterator[np.ndarray]:
-        for index, block in enumerate(self.blocks):
-            if index % self.every == 0:
-                self.kept_blocks[index] = block
-                if len(self.kept_blocks) >= 2 * EXCERPT_BLOCKS:
-                    self.every *= 2
-                    self.kept_blocks = {i: b for i, b in self.kept_blocks.items() if i % self.every == 0}
-            yield block
-
-    def kept(self) -> list[np.ndarray]:
-        return [self.kept_blocks[i] for i in sorted(self.kept_blocks)]
-
-
-def normalising_gain(blocks: Iterable[np.ndarray], output: Output) -> tuple[float, bool]:
-    """The gain (dB) that brings the mix to the output's loudness target, from one measuring
-    pass over the whole mix; and whether part of it is a prediction (see `predicted_losses`)
-    that the finished file should confirm."""
-    sample = _Sample(blocks)
-    loudness, peak = measure_loudness(sample, output)
-    excerpt = sample.kept()
-    gain = min(output.target_lufs - loudness, MAX_GAIN_DB)
-    limited = peak + gain > PEAK_LIMIT_DB
-    if loudness <= SILENT_LUFS or (output.format == "wav" and not limited):
-        return gain, False  # nothing will take loudness away: the measurement is exact
-    return min(gain + predicted_losses(excerpt, output, gain, limited), MAX_GAIN_DB), True
-
-
-def predicted_losses(excerpt: list[np.ndarray], output: Output, gain_db: float, limited: bool) -> float:
-    """The loudness (LU) the limiter and a lossy codec will take from the mix, learnt from an
-    excerpt of it: measured plain, through the gain and limiter, and encoded."""
-    plain, _ = measure_loudness(excerpt, output)
-    if plain <= SILENT_LUFS:
-        return 0.0
-    loss = 0.0
-    if limited:
-        through, _ = measure_loudness(excerpt, output, gain_db)
-        loss = plain + gain_db - through
-    if output.format != "wav":
-        # the limiter takes more as the gain grows, so settle: encode, measure, correct, twice at most
-        with tempfile.TemporaryDirectory(prefix="guidetrack-") as folder:
-            sample = Path(folder) / f"excerpt{output.suffix}"
-            for _ in range(2):
-                _stream(encoder_command(str(sample), output, gain_db + loss), excerpt)
-                correction = plain + gain_db - measure_file_loudness(sample, output)
-                loss += correction
-                if abs(correction) < LOUDNESS_TOLERANCE / 3:
-                    break
-    return loss
-
-
-def _stream(command: list[str], blocks: Iterable[np.ndarray]) -> tuple[int, str]:
-    """Feed float32 blocks to ffmpeg's stdin; returns (samples written, its stderr). Raises EncodeError."""
-    process = subprocess.Popen(command, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
-    _widen_pipe(process.stdin)
-    errors: list[bytes] = []
-    reader = threading.Thread(target=lambda: errors.append(process.stderr.read()), daemon=True)
-    reader.start()
-    written = 0
+def _stream(commands: Sequence[list[str]], blocks: Iterable[np.ndarray]) -> int:
+    """Feed float32 blocks to the first of a pipeline of ffmpeg processes, each feeding the next;
+    returns the samples written. Raises EncodeError with the failing command and what it said."""
+    processes: list[subprocess.Popen] = []
+    reports: list[list[bytes]] = []
+    readers: list[threading.Thread] = []
     try:
-        assert process.stdin is not None
+        for command in commands:
+            source = processes[-1].stdout if processes else subprocess.PIPE
+            last = len(processes) == len(commands) - 1
+            process = subprocess.Popen(command, stdin=source, stderr=subprocess.PIPE,
+                                       stdout=subprocess.DEVNULL if last else subprocess.PIPE)
+            if processes:
+                processes[-1].stdout.close()  # the next process holds it now
+            processes.append(process)
+            report: list[bytes] = []
+            reports.append(report)
+            reader = threading.Thread(target=lambda p=process, r=report: r.append(p.stderr.read()), daemon=True)
+            reader.start()
+            readers.append(reader)
+        first = processes[0]
+        _widen_pipe(first.stdin)
+        written = 0
         try:
             for block in blocks:
-                process.stdin.write(np.ascontiguousarray(block, dtype="<f4").tobytes())
+                first.stdin.write(np.ascontiguousarray(block, dtype="<f4").tobytes())
                 written += len(block)
-            process.stdin.close()
+            first.stdin.close()
         except BrokenPipeError:
             pass
-        code = process.wait()
+        codes = [process.wait(timeout=ENCODE_TIMEOUT) for process in processes]
+    except subprocess.TimeoutExpired:
+        raise EncodeError("ffmpeg did not finish", commands[-1]) from None
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        reader.join()
-    report = b"".join(errors).decode("utf-8", "replace")
-    if code != 0:
-        raise EncodeError(f"ffmpeg failed with exit code {code}", command, report)
-    return written, report
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+        for reader in readers:
+            reader.join()
+    for command, code, report in zip(commands, codes, reports):
+        if code != 0:
+            said = b"".join(report).decode("utf-8", "replace")
+            raise EncodeError(f"ffmpeg failed with exit code {code}", command, said)
+    return written
 
 
 def _id3_frames(tags: Tags) -> list:
@@ -317,26 +261,59 @@ def _widen_pipe(stream) -> None:
         pass
 
 
-def encode(blocks: Callable[[], Iterable[np.ndarray]], out: Path, tags: Tags, output: Output = Output(),
-           gain_db: float | None = None) -> tuple[int, float]:
-    """Write the mix to `out`, normalised to the output's loudness target.
+@dataclass(frozen=True)
+class Encoded:
+    """What `encode` wrote, and what the file measures."""
 
-    `blocks` makes the mix afresh for each pass. Returns (samples written, gain applied in dB).
-    A given `gain_db` was measured on an earlier, identical render, and is used as it is.
-    Otherwise the mix is measured, what the limiter and codec take is learnt from an excerpt
-    (about a minute, spread through the mix) and given back, and the finished file is measured
-    to make sure (and encoded once more in the rare case it is still off).
+    samples: Samples  # at SAMPLE_RATE, as mixed
+    gain_db: float  # applied to the mix
+    ceiling_db: float  # the limiter's true-peak ceiling
+    figures: Figures  # measured on the finished file
+    sha256: str  # of the audio as encoded, before its tags
+    target_lufs: float  # what the voice was to measure
+    encodes: int = 1  # how many times it was encoded
+
+    @property
+    def problems(self) -> list[str]:
+        """Where the file misses the promise: the voice within 0.5 LU of its target, the true
+        peak at or under -1 dBTP."""
+        found = []
+        speech = self.figures.speech_lufs
+        if speech is not None and abs(speech - self.target_lufs) > PROMISE:
+            found.append(f"the voice measures {speech:.1f} LUFS, not the {self.target_lufs:g} LUFS asked for")
+        if self.figures.true_peak > TRUE_PEAK_LIMIT:
+            found.append(f"the true peak measures {self.figures.true_peak:.2f} dBTP, over {TRUE_PEAK_LIMIT:g} dBTP")
+        return found
+
+
+def encode(blocks: Callable[[], Iterable[np.ndarray]], out: Path, tags: Tags, output: Output = Output(),
+           gain_db: float = 0.0, spans: Sequence[tuple[Samples, Samples]] = (),
+           ceiling_db: float = CEILING_DB, known: tuple[str, Figures] | None = None) -> Encoded:
+    """Write the mix to `out` with the voice at the output's loudness target.
+
+    `blocks` makes the mix afresh for each pass; `gain_db` is the gain expected to bring the
+    voice (which sounds in `spans`) to the target. The finished file is measured; if the voice
+    is more than 0.15 LU off or the true peak over -1 dBTP (a lossy codec adds to peaks), it is
+    made again with the gain and ceiling corrected, twice at most. `known` is (sha256, figures)
+    of an earlier render: a file with the same bytes has the same figures, so it is not measured
+    again.
     """
-    predicted = False
-    if gain_db is None:
-        gain_db, predicted = normalising_gain(blocks(), output)
+    target = output.target_lufs
     with replacing(out) as temp:
-        written, _ = _stream(encoder_command(str(temp), output, gain_db), blocks())
-        if predicted:
-            # the losses were predicted from an excerpt: make sure on the whole file
-            miss = output.target_lufs - measure_file_loudness(temp, output)
-            if LOUDNESS_TOLERANCE < abs(miss) < 20 and gain_db + miss <= MAX_GAIN_DB:
-                gain_db += miss
-                written, _ = _stream(encoder_command(str(temp), output, gain_db), blocks())
+        for attempt in range(1, MAX_ENCODES + 1):
+            written = _stream([limiter_command(output, gain_db, ceiling_db), encoder_command(str(temp), output)],
+                              blocks())
+            digest = sha256_of(temp)
+            if known is not None and known[0] == digest:
+                figures = known[1]
+            else:
+                figures = measure_file(temp, spans, output.channels, output.rate)
+            miss = target - figures.speech_lufs if figures.speech_lufs is not None else 0.0
+            over = figures.true_peak - TRUE_PEAK_LIMIT
+            if attempt == MAX_ENCODES or (abs(miss) <= LOUDNESS_TOLERANCE and over <= 0):
+                break
+            gain_db = min(gain_db + miss, MAX_GAIN_DB)
+            if over > 0:
+                ceiling_db -= over + 0.1
         write_tags(temp, tags, output)
-    return written, gain_db
+    return Encoded(written, gain_db, ceiling_db, figures, digest, target, attempt)

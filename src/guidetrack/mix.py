@@ -8,19 +8,23 @@ looped with a crossfaded seam.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
 
 from .errors import InvalidInput
+from .loudness import BLOCK_LENGTH, loudness_of, meter_pcm
 from .plan import Event, Plan
 from .script import Background, Duck
 from .units import CHANNELS, SAMPLE_RATE, Samples, db_to_gain, to_samples
 
 BLOCK = SAMPLE_RATE * 2  # samples per block handed to the encoder
-CHIME_DB = -4.0  # chime loudness relative to the voice
-TONE_DB = -10.0  # breath tone loudness relative to the voice
+CHIME_DB = -4.0  # a chime's or bowl's loudness relative to the voice's, LU
+TONE_DB = -10.0  # a breath tone's loudness relative to the voice's, LU
+NOMINAL_VOICE_LUFS = -20.0  # the voice's loudness, as its clips are, in a track with no speech to measure
+BED_PROBE = SAMPLE_RATE * 120  # a generated bed's loudness is read over two minutes of it
 NOISE_SEED = 20261122
 LOOP_CROSSFADE = SAMPLE_RATE  # 1 s crossfade where a background file loops
 
@@ -39,7 +43,7 @@ def active_level_db(audio: np.ndarray) -> float:
 
 
 def voice_level_db(clips: list[np.ndarray]) -> float:
-    """The voice's RMS level over its active speech: the reference for every other level."""
+    """The voice's RMS level over its active speech: the reference for finding where it sounds."""
     return active_level_db(np.concatenate(clips)) if clips else -20.0
 
 
@@ -292,12 +296,7 @@ class Ducker:
     after it, along raised-cosine curves so the bed never steps."""
 
     def __init__(self, spans: list[tuple[Samples, Samples]], duck: Duck):
-        merged: list[tuple[Samples, Samples]] = []
-        for start, end in sorted(spans):
-            if merged and start - merged[-1][1] < BRIDGE:
-                merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
-            else:
-                merged.append((start, end))
+        merged = _merged(spans)
         self.starts = [s for s, _ in merged]
         self.ends = [e for _, e in merged]
         self.duck = duck
@@ -319,37 +318,158 @@ class Ducker:
         return (10 ** (-self.duck.depth_db * amount / 20)).astype(np.float32)[:, None]
 
 
+# ---------------------------------------------------------------- levels
+
+
+@dataclass(frozen=True)
+class Levels:
+    """Where every sound sits, on the scale of the voice's own clips: the voice's loudness there
+    (LUFS), and the gain (dB) that takes each other sound to its level relative to it."""
+
+    voice_lufs: float
+    spans: tuple[tuple[Samples, Samples], ...] = ()  # the utterances at full level, where they sound
+    gains: Mapping[str, float] = field(default_factory=dict)  # a sound's key -> dB
+
+    def gain(self, key: str) -> float:
+        return db_to_gain(self.gains[key])
+
+
+def sound_key(event: Event) -> str:
+    """What a non-speech event plays: its gain in `Levels` is found under this key."""
+    if event.kind == "tone":
+        return f"tone:{event.text}:{event.length}"
+    return f"{event.kind}:{event.text or 'chime'}:{event.length}"
+
+
+def _merged(spans: list[tuple[Samples, Samples]]) -> list[tuple[Samples, Samples]]:
+    merged: list[tuple[Samples, Samples]] = []
+    for start, end in sorted(spans):
+        if merged and start - merged[-1][1] < BRIDGE:
+            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
+        else:
+            merged.append((start, end))
+    return merged
+
+
+def _speech_audio(events: list[Event], clip: Callable[[str], np.ndarray], start: Samples, end: Samples) -> np.ndarray:
+    """The voice alone over start..end, in both channels."""
+    out = np.zeros(end - start, dtype=np.float32)
+    for event in events:
+        lo, hi = max(start, event.start), min(end, event.start + event.length)
+        if hi > lo:
+            out[lo - start: hi - start] += clip(event.text)[lo - event.start: hi - event.start]
+    return np.repeat(out[:, None], CHANNELS, axis=1)
+
+
+def voice_loudness(spans: list[tuple[Samples, Samples]], events: list[Event],
+                   clip: Callable[[str], np.ndarray]) -> float:
+    """The voice's loudness (LUFS, on its clips' scale): its utterances, each from where it
+    starts to sound to where it stops, joined and metered (see `loudness.measure_file`, which
+    reads a finished file the same way)."""
+    if not spans:
+        return NOMINAL_VOICE_LUFS
+    found = meter_pcm(_speech_audio(events, clip, start, end) for start, end in spans).integrated
+    return found if found is not None else NOMINAL_VOICE_LUFS
+
+
+def levels(plan: Plan, clip: Callable[[str], np.ndarray], bed_db: float = -18.0) -> Levels:
+    """Every sound's gain, each level read as loudness relative to the voice's. `bed_db` is the
+    background's level when the script gives none."""
+    spoken = _voiced(plan, clip)
+    full = [e for e in plan.speech() if e.gain_db == 0]  # cues that fade are softer than the voice on purpose
+    # each utterance from where it starts to sound to where it stops, pauses inside it included
+    spans = _merged([(e.start + spoken[e.text][0][0], e.start + spoken[e.text][-1][1])
+                     for e in full if spoken[e.text]])
+    voice = voice_loudness(spans, sorted(full, key=lambda e: e.start), clip)
+    gains: dict[str, float] = {}
+    for event in plan.events:
+        key = sound_key(event) if event.kind != "speech" else ""
+        if not key or key in gains:
+            continue
+        relative = {"chime": CHIME_DB, "tone": TONE_DB}.get(event.kind, event.gain_db)
+        gains[key] = voice + relative - _unit_loudness(event.kind, event.text, event.length)
+    background = plan.script.background
+    if background is not None:
+        level = background.level_db if background.level_db is not None else bed_db
+        gains["bed"] = voice + level - _bed_loudness(background)
+    return Levels(voice, tuple(spans), gains)
+
+
+def _audio(event: Event) -> np.ndarray:
+    """A non-speech event's sound at unit scale."""
+    if event.kind == "chime":
+        return GENERATED[event.text or "chime"](event.length)
+    if event.kind == "sound":
+        return _sound(event.text, event.length)
+    return tone(event.length, event.text)
+
+
+def _voiced(plan: Plan, clip: Callable[[str], np.ndarray]) -> dict[str, list[tuple[Samples, Samples]]]:
+    """Where each utterance's clip sounds (see `voiced_spans`)."""
+    texts = list(dict.fromkeys(e.text for e in plan.speech()))
+    threshold = db_to_gain(voice_level_db([clip(t) for t in texts]) + VOICED_DB)
+    return {text: voiced_spans(clip(text), threshold) for text in texts}
+
+
+@lru_cache(maxsize=64)
+def _unit_loudness(kind: str, text: str, length: Samples) -> float:
+    """A sound's loudness, read over at least one 400 ms block (a short tone with the quiet
+    after it, as the meter hears it)."""
+    audio = _audio(Event(0, length, kind, text))
+    if len(audio) < BLOCK_LENGTH:
+        audio = np.concatenate([audio, np.zeros((BLOCK_LENGTH - len(audio),) + audio.shape[1:], audio.dtype)])
+    found = loudness_of(audio)
+    return found if found is not None else NOMINAL_VOICE_LUFS
+
+
+def _bed_loudness(background: Background) -> float:
+    if background.is_file:
+        return _file_bed_loudness(background.sound)
+    return _generated_bed_loudness(background.sound)
+
+
+@lru_cache(maxsize=8)
+def _generated_bed_loudness(sound: str) -> float:
+    bed = _bed(Background(sound))
+    found = meter_pcm(bed.read(BLOCK) for _ in range(BED_PROBE // BLOCK)).integrated
+    return found if found is not None else NOMINAL_VOICE_LUFS
+
+
+@lru_cache(maxsize=4)
+def _file_bed_loudness(path: str) -> float:
+    found = loudness_of(LoopedFile(path).audio)
+    if found is None:
+        raise InvalidInput(f"{path}: the audio file has no sound loud enough to measure")
+    return found
+
+
 # ---------------------------------------------------------------- the mix
 
 
-def mix(plan: Plan, clip: Callable[[str], np.ndarray], block: Samples = BLOCK) -> Iterator[np.ndarray]:
-    """Yield float32 blocks of shape (n, CHANNELS), exactly `plan.length` samples in all."""
-    speech = plan.speech()
-    texts = list(dict.fromkeys(e.text for e in speech))
-    voice_db = voice_level_db([clip(t) for t in texts])
+def mix(plan: Plan, clip: Callable[[str], np.ndarray], where: Levels | None = None,
+        block: Samples = BLOCK) -> Iterator[np.ndarray]:
+    """Yield float32 blocks of shape (n, CHANNELS), exactly `plan.length` samples in all, with
+    the voice's clips as they are and every other sound placed by `where` (worked out from the
+    plan when not given)."""
+    where = where if where is not None else levels(plan, clip)
     sounds = sorted(plan.events, key=lambda e: e.start)
     starts = [e.start for e in sounds]
     longest = max((e.length for e in sounds), default=0)
-    ref = db_to_gain(voice_db)
     background = plan.script.background
     bed = _bed(background) if background else None
     bed_start, bed_end = plan.bed
-    bed_gain = db_to_gain(voice_db + background.level_db) if background else 0.0
+    bed_gain = where.gain("bed") if background else 0.0
     ducker = None
     if background is not None and background.duck is not None:
-        threshold = db_to_gain(voice_db + VOICED_DB)
-        spans_of = {text: voiced_spans(clip(text), threshold) for text in texts}
-        ducker = Ducker([(e.start + a, e.start + b) for e in speech for a, b in spans_of[e.text]], background.duck)
+        spans_of = _voiced(plan, clip)
+        ducker = Ducker([(e.start + a, e.start + b) for e in plan.speech() for a, b in spans_of[e.text]],
+                        background.duck)
 
     def audio_of(event: Event) -> np.ndarray:
         if event.kind == "speech":
             audio = clip(event.text)
             return audio * db_to_gain(event.gain_db) if event.gain_db else audio
-        if event.kind == "chime":
-            return GENERATED[event.text or "chime"](event.length) * (ref * db_to_gain(CHIME_DB))
-        if event.kind == "sound":
-            return _sound(event.text, event.length) * (ref * db_to_gain(event.gain_db))
-        return tone(event.length, event.text) * (ref * db_to_gain(TONE_DB))
+        return _audio(event) * where.gain(sound_key(event))
 
     for begin in range(0, plan.length, block):
         count = min(block, plan.length - begin)
@@ -382,8 +502,7 @@ def mix(plan: Plan, clip: Callable[[str], np.ndarray], block: Samples = BLOCK) -
 
 @lru_cache(maxsize=4)
 def _sound(name: str, length: Samples) -> np.ndarray:
-    """A generated sound, or an audio file at the voice's level (its loud parts' RMS = 1)."""
+    """A generated sound, or an audio file as it is."""
     if name in GENERATED:
         return GENERATED[name](length)
-    audio = decode_file(name)
-    return (audio[:length] / db_to_gain(active_level_db(audio))).astype(np.float32)
+    return decode_file(name)[:length]

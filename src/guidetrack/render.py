@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import __version__
-from .encode import Chapter, Output, Tags, encode
+from .encode import CEILING_DB, MAX_GAIN_DB, Chapter, Output, Tags, codec_loss, encode
 from .errors import InvalidInput, Location, Problem
-from .mix import decode_file, mix
+from .loudness import Figures, target_for
+from .mix import decode_file, levels, mix
 from .plan import Plan, make_plan
 from .script import Script, load_any
 from .files import sha256_of, write_atomically
@@ -29,8 +31,11 @@ class Rendered:
     samples: int
     cache_hits: int
     cache_misses: int
-    gain_db: float = 0.0  # applied to reach the loudness target
+    figures: Figures  # measured on the finished file
+    target_lufs: float  # what the voice was to measure
+    gain_db: float = 0.0  # applied to bring the voice to its target
     sidecars: tuple[Path, ...] = ()
+    problems: tuple[str, ...] = ()  # where the file misses the loudness promise
 
 
 def plan_script(script: Script, cache_dir: Path | None = None) -> tuple[Plan, Speaker]:
@@ -84,27 +89,70 @@ def _gain_file(plan: Plan, speaker: Speaker, output: Output) -> Path:
     return speaker.cache.folder / "gains" / f"{plan.script.slug[:40]}-{key[:24]}.json"
 
 
-def _remembered_gain(path: Path) -> float | None:
-    try:
-        return float(json.loads(path.read_text())["gain_db"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+@dataclass(frozen=True)
+class _Remembered:
+    """What the last render of this exact mix found: the gain and limiter ceiling that put it on
+    target, and the sha256 and measured figures of the audio they gave."""
+
+    gain_db: float
+    ceiling_db: float
+    sha256: str
+    figures: Figures
+
+    def to_bytes(self) -> bytes:
+        body = {"gain_db": self.gain_db, "ceiling_db": self.ceiling_db, "sha256": self.sha256,
+                "figures": self.figures.to_json()}
+        return json.dumps({**body, "check": _check(body)}, sort_keys=True).encode()
+
+    @classmethod
+    def read(cls, path: Path) -> "_Remembered | None":
+        """The remembered values, or None if the file is missing, damaged or holds a value no
+        render could have found: nothing cached is trusted unchecked."""
+        try:
+            data = json.loads(path.read_bytes())
+            body = {key: data[key] for key in ("gain_db", "ceiling_db", "sha256", "figures")}
+            if data.get("check") != _check(body):
+                return None
+            gain, ceiling = float(body["gain_db"]), float(body["ceiling_db"])
+            if not (math.isfinite(gain) and abs(gain) <= MAX_GAIN_DB and -12.0 <= ceiling <= CEILING_DB):
+                return None
+            sha = body["sha256"]
+            if not (isinstance(sha, str) and len(sha) == 64 and all(c in "0123456789abcdef" for c in sha)):
+                return None
+            return cls(gain, ceiling, sha, Figures.from_json(body["figures"]))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return None
+
+
+def _check(body: dict) -> str:
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
 def render(script: Script, out: Path, cache_dir: Path | None = None, output: Output = Output()) -> Rendered:
-    """Render one script. The loudness measurement (a pass over the mix, an excerpt through the
-    limiter and codec, the finished file) is done once per distinct mix; later renders of the
-    same mix reuse the gain it found."""
+    """Render one script. The voice is brought to the loudness target (the script's, unless the
+    command line gives one) and every other sound placed relative to it; the finished file is
+    measured. The gain and ceiling that put a mix on target are remembered, so a later render of
+    the same mix encodes once and, when it gives the same bytes, reuses the figures measured on them."""
     broken = audio_problems(script)
     if broken:
         raise InvalidInput(broken)
+    output = output.for_script(script.loudness)
+    target = target_for(output.loudness, output.channels)
     plan, speaker = plan_script(script, cache_dir)
-    remembered = _gain_file(plan, speaker, output)
-    gain = _remembered_gain(remembered)
-    samples, gain = encode(lambda: mix(plan, speaker.clip), out, tags_for(script, plan), output, gain)
-    write_atomically(remembered, json.dumps({"gain_db": gain}).encode())
+    where = levels(plan, speaker.clip, target.bed_db)
+    state = _gain_file(plan, speaker, output)
+    remembered = _Remembered.read(state)
+    if remembered is not None:
+        gain, ceiling, known = remembered.gain_db, remembered.ceiling_db, (remembered.sha256, remembered.figures)
+    else:
+        gain = min(target.speech_lufs - where.voice_lufs + codec_loss(output), MAX_GAIN_DB)
+        gain, ceiling, known = gain, CEILING_DB, None
+    done = encode(lambda: mix(plan, speaker.clip, where), out, tags_for(script, plan), output, gain,
+                  where.spans, ceiling, known)
+    write_atomically(state, _Remembered(done.gain_db, done.ceiling_db, done.sha256, done.figures).to_bytes())
     sidecars = write_sidecars(plan, out)
-    return Rendered(out, plan, samples, speaker.cache.hits, speaker.cache.misses, gain, tuple(sidecars))
+    return Rendered(out, plan, done.samples, speaker.cache.hits, speaker.cache.misses, done.figures,
+                    target.speech_lufs, done.gain_db, tuple(sidecars), tuple(done.problems))
 
 
 # ---------------------------------------------------------------- checking

@@ -16,6 +16,7 @@ from typing import Any, Union
 import yaml
 
 from .errors import InvalidInput, Location, Problem
+from .loudness import PRESETS, parse_loudness
 from .units import Samples, parse_duration, parse_level, to_samples
 
 FORMAT_VERSION = 1
@@ -93,7 +94,7 @@ class Duck:
 @dataclass(frozen=True)
 class Background:
     sound: str  # a generator name, or the resolved path of an audio file
-    level_db: float = -18.0  # relative to the voice
+    level_db: float | None = None  # loudness (LU) relative to the voice's; None: the target's default (-18)
     fade_in: Samples = 0
     fade_out: Samples = 0
     duck: Duck | None = Duck()  # None: the bed never dips
@@ -229,6 +230,7 @@ class Script:
     gap: Samples = to_samples(0.8)  # silence after each `say`
     cover: Path | None = None  # an image to embed; None: a generated cover
     section_chimes: bool = False  # a chime at the start of every section
+    loudness: float | str | None = None  # the voice's loudness (LUFS) or a preset's name; None: podcast
     variant: str = ""  # the variant's name; "" for a script without variants
     sources: tuple[Path, ...] = ()  # the script, its blocks and audio files: all the sound depends on
     warnings: tuple[Problem, ...] = ()
@@ -375,6 +377,8 @@ _VARIANT_PROPERTIES = {
     "cover": {"type": "string", "pattern": r"(?i)\.(png|jpe?g)$",
               "description": "a PNG or JPEG image, relative to the script, embedded as cover art"},
     "chimes": {"enum": ["sections"], "description": "sections: a chime at the start of every section"},
+    "loudness": {"anyOf": [{"type": "number"}, {"type": "string"}],
+                 "description": "the voice's loudness in LUFS (-16), or a preset: " + ", ".join(PRESETS)},
     "with": _WITH,
 }
 TOP_SCHEMA = {
@@ -961,8 +965,17 @@ def _build(path: Path, variant: str, data: dict[str, Any], params: dict[str, Any
         gap=gap if gap is not None else 0,
         cover=_cover(data.get("cover"), path, check),
         section_chimes=data.get("chimes") == "sections",
+        loudness=_loudness(data["loudness"], check) if "loudness" in data else None,
         variant=variant,
     )
+
+
+def _loudness(value: Any, check: _Checker) -> float | str | None:
+    try:
+        return parse_loudness(value)
+    except ValueError as err:
+        check.error(("loudness",), str(err))
+        return None
 
 
 def _cover(value: Any, script_path: Path, check: _Checker) -> Path | None:
@@ -1124,11 +1137,11 @@ def _background(value: dict[str, Any], script_path: Path, check: _Checker) -> Ba
     sound = _sound(sound, GENERATED_BACKGROUNDS, keys, script_path, check)
     if sound is None:
         return None
-    level = check.level(value["level"], ("background", "level")) if "level" in value else -18.0
+    level = check.level(value["level"], ("background", "level")) if "level" in value else None
     fade_in = check.duration(value["fade_in"], ("background", "fade_in")) if "fade_in" in value else 0
     fade_out = check.duration(value["fade_out"], ("background", "fade_out")) if "fade_out" in value else 0
     duck = _duck(value.get("duck", True), check)
-    if level is None or fade_in is None or fade_out is None or duck is False:
+    if ("level" in value and level is None) or fade_in is None or fade_out is None or duck is False:
         return None
     return Background(sound=sound, level_db=level, fade_in=fade_in, fade_out=fade_out, duck=duck,
                       where=check.tree.where(check._mapped(keys)))

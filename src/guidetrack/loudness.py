@@ -1,0 +1,339 @@
+"""Loudness, anchored on the voice: targets, and ffmpeg's ITU-R BS.1770 meter.
+
+The target (a number in LUFS, or a named preset) is the loudness of the speech itself: every
+utterance at full level, from where it starts to sound to where it stops, joined end to end and
+metered (BS.1770-4: K-weighted, 400 ms blocks, gated). guidetrack knows where every utterance
+sits, so it reads the voice that way both before mixing, from the clips, and in the finished file.
+Every other level (a bed, chimes, tones, an intro) is a loudness relative to the voice's, so
+`level: -20` means 20 LU under the voice for brown noise, the ocean or a music file alike.
+
+The meter is ffmpeg's `ebur128` filter. With metadata on, it hands back the loudness of every
+400 ms block at 100 ms steps (three decimals) and the true peak (4x oversampled) of every
+100 ms; the gating (an absolute gate at -70 LUFS, a relative one 10 LU under the mean of what
+passes it) is applied to those blocks here.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from array import array
+import shutil
+import subprocess
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import EncodeError
+from .units import CHANNELS, SAMPLE_RATE, Samples
+
+BLOCK_STEP = SAMPLE_RATE // 10  # 100 ms: the meter's step between 400 ms blocks
+BLOCK_LENGTH = 4 * BLOCK_STEP  # 400 ms: one gating block (BS.1770)
+ABSOLUTE_GATE = -70.0  # LUFS
+RELATIVE_GATE = -10.0  # LU under the ungated mean of the blocks above the absolute gate
+MEASURE_TIMEOUT = 6 * 3600  # s: a meter that takes longer than this over any file has hung
+
+
+# ---------------------------------------------------------------- targets
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named target for `loudness:` in a script or `--loudness` on the command line."""
+
+    name: str
+    speech_lufs: float  # the voice's loudness in a stereo file
+    mono_lufs: float  # ... and in a mono one (the same voice in one channel reads 3 LU lower)
+    bed_db: float = -18.0  # a background's level under the voice when the script gives none
+    sample_rate: int | None = None  # the output's sample rate, unless the command line gives one
+    about: str = ""
+
+
+PRESETS = {preset.name: preset for preset in (
+    Preset("podcast", -16.0, -19.0, about="the podcast norm (Apple, Spotify, YouTube): -16 LUFS, -19 mono"),
+    Preset("broadcast", -23.0, -23.0, about="EBU R128: -23 LUFS"),
+    Preset("sleep", -22.0, -25.0, bed_db=-24.0,
+           about="for listening in bed: the voice at -22 LUFS (-25 mono), a bed 24 LU under it unless set"),
+    Preset("insight-timer", -16.0, -19.0, sample_rate=48_000,
+           about="Insight Timer's upload guidance: MP3 at 128 kbit/s and 48 kHz, the voice at -16 LUFS"),
+)}
+DEFAULT_PRESET = "podcast"
+LOUDEST, QUIETEST = -5.0, -70.0  # the targets that can be asked for, LUFS
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a render aims at: the voice's loudness, and a bed's level when the script gives none."""
+
+    speech_lufs: float
+    bed_db: float = -18.0
+    preset: str = ""  # the preset's name, when it came from one
+    sample_rate: int | None = None
+
+
+def target_for(loudness: float | str | None, channels: int) -> Target:
+    """A number is the voice's loudness as it is, for stereo and mono alike; a preset's name
+    gives its own figure for the channels; None is the podcast preset."""
+    if isinstance(loudness, (int, float)):
+        return Target(float(loudness))
+    preset = PRESETS[loudness or DEFAULT_PRESET]
+    return Target(preset.speech_lufs if channels == 2 else preset.mono_lufs, preset.bed_db, preset.name,
+                  preset.sample_rate)
+
+
+def parse_loudness(value: object) -> float | str:
+    """`-16`, `"-16 LUFS"` or a preset's name. Raises ValueError with what to write instead."""
+    from difflib import get_close_matches
+
+    if isinstance(value, str) and value.strip().lower() in PRESETS:
+        return value.strip().lower()
+    number: float | None = None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        number = float(value)
+    elif isinstance(value, str):
+        match = re.fullmatch(r"\s*(-?\d+(?:\.\d+)?)\s*(?:LUFS|LKFS)?\s*", value, re.IGNORECASE)
+        number = float(match.group(1)) if match else None
+    if number is None:
+        close = get_close_matches(str(value).lower(), list(PRESETS), n=1, cutoff=0.6)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise ValueError(f"'{value}' is not a loudness{hint}: give LUFS like -16, or one of "
+                         + ", ".join(PRESETS))
+    if not math.isfinite(number) or not QUIETEST <= number <= LOUDEST:
+        raise ValueError(f"loudness {value} is out of range: choose between {QUIETEST:g} and {LOUDEST:g} LUFS "
+                         "(-16 is the podcast norm, -23 broadcast)")
+    return number
+
+
+# ---------------------------------------------------------------- the meter
+
+
+def ffmpeg_path() -> str:
+    found = shutil.which("ffmpeg")
+    if not found:
+        raise EncodeError("ffmpeg is not installed: apt-get install ffmpeg (scripts/guidetrack does it for you)")
+    return found
+
+
+@dataclass(frozen=True)
+class Reading:
+    """What the meter read from a stream."""
+
+    blocks: np.ndarray  # the loudness (LUFS) of each 400 ms block, block k starting at k * 100 ms
+    true_peak: float  # dBTP, the highest over the stream (-inf for silence)
+    lra: float  # loudness range, LU (EBU Tech 3342), as the meter summarises it
+
+    @property
+    def integrated(self) -> float | None:
+        """Integrated loudness (LUFS): every block, gated; None for silence."""
+        return gated(self.blocks)
+
+
+
+def gated(blocks: np.ndarray) -> float | None:
+    """BS.1770-4 gating over block loudnesses: absolute, then relative; None if nothing is left."""
+    blocks = blocks[blocks > ABSOLUTE_GATE]
+    if not blocks.size:
+        return None
+    power = np.power(10.0, blocks / 10.0)
+    relative = 10.0 * math.log10(float(np.mean(power))) + RELATIVE_GATE
+    kept = power[blocks > relative]
+    return 10.0 * math.log10(float(np.mean(kept)))
+
+
+_BLOCK = "lavfi.r128.M="
+_PEAK = "lavfi.r128.true_peak="
+_LRA = re.compile(r"LRA:\s+(-?[\d.]+) LU")
+# blocks are 100 ms apart at any sample rate, so a file is read at its own rate and channels
+METER = ("ebur128=peak=true:metadata=1,"
+         "ametadata=mode=print:key=lavfi.r128.M,ametadata=mode=print:key=lavfi.r128.true_peak")
+
+
+class _Report:
+    """Reads the meter's report as ffmpeg writes it (an 8-hour file's is a million lines, so it
+    is never held whole): every block's loudness, the highest true peak, the summary's range."""
+
+    def __init__(self, stream):
+        self.blocks = array("d")
+        self.peak = 0.0
+        self.tail: list[str] = []  # the last lines: the summary, or what went wrong
+        for raw in stream:
+            line = raw.decode("utf-8", "replace")
+            at = line.find(_BLOCK)
+            if at >= 0:
+                value = line[at + len(_BLOCK):].strip()
+                self.blocks.append(float(value) if value != "nan" else -math.inf)
+                continue
+            at = line.find(_PEAK)
+            if at >= 0:
+                value = line[at + len(_PEAK):].strip()
+                self.peak = max(self.peak, float(value)) if value != "nan" else self.peak
+                continue
+            self.tail = (self.tail + [line])[-60:]
+
+    def reading(self, command: list[str]) -> Reading:
+        text = "".join(self.tail)
+        lra = _LRA.findall(text)
+        if not self.blocks or not lra:
+            raise EncodeError("ffmpeg's loudness meter gave no result", command, text)
+        # the meter reads the block that ends 100 ms after each frame starts: the first three
+        # cover time before the stream began, and are left out, so block k starts at k * 100 ms
+        blocks = np.frombuffer(self.blocks, dtype=np.float64)[3:].copy()
+        peak = 20 * math.log10(self.peak) if self.peak > 0 else -math.inf
+        return Reading(blocks, peak, float(lra[-1]))
+
+
+def _run_meter(command: list[str], blocks: Iterable[np.ndarray] | None = None) -> Reading:
+    """Run the meter, feeding it `blocks` of float32 PCM (or letting it read a file), and read its report."""
+    process = subprocess.Popen(command, stdin=subprocess.PIPE if blocks is not None else subprocess.DEVNULL,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    found: list[_Report] = []
+    reader = threading.Thread(target=lambda: found.append(_Report(process.stderr)), daemon=True)
+    reader.start()
+    try:
+        if blocks is not None:
+            try:
+                for block in blocks:
+                    process.stdin.write(np.ascontiguousarray(block, dtype="<f4").tobytes())
+                process.stdin.close()
+            except BrokenPipeError:
+                pass
+        code = process.wait(timeout=MEASURE_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        raise EncodeError("ffmpeg's loudness meter did not finish", command) from None
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        reader.join()
+    if not found:
+        raise EncodeError("ffmpeg's loudness meter could not be read", command)
+    if code != 0:
+        raise EncodeError(f"ffmpeg's loudness meter failed with exit code {code}", command, "".join(found[0].tail))
+    return found[0].reading(command)
+
+
+def meter_file(path: Path) -> Reading:
+    """Read an encoded file as a listener's player decodes it, at its own rate and channels."""
+    return _run_meter([ffmpeg_path(), "-hide_banner", "-nostdin", "-nostats", "-loglevel", "info",
+                       "-i", str(path), "-map", "0:a:0", "-af", METER, "-f", "null", "-"])
+
+
+def meter_pcm(blocks: Iterable[np.ndarray], channels: int = CHANNELS) -> Reading:
+    """Read float32 PCM at SAMPLE_RATE, shaped (n,) for mono or (n, channels)."""
+    return _run_meter([ffmpeg_path(), "-hide_banner", "-nostdin", "-nostats", "-loglevel", "info",
+                       "-f", "f32le", "-ar", str(SAMPLE_RATE), "-ac", str(channels), "-i", "pipe:0",
+                       "-af", METER, "-f", "null", "-"], blocks)
+
+
+def loudness_of(audio: np.ndarray) -> float | None:
+    """The integrated loudness (LUFS) of a sound as the mix plays it: a mono array sounds in both
+    channels. None if it is silent or shorter than one 400 ms block."""
+    stereo = audio if audio.ndim == 2 else np.repeat(audio[:, None], CHANNELS, axis=1)
+    if len(stereo) < BLOCK_LENGTH:
+        return None
+    return meter_pcm([stereo]).integrated
+
+
+# ---------------------------------------------------------------- what a file measures
+
+
+@dataclass(frozen=True)
+class Figures:
+    """A finished file's loudness, as measured on it."""
+
+    speech_lufs: float | None  # the voice (None: the track has no speech at full level)
+    integrated_lufs: float | None  # the whole programme (None: silence)
+    lra: float  # loudness range, LU
+    true_peak: float  # dBTP
+
+    def to_json(self) -> dict:
+        def rounded(value: float | None) -> float | None:
+            return None if value is None or not math.isfinite(value) else round(value, 2)
+
+        return {"speech_lufs": rounded(self.speech_lufs), "integrated_lufs": rounded(self.integrated_lufs),
+                "loudness_range_lu": rounded(self.lra), "true_peak_dbtp": rounded(self.true_peak)}
+
+    @classmethod
+    def from_json(cls, data: dict) -> "Figures":
+        """Raises ValueError unless every figure is a number in a range a file can have."""
+        def number(key: str, low: float, high: float, missing_ok: bool = False) -> float | None:
+            value = data.get(key)
+            if value is None and missing_ok:
+                return None
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+                raise ValueError(f"{key}: {value!r}")
+            return float(value)
+
+        return cls(number("speech_lufs", -120, 10, True), number("integrated_lufs", -120, 10, True),
+                   number("loudness_range_lu", 0, 100), number("true_peak_dbtp", -200, 30))
+
+    def __str__(self) -> str:
+        def show(value: float | None, unit: str) -> str:
+            return "none" if value is None else f"{value:.1f} {unit}"
+
+        return (f"speech {show(self.speech_lufs, 'LUFS')}, programme {show(self.integrated_lufs, 'LUFS')}, "
+                f"range {self.lra:.1f} LU, true peak {self.true_peak:.1f} dBTP")
+
+
+def measure_file(path: Path, spans: Sequence[tuple[Samples, Samples]], channels: int = CHANNELS,
+                 rate: int = SAMPLE_RATE) -> Figures:
+    """A finished file's figures. The whole file is metered as a player decodes it; at the same
+    time the voice's stretches (`spans`, in samples at SAMPLE_RATE) are cut from the decoded
+    audio, joined, and metered on their own: the voice's loudness, as `mix.voice_loudness`
+    reads it before the mix."""
+    whole: list[Reading | BaseException] = []
+
+    def meter_whole() -> None:
+        try:
+            whole.append(meter_file(path))
+        except BaseException as err:  # handed to the caller below
+            whole.append(err)
+
+    thread = threading.Thread(target=meter_whole, daemon=True)
+    thread.start()
+    try:
+        speech = meter_pcm(_cut(path, spans, channels, rate), channels).integrated if spans else None
+    finally:
+        thread.join()
+    if isinstance(whole[0], BaseException):
+        raise whole[0]
+    reading = whole[0]
+    return Figures(speech, reading.integrated, reading.lra, reading.true_peak)
+
+
+def _cut(path: Path, spans: Sequence[tuple[Samples, Samples]], channels: int, rate: int) -> Iterator[np.ndarray]:
+    """The stretches `spans` of the decoded file, one after another."""
+    command = [ffmpeg_path(), "-hide_banner", "-nostdin", "-loglevel", "error", "-i", str(path), "-map", "0:a:0",
+               "-f", "f32le", "-ac", str(channels), "-ar", str(rate), "pipe:1"]
+    wanted = [(start * rate // SAMPLE_RATE, end * rate // SAMPLE_RATE) for start, end in sorted(spans)]
+    frame = 4 * channels
+    process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    errors: list[bytes] = []
+    reader = threading.Thread(target=lambda: errors.append(process.stderr.read()), daemon=True)
+    reader.start()
+    try:
+        position, index = 0, 0
+        while index < len(wanted):
+            data = process.stdout.read(frame * (SAMPLE_RATE * 2))
+            if not data:
+                break
+            block = np.frombuffer(data[: len(data) // frame * frame], "<f4").reshape(-1, channels)
+            end = position + len(block)
+            while index < len(wanted) and wanted[index][0] < end:
+                lo, hi = max(wanted[index][0], position), min(wanted[index][1], end)
+                if hi > lo:
+                    yield block[lo - position: hi - position]
+                if wanted[index][1] <= end:
+                    index += 1
+                else:
+                    break
+            position = end
+    finally:
+        process.stdout.close()
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+        reader.join()

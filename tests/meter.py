@@ -1,0 +1,82 @@
+"""An independent meter for the tests: pyloudnorm's BS.1770 loudness and a 4x oversampled true
+peak (scipy), never the ffmpeg meter that guidetrack itself uses."""
+
+from __future__ import annotations
+
+import subprocess
+
+import numpy as np
+
+RATE = 44_100
+
+
+def decode(path, rate: int = RATE, channels: int = 2) -> np.ndarray:
+    """The decoded file as float32 frames (ffmpeg removes the encoder's padding)."""
+    raw = subprocess.run(["ffmpeg", "-v", "error", "-i", str(path), "-f", "f32le", "-ac", str(channels),
+                          "-ar", str(rate), "-"], capture_output=True, check=True).stdout
+    return np.frombuffer(raw, np.float32).reshape(-1, channels)
+
+
+def lufs(audio: np.ndarray, rate: int = RATE) -> float:
+    """Integrated loudness (LUFS), gated, by pyloudnorm."""
+    import pyloudnorm
+
+    return float(pyloudnorm.Meter(rate).integrated_loudness(audio.astype(np.float64)))
+
+
+def true_peak(audio: np.ndarray) -> float:
+    """dBTP: the highest sample of the signal oversampled 4x (BS.1770-4, annex 2)."""
+    from scipy.signal import resample_poly
+
+    peak = 0.0
+    step = RATE * 60  # a minute at a time, overlapping so no peak falls between pieces
+    for start in range(0, len(audio), step):
+        piece = audio[max(start - 64, 0): start + step + 64].astype(np.float64)
+        peak = max(peak, float(np.abs(resample_poly(piece, 4, 1, axis=0)).max()))
+    return 20 * np.log10(peak)
+
+
+def spans(plan: dict, full_level_only: bool = True) -> list[tuple[float, float]]:
+    """(start, end) seconds of every utterance the plan speaks (at full level: not a fading cue)."""
+    return [(e["start"], e["start"] + e["duration"]) for e in plan["events"]
+            if e["kind"] == "speech" and not (full_level_only and e.get("gain_db"))]
+
+
+def cut(audio: np.ndarray, where: list[tuple[float, float]]) -> np.ndarray:
+    return np.concatenate([audio[int(a * RATE): int(b * RATE)] for a, b in where])
+
+
+def sounding(audio: np.ndarray, start: float, end: float, below_peak_db: float = 40.0) -> tuple[float, float]:
+    """start..end trimmed to where the sound in it begins and ends: from the first to the last
+    10 ms frame within `below_peak_db` of the stretch's loudest frame."""
+    part = audio[int(start * RATE): int(end * RATE)]
+    frames = len(part) // 441
+    power = np.mean(np.square(part[: frames * 441].reshape(frames, -1), dtype=np.float64), axis=1)
+    loud = np.flatnonzero(power > power.max() * 10 ** (-below_peak_db / 10))
+    return start + loud[0] * 0.01, start + (loud[-1] + 1) * 0.01
+
+
+def speech_lufs(audio: np.ndarray, plan: dict) -> float:
+    """The voice's loudness: each utterance the plan places, from where it starts to sound to
+    where it stops, cut out and joined, then metered."""
+    return lufs(cut(audio, [sounding(audio, a, b) for a, b in spans(plan)]))
+
+
+def quiet_stretches(plan: dict, margin: float = 2.0, shortest: float = 5.0) -> list[tuple[float, float]]:
+    """Stretches with no event in them (and `margin` s clear of every event), at least
+    `shortest` s long, inside the background's span: where the bed plays alone, undipped."""
+    busy = sorted((e["start"], e["start"] + e["duration"]) for e in plan["events"])
+    bed = plan["background"] or {"start": 0.0, "end": plan["duration"]}
+    found, now = [], bed["start"]
+    for start, end in busy + [(bed["end"], bed["end"])]:
+        a, b = now + margin, min(start, bed["end"]) - margin
+        if b - a >= shortest:
+            found.append((a, b))
+        now = max(now, end)
+    return found
+
+
+def crest_db(audio: np.ndarray) -> float:
+    """Peak over RMS (dB) of the sounding part of a clip."""
+    mono = audio.mean(axis=1) if audio.ndim == 2 else audio
+    return float(20 * np.log10(np.abs(mono).max() / np.sqrt(np.mean(np.square(mono, dtype=np.float64)))))
