@@ -25,13 +25,16 @@ def lufs(audio: np.ndarray, rate: int = RATE) -> float:
 
 
 def true_peak(audio: np.ndarray) -> float:
-    """dBTP: the highest sample of the signal oversampled 4x (BS.1770-4, annex 2)."""
+    """dBTP: the highest sample of the signal oversampled 4x (BS.1770-4, annex 2). Only the
+    seconds whose sample peak is within 6 dB of the loudest are oversampled: a peak between
+    samples stands at most a few dB over the samples beside it."""
     from scipy.signal import resample_poly
 
+    seconds = len(audio) // RATE + 1
+    loudest = np.array([np.abs(audio[i * RATE: (i + 1) * RATE]).max(initial=0.0) for i in range(seconds)])
     peak = 0.0
-    step = RATE * 60  # a minute at a time, overlapping so no peak falls between pieces
-    for start in range(0, len(audio), step):
-        piece = audio[max(start - 64, 0): start + step + 64].astype(np.float64)
+    for i in np.flatnonzero(loudest >= loudest.max() / 2):
+        piece = audio[max(i * RATE - 64, 0): (i + 1) * RATE + 64].astype(np.float64)
         peak = max(peak, float(np.abs(resample_poly(piece, 4, 1, axis=0)).max()))
     return 20 * np.log10(peak)
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, decode, ffprobe_duration
+from meter import lufs, true_peak
 
 pytestmark = pytest.mark.integration
 
@@ -167,6 +168,10 @@ def test_the_published_catalog_and_feed(gt, library, tmp_path):
             data = (out / file["path"]).read_bytes()
             assert len(data) == file["bytes"] and hashlib.sha256(data).hexdigest() == file["sha256"]
         assert track["chapters"] and track["duration"] > 10
+        # the loudness printed in the catalog is the file's, by an independent meter
+        audio = decode(out / track["files"]["audio"]["path"])
+        assert abs(track["loudness"]["integrated_lufs"] - lufs(audio)) <= 0.2, track["loudness"]
+        assert abs(track["loudness"]["speech_lufs"] - (-16.0)) <= 0.5 and true_peak(audio) <= -1.0
 
     feed = feedparser.parse((out / "feed.xml").read_bytes())
     assert not feed.bozo, feed.bozo_exception

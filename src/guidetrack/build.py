@@ -36,7 +36,7 @@ from .render import script_files
 from .script import BUILTIN_VOICES, Script, load_any
 from .units import to_seconds
 
-RENDER_VERSION = 1  # bump when a change to guidetrack changes what a render writes
+RENDER_VERSION = 2  # bump when a change to guidetrack changes what a render writes
 MANIFEST = "build-manifest.json"
 PACKAGE = Path(__file__).resolve().parent
 
@@ -197,6 +197,7 @@ def render_job(job: Job, library: str | None, files: dict[str, bytes] | None, ca
             "duration": round(to_seconds(rendered.samples), 3),
             "chapters": [{"title": c.title, "start": round(to_seconds(c.start), 3)} for c in plan.chapters],
             "transcript": [e.text for e in plan.speech()],
+            "loudness": {"target_lufs": rendered.target_lufs, **rendered.figures.to_json()},
         }
         result = {"files": {kind: path.read_bytes() for kind, path in written.items()}, "track": track,
                   "seconds": round(time.perf_counter() - started, 2), "worker": worker}

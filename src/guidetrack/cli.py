@@ -135,7 +135,7 @@ def render(
                 _say(f"warning: {result.out}: {problem}")
             written.append({"out": str(result.out), "variant": one.variant, "duration": to_seconds(result.samples),
                             "target_lufs": result.target_lufs, **result.figures.to_json(),
-                            "problems": list(result.problems)})
+                            "encodes": result.encodes, "problems": list(result.problems)})
         if as_json:
             typer.echo(json.dumps(written, indent=2, ensure_ascii=False))
 

@@ -117,9 +117,12 @@ def limiter_command(output: Output = Output(), gain_db: float = 0.0, ceiling_db:
     gain and a lookahead limiter that runs at 4x the rate, so that its ceiling is a true-peak
     one; float PCM out. latency=1 compensates the lookahead: every sample stays where the plan
     put it. Below the ceiling, the limiter leaves the sound as it is."""
-    layout = "mono" if output.channels == 1 else "stereo"
+    # to mono: the mean of the two channels, as `loudness.as_played` reads it (ffmpeg's own
+    # downmix would be 3 dB louder)
+    layout = "pan=mono|c0=0.5*c0+0.5*c1,aformat=channel_layouts=mono" if output.channels == 1 else \
+        "aformat=channel_layouts=stereo"
     rate = output.rate
-    chain = (f"volume={gain_db:.4f}dB,aformat=sample_fmts=flt:sample_rates={rate}:channel_layouts={layout},"
+    chain = (f"volume={gain_db:.4f}dB,{layout},aformat=sample_fmts=flt:sample_rates={rate},"
              f"aresample={OVERSAMPLE * rate},alimiter=limit={10 ** (ceiling_db / 20):.5f}:level=0:latency=1,"
              f"aresample={rate}")
     return [ffmpeg_path(), "-hide_banner", "-nostdin", "-loglevel", "error", *_INPUT, "-af", chain,

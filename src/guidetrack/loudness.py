@@ -221,20 +221,28 @@ def meter_file(path: Path) -> Reading:
                        "-i", str(path), "-map", "0:a:0", "-af", METER, "-f", "null", "-"])
 
 
-def meter_pcm(blocks: Iterable[np.ndarray], channels: int = CHANNELS) -> Reading:
-    """Read float32 PCM at SAMPLE_RATE, shaped (n,) for mono or (n, channels)."""
+def meter_pcm(blocks: Iterable[np.ndarray], channels: int = CHANNELS, rate: int = SAMPLE_RATE) -> Reading:
+    """Read float32 PCM, shaped (n,) for mono or (n, channels)."""
     return _run_meter([ffmpeg_path(), "-hide_banner", "-nostdin", "-nostats", "-loglevel", "info",
-                       "-f", "f32le", "-ar", str(SAMPLE_RATE), "-ac", str(channels), "-i", "pipe:0",
+                       "-f", "f32le", "-ar", str(rate), "-ac", str(channels), "-i", "pipe:0",
                        "-af", METER, "-f", "null", "-"], blocks)
 
 
-def loudness_of(audio: np.ndarray) -> float | None:
-    """The integrated loudness (LUFS) of a sound as the mix plays it: a mono array sounds in both
-    channels. None if it is silent or shorter than one 400 ms block."""
-    stereo = audio if audio.ndim == 2 else np.repeat(audio[:, None], CHANNELS, axis=1)
-    if len(stereo) < BLOCK_LENGTH:
+def as_played(audio: np.ndarray, channels: int = CHANNELS) -> np.ndarray:
+    """A sound as a file of `channels` plays it: a mono clip sounds in both channels of a stereo
+    file; a stereo sound is the mean of its channels in a mono one (as ffmpeg downmixes it), so
+    a bed whose channels differ loses more than the voice does."""
+    if channels == 1:
+        return audio.mean(axis=1, dtype=np.float32) if audio.ndim == 2 else audio
+    return audio if audio.ndim == 2 else np.repeat(audio[:, None], CHANNELS, axis=1)
+
+
+def loudness_of(audio: np.ndarray, channels: int = CHANNELS) -> float | None:
+    """The integrated loudness (LUFS) of a sound as a file of `channels` plays it (see
+    `as_played`). None if it is silent or shorter than one 400 ms block."""
+    if len(audio) < BLOCK_LENGTH:
         return None
-    return meter_pcm([stereo]).integrated
+    return meter_pcm([as_played(audio, channels)], channels).integrated
 
 
 # ---------------------------------------------------------------- what a file measures
@@ -295,7 +303,7 @@ def measure_file(path: Path, spans: Sequence[tuple[Samples, Samples]], channels:
     thread = threading.Thread(target=meter_whole, daemon=True)
     thread.start()
     try:
-        speech = meter_pcm(_cut(path, spans, channels, rate), channels).integrated if spans else None
+        speech = meter_pcm(_cut(path, spans, channels, rate), channels, rate).integrated if spans else None
     finally:
         thread.join()
     if isinstance(whole[0], BaseException):

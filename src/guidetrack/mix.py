@@ -15,7 +15,7 @@ from functools import lru_cache
 import numpy as np
 
 from .errors import InvalidInput
-from .loudness import BLOCK_LENGTH, loudness_of, meter_pcm
+from .loudness import BLOCK_LENGTH, as_played, loudness_of, meter_pcm
 from .plan import Event, Plan
 from .script import Background, Duck
 from .units import CHANNELS, SAMPLE_RATE, Samples, db_to_gain, to_samples
@@ -352,46 +352,48 @@ def _merged(spans: list[tuple[Samples, Samples]]) -> list[tuple[Samples, Samples
 
 
 def _speech_audio(events: list[Event], clip: Callable[[str], np.ndarray], start: Samples, end: Samples) -> np.ndarray:
-    """The voice alone over start..end, in both channels."""
+    """The voice alone over start..end."""
     out = np.zeros(end - start, dtype=np.float32)
     for event in events:
         lo, hi = max(start, event.start), min(end, event.start + event.length)
         if hi > lo:
             out[lo - start: hi - start] += clip(event.text)[lo - event.start: hi - event.start]
-    return np.repeat(out[:, None], CHANNELS, axis=1)
+    return out
 
 
 def voice_loudness(spans: list[tuple[Samples, Samples]], events: list[Event],
-                   clip: Callable[[str], np.ndarray]) -> float:
+                   clip: Callable[[str], np.ndarray], channels: int = CHANNELS) -> float:
     """The voice's loudness (LUFS, on its clips' scale): its utterances, each from where it
     starts to sound to where it stops, joined and metered (see `loudness.measure_file`, which
     reads a finished file the same way)."""
     if not spans:
         return NOMINAL_VOICE_LUFS
-    found = meter_pcm(_speech_audio(events, clip, start, end) for start, end in spans).integrated
+    found = meter_pcm((as_played(_speech_audio(events, clip, start, end), channels) for start, end in spans),
+                      channels).integrated
     return found if found is not None else NOMINAL_VOICE_LUFS
 
 
-def levels(plan: Plan, clip: Callable[[str], np.ndarray], bed_db: float = -18.0) -> Levels:
-    """Every sound's gain, each level read as loudness relative to the voice's. `bed_db` is the
-    background's level when the script gives none."""
+def levels(plan: Plan, clip: Callable[[str], np.ndarray], bed_db: float = -18.0, channels: int = CHANNELS) -> Levels:
+    """Every sound's gain, each level read as loudness relative to the voice's in a file of
+    `channels` (in mono, a bed whose channels differ sums to less). `bed_db` is the background's
+    level when the script gives none."""
     spoken = _voiced(plan, clip)
     full = [e for e in plan.speech() if e.gain_db == 0]  # cues that fade are softer than the voice on purpose
     # each utterance from where it starts to sound to where it stops, pauses inside it included
     spans = _merged([(e.start + spoken[e.text][0][0], e.start + spoken[e.text][-1][1])
                      for e in full if spoken[e.text]])
-    voice = voice_loudness(spans, sorted(full, key=lambda e: e.start), clip)
+    voice = voice_loudness(spans, sorted(full, key=lambda e: e.start), clip, channels)
     gains: dict[str, float] = {}
     for event in plan.events:
         key = sound_key(event) if event.kind != "speech" else ""
         if not key or key in gains:
             continue
         relative = {"chime": CHIME_DB, "tone": TONE_DB}.get(event.kind, event.gain_db)
-        gains[key] = voice + relative - _unit_loudness(event.kind, event.text, event.length)
+        gains[key] = voice + relative - _unit_loudness(event.kind, event.text, event.length, channels)
     background = plan.script.background
     if background is not None:
         level = background.level_db if background.level_db is not None else bed_db
-        gains["bed"] = voice + level - _bed_loudness(background)
+        gains["bed"] = voice + level - _bed_loudness(background, channels)
     return Levels(voice, tuple(spans), gains)
 
 
@@ -412,32 +414,32 @@ def _voiced(plan: Plan, clip: Callable[[str], np.ndarray]) -> dict[str, list[tup
 
 
 @lru_cache(maxsize=64)
-def _unit_loudness(kind: str, text: str, length: Samples) -> float:
+def _unit_loudness(kind: str, text: str, length: Samples, channels: int) -> float:
     """A sound's loudness, read over at least one 400 ms block (a short tone with the quiet
     after it, as the meter hears it)."""
     audio = _audio(Event(0, length, kind, text))
     if len(audio) < BLOCK_LENGTH:
         audio = np.concatenate([audio, np.zeros((BLOCK_LENGTH - len(audio),) + audio.shape[1:], audio.dtype)])
-    found = loudness_of(audio)
+    found = loudness_of(audio, channels)
     return found if found is not None else NOMINAL_VOICE_LUFS
 
 
-def _bed_loudness(background: Background) -> float:
+def _bed_loudness(background: Background, channels: int) -> float:
     if background.is_file:
-        return _file_bed_loudness(background.sound)
-    return _generated_bed_loudness(background.sound)
+        return _file_bed_loudness(background.sound, channels)
+    return _generated_bed_loudness(background.sound, channels)
 
 
 @lru_cache(maxsize=8)
-def _generated_bed_loudness(sound: str) -> float:
+def _generated_bed_loudness(sound: str, channels: int) -> float:
     bed = _bed(Background(sound))
-    found = meter_pcm(bed.read(BLOCK) for _ in range(BED_PROBE // BLOCK)).integrated
+    found = meter_pcm((as_played(bed.read(BLOCK), channels) for _ in range(BED_PROBE // BLOCK)), channels).integrated
     return found if found is not None else NOMINAL_VOICE_LUFS
 
 
 @lru_cache(maxsize=4)
-def _file_bed_loudness(path: str) -> float:
-    found = loudness_of(LoopedFile(path).audio)
+def _file_bed_loudness(path: str, channels: int) -> float:
+    found = loudness_of(LoopedFile(path).audio, channels)
     if found is None:
         raise InvalidInput(f"{path}: the audio file has no sound loud enough to measure")
     return found

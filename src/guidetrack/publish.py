@@ -47,6 +47,7 @@ def tracks(manifest: dict[str, Any]) -> list[dict[str, Any]]:
         found.append({"id": name, "script": entry["script"], "variant": entry["variant"], "title": track["title"],
                       "description": track["description"], "author": track["author"], "album": track["album"],
                       "duration": track["duration"], "chapters": track["chapters"], "files": files,
+                      "loudness": track.get("loudness"),
                       "published": entry["published"], "built": entry["built"],
                       "transcript": track.get("transcript", [])})
     return found

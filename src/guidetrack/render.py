@@ -36,6 +36,7 @@ class Rendered:
     gain_db: float = 0.0  # applied to bring the voice to its target
     sidecars: tuple[Path, ...] = ()
     problems: tuple[str, ...] = ()  # where the file misses the loudness promise
+    encodes: int = 1  # 2 or 3 when the first encode's figures were off and it was made again
 
 
 def plan_script(script: Script, cache_dir: Path | None = None) -> tuple[Plan, Speaker]:
@@ -113,13 +114,15 @@ class _Remembered:
             body = {key: data[key] for key in ("gain_db", "ceiling_db", "sha256", "figures")}
             if data.get("check") != _check(body):
                 return None
-            gain, ceiling = float(body["gain_db"]), float(body["ceiling_db"])
+            gain, ceiling = body["gain_db"], body["ceiling_db"]
+            if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (gain, ceiling)):
+                return None
             if not (math.isfinite(gain) and abs(gain) <= MAX_GAIN_DB and -12.0 <= ceiling <= CEILING_DB):
                 return None
             sha = body["sha256"]
             if not (isinstance(sha, str) and len(sha) == 64 and all(c in "0123456789abcdef" for c in sha)):
                 return None
-            return cls(gain, ceiling, sha, Figures.from_json(body["figures"]))
+            return cls(float(gain), float(ceiling), sha, Figures.from_json(body["figures"]))
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             return None
 
@@ -139,7 +142,7 @@ def render(script: Script, out: Path, cache_dir: Path | None = None, output: Out
     output = output.for_script(script.loudness)
     target = target_for(output.loudness, output.channels)
     plan, speaker = plan_script(script, cache_dir)
-    where = levels(plan, speaker.clip, target.bed_db)
+    where = levels(plan, speaker.clip, target.bed_db, output.channels)
     state = _gain_file(plan, speaker, output)
     remembered = _Remembered.read(state)
     if remembered is not None:
@@ -152,7 +155,7 @@ def render(script: Script, out: Path, cache_dir: Path | None = None, output: Out
     write_atomically(state, _Remembered(done.gain_db, done.ceiling_db, done.sha256, done.figures).to_bytes())
     sidecars = write_sidecars(plan, out)
     return Rendered(out, plan, done.samples, speaker.cache.hits, speaker.cache.misses, done.figures,
-                    target.speech_lufs, done.gain_db, tuple(sidecars), tuple(done.problems))
+                    target.speech_lufs, done.gain_db, tuple(sidecars), tuple(done.problems), done.encodes)
 
 
 # ---------------------------------------------------------------- checking
