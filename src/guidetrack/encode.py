@@ -119,10 +119,10 @@ def limiter_command(output: Output = Output(), gain_db: float = 0.0, ceiling_db:
     put it. Below the ceiling, the limiter leaves the sound as it is."""
     # to mono: the mean of the two channels, as `loudness.as_played` reads it (ffmpeg's own
     # downmix would be 3 dB louder)
-    layout = "pan=mono|c0=0.5*c0+0.5*c1,aformat=channel_layouts=mono" if output.channels == 1 else \
-        "aformat=channel_layouts=stereo"
     rate = output.rate
-    chain = (f"volume={gain_db:.4f}dB,{layout},aformat=sample_fmts=flt:sample_rates={rate},"
+    layout = (f"pan=mono|c0=0.5*c0+0.5*c1,aformat=sample_fmts=flt:sample_rates={rate}:channel_layouts=mono"
+              if output.channels == 1 else f"aformat=sample_fmts=flt:sample_rates={rate}:channel_layouts=stereo")
+    chain = (f"volume={gain_db:.4f}dB,{layout},"
              f"aresample={OVERSAMPLE * rate},alimiter=limit={10 ** (ceiling_db / 20):.5f}:level=0:latency=1,"
              f"aresample={rate}")
     return [ffmpeg_path(), "-hide_banner", "-nostdin", "-loglevel", "error", *_INPUT, "-af", chain,

@@ -149,6 +149,7 @@ _LRA = re.compile(r"LRA:\s+(-?[\d.]+) LU")
 # blocks are 100 ms apart at any sample rate, so a file is read at its own rate and channels
 METER = ("ebur128=peak=true:metadata=1,"
          "ametadata=mode=print:key=lavfi.r128.M,ametadata=mode=print:key=lavfi.r128.true_peak")
+LOUDNESS_ONLY = "ebur128=metadata=1,ametadata=mode=print:key=lavfi.r128.M"  # no true peak: half the work
 
 
 class _Report:
@@ -222,10 +223,11 @@ def meter_file(path: Path) -> Reading:
 
 
 def meter_pcm(blocks: Iterable[np.ndarray], channels: int = CHANNELS, rate: int = SAMPLE_RATE) -> Reading:
-    """Read float32 PCM, shaped (n,) for mono or (n, channels)."""
+    """Read the loudness of float32 PCM, shaped (n,) for mono or (n, channels); its true peak is
+    not read (-inf)."""
     return _run_meter([ffmpeg_path(), "-hide_banner", "-nostdin", "-nostats", "-loglevel", "info",
                        "-f", "f32le", "-ar", str(rate), "-ac", str(channels), "-i", "pipe:0",
-                       "-af", METER, "-f", "null", "-"], blocks)
+                       "-af", LOUDNESS_ONLY, "-f", "null", "-"], blocks)
 
 
 def as_played(audio: np.ndarray, channels: int = CHANNELS) -> np.ndarray:
