@@ -285,3 +285,45 @@ def test_a_build_on_a_dask_cluster(library, tmp_path, cache_dir, monkeypatch):
     down = subprocess.run([sys.executable, "-m", "guidetrack", "build", str(library), "-o", str(tmp_path / "o2"),
                            "--scheduler", "tcp://127.0.0.1:9"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert down.returncode == 1 and "cannot reach the Dask scheduler" in down.stderr and "Traceback" not in down.stderr
+
+
+def test_a_build_removes_only_its_own_files_inside_its_folder(gt, tmp_path):
+    """Issue 19: a manifest naming paths outside the output folder (absolute, `../`) or files
+    changed since, an empty or different library built into the folder, and a live writer's
+    temporary file: none of them is deleted."""
+    lib, other, out = tmp_path / "lib", tmp_path / "other", tmp_path / "out"
+    for folder in (lib, other):
+        folder.mkdir()
+        (folder / "rest.yaml").write_text("guidetrack: 1\ntitle: Rest\nsteps:\n  - say: Rest.\n")
+    gt("build", lib, "-o", out, check=True)
+    assert (out / "rest.mp3").is_file()
+    assert gt("build", other, "-o", out).returncode == 2  # another library's folder
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = gt("build", empty, "-o", out)
+    assert result.returncode == 2 and "would remove the 1 classes there" in result.stderr
+    assert (out / "rest.mp3").is_file()
+
+    victims = [tmp_path / "victim.txt", tmp_path / "absolute.txt"]
+    for victim in victims:
+        victim.write_text("keep me")
+    data = manifest(out)
+    forged = dict(data["outputs"]["rest.mp3"])
+    forged["script"] = "gone.yaml"
+    forged["files"] = {"audio": {"path": "../victim.txt", "bytes": 7, "sha256": "0" * 64},
+                       "vtt": {"path": str(victims[1]), "bytes": 7, "sha256": "0" * 64}}
+    data["outputs"]["gone.mp3"] = forged
+    (out / "edited.mp3").write_text("a file changed since the build wrote it")
+    data["outputs"]["gone-too.mp3"] = {**forged, "files": {"audio": {"path": "edited.mp3", "bytes": 1,
+                                                                     "sha256": "0" * 64}}}
+    (out / "build-manifest.json").write_text(json.dumps(data))
+    live = out / f".rest.mp3.{os.getpid()}.abc123.part"  # this process is alive: a live writer
+    dead = out / ".rest.mp3.999999999.abc123.part"
+    live.write_text("being written")
+    dead.write_text("left by a killed render")
+    gt("build", lib, "-o", out, check=True)
+    assert all(victim.read_text() == "keep me" for victim in victims)
+    assert (out / "edited.mp3").is_file() and live.is_file() and not dead.exists()
+    assert set(manifest(out)["outputs"]) == {"rest.mp3"}
+    gt("build", empty, "-o", out, "--force", check=True)  # asked for: the class goes
+    assert not (out / "rest.mp3").exists() and manifest(out)["outputs"] == {}

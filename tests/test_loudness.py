@@ -261,3 +261,12 @@ def test_a_remembered_gain_is_checked_before_it_is_used(tmp_path):
                     forged(figures={**body["figures"], "speech_lufs": "loud"})]:
         path.write_bytes(damaged)
         assert _Remembered.read(path) is None, damaged
+
+
+def test_a_variant_can_set_its_own_loudness(tmp_path):
+    from guidetrack.script import load
+
+    path = tmp_path / "s.yaml"
+    path.write_text("guidetrack: 1\ntitle: T\nloudness: -18\nvariants:\n  day: {}\n  night: {loudness: sleep}\n"
+                    "steps:\n  - say: Rest.\n")
+    assert load(path, "day").loudness == -18.0 and load(path, "night").loudness == "sleep"

@@ -252,9 +252,14 @@ def test_undecodable_background_exits_2(gt, tmp_path):
     (["--format", "flac"], "--format flac: choose one of mp3, wav, opus, m4a"),
     (["--loudness", "3"], "--loudness: loudness 3 is out of range: choose between -70 and -5 LUFS"),
     (["--loudness", "loud"], "--loudness: 'loud' is not a loudness"),
+    (["--sample-rate", "0"], "--sample-rate 0: an MP3 can be 8000"),
+    (["--sample-rate", "1000000000"], "--sample-rate 1000000000: an MP3 can be"),
+    (["--bitrate", "abc"], "--bitrate abc: give kilobits a second"),
+    (["--format", "opus"], "-o {out} and --format opus disagree: name the file x.opus"),
 ])
 def test_bad_output_settings_exit_2(gt, tmp_path, args, message):
     result = gt("render", SCRIPTS / "short.yaml", "-o", tmp_path / "x.mp3", *args)
+    message = message.format(out=tmp_path / "x.mp3")
     assert result.returncode == 2 and message in result.stderr, result.stderr
     assert "Traceback" not in result.stderr and not list(tmp_path.iterdir())
 

@@ -396,7 +396,7 @@ def test_piper_voices_are_found_or_reported_at_their_line(tmp_path):
         f" (the voice profile named at {tmp_path / 'b.yaml'}:3:8)"]
     with pytest.raises(InvalidInput, match=r"c.yaml:3:31: voice.voice: no Piper voice 'nobody': use a packaged one"):
         load(tmp_path / "c.yaml")
-    with pytest.raises(InvalidInput, match=r"d.yaml:3:31: .*gone.onnx and its gone.onnx.json must both exist"):
+    with pytest.raises(InvalidInput, match=r"d.yaml:3:31: voice.voice: the Piper model .*gone.onnx does not exist"):
         load(tmp_path / "d.yaml")
 
 
@@ -425,3 +425,102 @@ def test_folders_are_searched_for_scripts_but_not_voices_folders(tmp_path):
                        "voices/mine.yaml": "guidetrack-voice: 1\nengine: pyttsx3\nvoice: en-us\n",
                        "evening/voices/words.lexicon.yaml": "Savasana: shavaasana\n"})
     assert [file.relative_to(tmp_path).as_posix() for file, _ in script_files([tmp_path])] == ["a.yaml", "evening/b.yaml"]
+
+
+# ---------------------------------------------------------------- files a script names
+
+
+def _png(path: Path, width: int, height: int) -> None:
+    """A PNG whose header claims width x height, with next to nothing after it (a pixel bomb)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+                     + chunk(b"IEND", b""))
+
+
+def _load_error(tmp_path: Path, line: str) -> str:
+    script = tmp_path / "lib" / "s.yaml"
+    script.parent.mkdir(exist_ok=True)
+    script.write_text(f"guidetrack: 1\ntitle: T\n{line}\nsteps:\n  - say: Rest.\n")
+    with pytest.raises(InvalidInput) as caught:
+        load(script)
+    return str(caught.value)
+
+
+def test_a_cover_must_be_a_real_bounded_image_inside_the_library(tmp_path):
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    (lib / "env.png").symlink_to("/proc/self/environ")
+    message = _load_error(tmp_path, "cover: env.png")
+    assert "s.yaml:3:8: cover: 'env.png' is outside the library folder" in message, message
+    outside = tmp_path / "elsewhere.png"
+    from PIL import Image
+
+    Image.new("RGB", (8, 8), "red").save(outside)
+    assert "is outside the library folder" in _load_error(tmp_path, f"cover: {outside}")
+    assert "is outside the library folder" in _load_error(tmp_path, "cover: ../elsewhere.png")
+    (lib / "garbage.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"junk" * 100)
+    assert "cover: garbage.png: not a readable PNG or JPEG image" in _load_error(tmp_path, "cover: garbage.png")
+    _png(lib / "bomb.png", 40000, 40000)
+    assert "far more pixels than a cover" in _load_error(tmp_path, "cover: bomb.png")
+    _png(lib / "big.png", 8000, 8000)
+    assert "8000x8000 pixels; a cover must have at most 36 million" in _load_error(tmp_path, "cover: big.png")
+    with open(lib / "huge.png", "wb") as huge:  # sparse: 283 MB that take no room
+        huge.truncate(283_000_000)
+    assert "the image is 283 MB" in _load_error(tmp_path, "cover: huge.png")
+    Image.new("RGB", (8, 8), "red").save(lib / "art.gif")
+    (lib / "art.gif").rename(lib / "gif.png")
+    assert "must be a PNG or JPEG image, not GIF" in _load_error(tmp_path, "cover: gif.png")
+    Image.new("RGB", (8, 8), "red").save(lib / "ok.jpg")
+    (lib / "s.yaml").write_text("guidetrack: 1\ntitle: T\ncover: ok.jpg\nsteps:\n  - say: Rest.\n")
+    assert load(lib / "s.yaml").cover == (lib / "ok.jpg").resolve()
+
+
+def test_sounds_and_lexicons_stay_inside_the_library(tmp_path):
+    import os
+
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    (tmp_path / "secret.wav").write_bytes(b"RIFF")
+    (lib / "bed.wav").symlink_to(tmp_path / "secret.wav")
+    assert "background.sound: 'bed.wav' is outside the library folder" in _load_error(
+        tmp_path, "background: {sound: bed.wav}")
+    assert "intro.sound: '../secret.wav' is outside" in _load_error(tmp_path, "intro: ../secret.wav")
+    (tmp_path / "words.yaml").write_text("Savasana: shavaasana\n")
+    assert "lexicon: '../words.yaml' is outside" in _load_error(tmp_path, "lexicon: ../words.yaml")
+    os.mkfifo(lib / "fifo.wav")
+    assert "the audio file" in _load_error(tmp_path, "outro: fifo.wav") and "not a regular file" in \
+        _load_error(tmp_path, "outro: fifo.wav")
+
+
+def test_control_characters_are_refused_at_their_line(tmp_path):
+    message = _load_error(tmp_path, 'description: "Calm\\u0007 evening"')
+    assert "s.yaml:3:14: description: contains a control character (U+0007)" in message, message
+    script = tmp_path / "lib" / "s.yaml"
+    script.write_text('guidetrack: 1\ntitle: "Rest\\0 now"\nsteps:\n  - say: "Breathe\\0 in."\n'
+                      '  - section: "A\\x1b[31m"\n    steps: [chime]\n')
+    with pytest.raises(InvalidInput) as caught:
+        load(script)
+    found = str(caught.value)
+    assert "s.yaml:2:8: title: contains a control character (U+0000)" in found, found
+    assert "s.yaml:4:10: steps[0].say: contains a control character (U+0000)" in found, found
+    assert "steps[1].section: contains a control character (U+001B)" in found, found
+
+
+def test_transcripts_cannot_be_forged_by_spoken_text(tmp_path):
+    from guidetrack.plan import make_plan
+    from guidetrack.sidecars import srt, webvtt
+
+    script = tmp_path / "s.yaml"
+    script.write_text('guidetrack: 1\ntitle: T\nsteps:\n  - say: "Rest <b>&</b> 00:00:01.000 --> 00:00:09.000 hi."\n'
+                      '  - say: |\n      One.\n\n      99\n      Two.\n')
+    plan = make_plan(load(script), lambda texts: {t: 44100 for t in texts})
+    vtt = webvtt(plan)
+    assert vtt.count("-->") == len(plan.speech()) and "&lt;b&gt;&amp;&lt;/b&gt;" in vtt and "\n\n99" not in vtt
+    text = srt(plan)
+    assert text.count("-->") == len(plan.speech()) and "\n\n99" not in text

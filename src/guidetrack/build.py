@@ -31,7 +31,7 @@ from . import __version__
 from .encode import FORMATS, Output
 from .errors import GuidetrackError, InvalidInput
 from .engines import engine_version
-from .files import sha256_of, write_atomically
+from .files import remove_stale_parts, sha256_of, write_atomically
 from .render import script_files
 from .script import BUILTIN_VOICES, Script, load_any
 from .units import to_seconds
@@ -251,9 +251,44 @@ class Reporter:
 
 
 def _remove_litter(out: Path) -> None:
-    """Temporary files a killed build may have left (they are never at an output path)."""
-    for temp in out.rglob(".*.part"):
-        temp.unlink(missing_ok=True)
+    """Temporary files a killed build or render left (never at an output path); a live one's are kept."""
+    remove_stale_parts(out, recursive=True)
+
+
+def _check_owner(manifest: dict[str, Any], library: Path, out: Path, found: bool, force: bool) -> None:
+    """A build folder belongs to one library: building another library (or an empty folder) into
+    it would remove every class published there. That takes --force."""
+    if force or not manifest["outputs"]:
+        return
+    owner = manifest.get("library")
+    if isinstance(owner, str) and owner != _library_id(library):
+        raise InvalidInput(f"{out} holds the build of another library than {library}: give another -o, "
+                           "or --force to replace what is there")
+    if not found:
+        raise InvalidInput(f"{library} has no scripts, and building it into {out} would remove the "
+                           f"{len(manifest['outputs'])} classes there; add --force to do that")
+
+
+def _library_id(library: Path) -> str:
+    """Which library a build folder belongs to, without publishing the build machine's paths."""
+    return hashlib.sha256(str(library).encode()).hexdigest()[:16]
+
+
+def _remove_output(out: Path, file: Any) -> None:
+    """Remove a file an earlier build wrote: only inside the output folder, only a regular file,
+    and only if it is still what that build wrote (its size and sha256)."""
+    if not isinstance(file, dict) or not isinstance(file.get("path"), str):
+        return
+    root = out.resolve()
+    path = out / file["path"]
+    try:
+        real = path.resolve()
+        if (not real.is_relative_to(root) or real == root or path.is_symlink() or not real.is_file()
+                or real.stat().st_size != file.get("bytes") or sha256_of(real) != file.get("sha256")):
+            return
+        real.unlink()
+    except (OSError, ValueError):
+        return
 
 
 def _store(out: Path, job: Job, result: dict[str, Any], manifest: dict[str, Any]) -> None:
@@ -291,6 +326,8 @@ def build(library: Path, out: Path, *, output: Output = Output(), jobs: int | No
     summary = Summary()
     todo, summary.failed = plan_jobs(library, output)
     manifest = read_manifest(out)
+    _check_owner(manifest, library, out, bool(todo or summary.failed), force)
+    manifest["library"] = _library_id(library)
 
     # outputs of scripts that are gone, or of variants no longer there, go; a script that fails
     # to load keeps its old outputs until it is fixed
@@ -298,8 +335,8 @@ def build(library: Path, out: Path, *, output: Output = Output(), jobs: int | No
     wanted = {job.name for job in todo}
     for name, entry in list(manifest["outputs"].items()):
         if name not in wanted and entry.get("script") not in broken:
-            for file in entry.get("files", {}).values():
-                (out / file["path"]).unlink(missing_ok=True)
+            for file in entry.get("files", {}).values() if isinstance(entry.get("files"), dict) else ():
+                _remove_output(out, file)
             del manifest["outputs"][name]
             summary.removed.append(name)
     if summary.removed:

@@ -7,6 +7,7 @@ target), 1 anything else.
 from __future__ import annotations
 
 import json
+import re
 import signal
 import sys
 import time
@@ -67,7 +68,8 @@ def _load(script: Path, variants: list[str] | None):
     return load_all(script)
 
 
-FormatOption = Annotated[str, typer.Option("--format", "-f", help="mp3, wav, opus (Ogg Opus) or m4a (AAC).")]
+FormatOption = Annotated[Optional[str], typer.Option(
+    "--format", "-f", help="mp3, wav, opus (Ogg Opus) or m4a (AAC); default: the -o file's suffix, or mp3.")]
 BitrateOption = Annotated[str, typer.Option(help="Constant bitrate for mp3, opus and m4a.")]
 VbrOption = Annotated[Optional[int], typer.Option(
     min=0, max=9, help="MP3 variable bitrate quality, 0 (best) to 9, instead of --bitrate.")]
@@ -79,13 +81,35 @@ LoudnessOption = Annotated[Optional[str], typer.Option(
          "sleep (-22, a quiet bed), insight-timer (-16, 48 kHz). Overrides the script's `loudness`.")]
 
 
-def _output(audio_format: str, bitrate: str, vbr: int | None, mono: bool, sample_rate: int | None,
-            loudness: str | None):
+MP3_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)  # what MPEG audio allows
+
+
+def _output(audio_format: str | None, bitrate: str, vbr: int | None, mono: bool, sample_rate: int | None,
+            loudness: str | None, out: Path | None = None):
+    """The output settings, checked. Without --format, an output file's suffix chooses it."""
     from .encode import FORMATS, Output
     from .loudness import parse_loudness
 
+    by_suffix = {suffix: name for name, (suffix, _, _) in FORMATS.items()}
+    named = by_suffix.get(out.suffix.lower()) if out is not None and out.suffix else None
+    if audio_format is None:
+        if out is not None and out.suffix and named is None:
+            raise InvalidInput(f"-o {out}: guidetrack writes {', '.join(by_suffix)} files; "
+                               "name the file with one of these suffixes")
+        audio_format = named or "mp3"
     if audio_format not in FORMATS:
         raise InvalidInput(f"--format {audio_format}: choose one of {', '.join(FORMATS)}")
+    if out is not None and out.suffix and named != audio_format:
+        raise InvalidInput(f"-o {out} and --format {audio_format} disagree: name the file "
+                           f"{out.with_suffix(FORMATS[audio_format][0]).name}, or leave out --format")
+    if not re.fullmatch(r"\d{1,3}k", bitrate) or not 8 <= int(bitrate[:-1]) <= 320:
+        raise InvalidInput(f"--bitrate {bitrate}: give kilobits a second, from 8k to 320k (128k is usual)")
+    if sample_rate is not None:
+        allowed = MP3_RATES if audio_format == "mp3" else range(8000, 192_001)
+        if sample_rate not in allowed:
+            raise InvalidInput(f"--sample-rate {sample_rate}: " + (
+                f"an MP3 can be {', '.join(map(str, MP3_RATES))} Hz" if audio_format == "mp3"
+                else "choose between 8000 and 192000 Hz"))
     target = None
     if loudness is not None:
         try:
@@ -101,7 +125,7 @@ def render(
     out: Annotated[Optional[Path], typer.Option(
         "-o", "--out", help="Output MP3 (default out/<slug>.mp3; with variants, <name>-<variant>.mp3).")] = None,
     variant: VariantOption = None,
-    audio_format: FormatOption = "mp3",
+    audio_format: FormatOption = None,
     bitrate: BitrateOption = "128k",
     vbr: VbrOption = None,
     mono: MonoOption = False,
@@ -116,7 +140,7 @@ def render(
     def action() -> None:
         from .render import output_path, render as render_script
 
-        output = _output(audio_format, bitrate, vbr, mono, sample_rate, loudness)
+        output = _output(audio_format, bitrate, vbr, mono, sample_rate, loudness, out)
         scripts = _load(script, variant)
         written = []
         for one in scripts:
@@ -155,7 +179,7 @@ def build(
     scheduler: Annotated[Optional[str], typer.Option(
         help="Render on a Dask cluster: the scheduler's address, tcp://HOST:PORT (extra: cluster).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print a machine-readable summary on stdout.")] = False,
-    audio_format: FormatOption = "mp3",
+    audio_format: FormatOption = None,
     bitrate: BitrateOption = "128k",
     vbr: VbrOption = None,
     mono: MonoOption = False,

@@ -13,6 +13,7 @@ an interrupted render never leaves a broken file at the output path.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import threading
 from collections.abc import Callable, Iterable, Sequence
@@ -264,6 +265,19 @@ def _widen_pipe(stream) -> None:
         pass
 
 
+def _still_ours(temp: Path, encoded: os.stat_result) -> None:
+    """Before a temporary file is renamed into place: it is still the file the encoder wrote
+    (something may have removed it meanwhile, and tagging would then make a new, empty one)."""
+    try:
+        now = temp.stat()
+    except OSError:
+        now = None
+    if now is None or now.st_ino != encoded.st_ino or now.st_dev != encoded.st_dev or \
+            now.st_size < encoded.st_size // 2:
+        raise EncodeError(f"the file being written for {temp.name} was removed or replaced while it was "
+                          "written (another program cleaning the folder?); nothing was put in place")
+
+
 @dataclass(frozen=True)
 class Encoded:
     """What `encode` wrote, and what the file measures."""
@@ -318,5 +332,7 @@ def encode(blocks: Callable[[], Iterable[np.ndarray]], out: Path, tags: Tags, ou
             gain_db = min(gain_db + miss, MAX_GAIN_DB)
             if over > 0:
                 ceiling_db -= over + 0.1
+        written_as = temp.stat()
         write_tags(temp, tags, output)
+        _still_ours(temp, written_as)
     return Encoded(written, gain_db, ceiling_db, figures, digest, target, attempt)

@@ -15,8 +15,8 @@ from .errors import InvalidInput, Location, Problem
 from .loudness import Figures, target_for
 from .mix import decode_file, levels, mix
 from .plan import Plan, make_plan
-from .script import Script, load_any
-from .files import sha256_of, write_atomically
+from .script import MAX_COVER_BYTES, Script, load_any
+from .files import remove_stale_parts, sha256_of, write_atomically
 from .sidecars import generated_cover, write_sidecars
 from .speech import ClipCache, Speaker
 from .units import to_ms
@@ -46,7 +46,10 @@ def plan_script(script: Script, cache_dir: Path | None = None) -> tuple[Plan, Sp
 
 def tags_for(script: Script, plan: Plan | None = None) -> Tags:
     if script.cover is not None:
-        cover = script.cover.read_bytes()
+        with open(script.cover, "rb") as image:  # checked when the script was loaded; bounded again here
+            cover = image.read(MAX_COVER_BYTES + 1)
+        if len(cover) > MAX_COVER_BYTES:
+            raise InvalidInput(f"{script.cover}: the cover grew past {MAX_COVER_BYTES // 1_000_000} MB while rendering")
         mime = "image/png" if cover.startswith(b"\x89PNG") else "image/jpeg"
     else:
         cover, mime = generated_cover(script.title, script.author or "guidetrack"), "image/png"
@@ -139,6 +142,8 @@ def render(script: Script, out: Path, cache_dir: Path | None = None, output: Out
     broken = audio_problems(script)
     if broken:
         raise InvalidInput(broken)
+    if out.parent.is_dir():
+        remove_stale_parts(out.parent)  # what a killed render left; a live one's are kept
     output = output.for_script(script.loudness)
     target = target_for(output.loudness, output.channels)
     plan, speaker = plan_script(script, cache_dir)

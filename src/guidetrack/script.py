@@ -24,6 +24,7 @@ MAX_FILE_BYTES = 1_000_000
 MAX_NODES = 50_000  # after alias expansion: stops "billion laughs" early
 MAX_DEPTH = 40
 MAX_TEXT = 5_000  # characters in one `say`
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # tabs and line breaks are fine
 MAX_CYCLES = 10_000
 
 # ---------------------------------------------------------------- the model
@@ -737,7 +738,16 @@ class _Checker:
             self.error(keys, str(err))
             return None
 
+    def plain(self, text: Any, keys: KeyPath) -> bool:
+        """Text that goes into tags, transcripts and feeds: no control characters (a NUL cut a
+        title tag short, and they make feed.xml unreadable)."""
+        found = _CONTROL.search(text) if isinstance(text, str) else None
+        if found:
+            self.error(keys, f"contains a control character (U+{ord(found.group()):04X}); remove it")
+        return found is None
+
     def text(self, text: str, keys: KeyPath, sides: bool) -> None:
+        self.plain(text, keys)
         try:
             split_inline(text)
         except ValueError as err:
@@ -942,6 +952,8 @@ def _build(path: Path, variant: str, data: dict[str, Any], params: dict[str, Any
         extra = _lexicon(data["lexicon"], path.parent, ("lexicon",), check)
         voice = replace(voice, lexicon=_merged(voice.lexicon, extra)) if extra is not None else None
     background = _background(data["background"], path, check) if isinstance(data.get("background"), dict) else None
+    for key in ("title", "author", "album", "description"):
+        check.plain(data.get(key), (key,))
     steps_data = substitute(data.get("steps"), params)
     steps = _steps(steps_data, ("steps",), check, sides=False) if isinstance(steps_data, list) else ()
     if not isinstance(data.get("title"), str) or not data["title"].strip():
@@ -978,15 +990,67 @@ def _loudness(value: Any, check: _Checker) -> float | str | None:
         return None
 
 
+MAX_COVER_BYTES = 20_000_000  # a cover larger than this is not cover art
+MAX_COVER_PIXELS = 6000 * 6000  # podcast apps ask for 1400-3000 px a side
+
+
+def named_file(value: str, here: Path, keys: KeyPath, check: _Checker, what: str) -> Path | None:
+    """A file a script, block or voice profile names: `value` relative to `here` (the naming
+    file's folder), with symlinks followed. It must be a regular file inside the library folder,
+    or inside `here` for a voice profile kept elsewhere: a script never reaches out to read
+    another file on the machine (`/proc/self/environ` through a symlink, say) into its output."""
+    shown = here / value
+    real = shown.resolve()
+    root = check.context.root
+    if not (real.is_relative_to(root) or real.is_relative_to(here.resolve())):
+        check.error(keys, f"'{value}' is outside the library folder {root}; the {what} must be inside it "
+                    "(symbolic links are followed)")
+        return None
+    if not real.exists():
+        check.error(keys, f"the {what} {shown} does not exist (paths are relative to the file that names it)")
+        return None
+    if not real.is_file():
+        check.error(keys, f"the {what} {shown} is not a regular file")
+        return None
+    check.context.sources[real] = None
+    return real
+
+
 def _cover(value: Any, script_path: Path, check: _Checker) -> Path | None:
     if not isinstance(value, str):
         return None
-    file = (script_path.parent / value).resolve()
-    if not file.is_file():
-        check.error(("cover",), f"the image {file} does not exist (paths are relative to the script)")
+    file = named_file(value, script_path.parent, ("cover",), check, "cover image")
+    if file is None:
         return None
-    check.context.sources[file] = None
+    problem = cover_problem(file)
+    if problem:
+        check.error(("cover",), f"{value}: {problem}")
+        return None
     return file
+
+
+def cover_problem(file: Path) -> str:
+    """Why an image cannot be cover art, or "": a real PNG or JPEG, decoded whole, of bounded size."""
+    from PIL import Image
+
+    size = file.stat().st_size
+    if size > MAX_COVER_BYTES:
+        return f"the image is {size / 1e6:.0f} MB; a cover must be under {MAX_COVER_BYTES // 1_000_000} MB"
+    try:
+        with Image.open(file) as image:
+            if image.format not in ("PNG", "JPEG"):
+                return f"a cover must be a PNG or JPEG image, not {image.format or 'this kind of file'}"
+            width, height = image.size
+            if width * height > MAX_COVER_PIXELS:
+                return (f"the image is {width}x{height} pixels; a cover must have at most "
+                        f"{MAX_COVER_PIXELS // 1_000_000} million (3000x3000 is plenty)")
+            image.load()
+    except Image.DecompressionBombError:
+        return (f"the image has far more pixels than a cover: at most {MAX_COVER_PIXELS // 1_000_000} million "
+                "(3000x3000 is plenty)")
+    except (OSError, ValueError, SyntaxError) as err:
+        return f"not a readable PNG or JPEG image ({err})"
+    return ""
 
 
 FAST_RATE = 170  # words a minute: faster than this does not sound calm
@@ -1079,7 +1143,9 @@ def _engine_voice(spec: VoiceSpec, given: dict[str, Any], here: Path, voices: Pa
     spec = replace(spec, pitch=None)
     where = keys + ("voice",) if "voice" in given else keys
     if spec.voice.endswith(".onnx"):
-        model = here / spec.voice
+        model = named_file(spec.voice, here, where, check, "Piper model")
+        if model is None:
+            return None
     else:
         models = [f / f"{spec.voice}.onnx" for f in [voices, *voice_folders(None, check.context.root)]]
         model = next((m for m in models if m.is_file()), None)
@@ -1102,9 +1168,8 @@ def _engine_voice(spec: VoiceSpec, given: dict[str, Any], here: Path, voices: Pa
 def _lexicon(value: Any, folder: Path, keys: KeyPath, check: _Checker) -> Lexicon | None:
     """A lexicon given inline, or a file of `word: how to say it` lines relative to `folder`."""
     if isinstance(value, str):
-        file = folder / value
-        if not file.is_file():
-            check.error(keys, f"the lexicon {file} does not exist (paths are relative to this file)")
+        file = named_file(value, folder, keys, check, "lexicon")
+        if file is None:
             return None
         try:
             value, tree = check.context.read(file)
@@ -1155,12 +1220,8 @@ def _sound(sound: str, generated: tuple[str, ...], keys: KeyPath, script_path: P
         check.error(keys, f"'{sound}' is neither a generated sound ({', '.join(generated)})"
                     f"{suggest(sound, generated)} nor an audio file ({', '.join(AUDIO_SUFFIXES)})")
         return None
-    file = (script_path.parent / sound).resolve()
-    if not file.is_file():
-        check.error(keys, f"the audio file {file} does not exist (paths are relative to the script)")
-        return None
-    check.context.sources[file] = None
-    return str(file)
+    file = named_file(sound, script_path.parent, keys, check, "audio file")
+    return str(file) if file is not None else None
 
 
 def _duck(value: Any, check: _Checker) -> Duck | None | bool:
@@ -1328,8 +1389,11 @@ def _step(item: Any, keys: KeyPath, check: _Checker, sides: bool) -> Step | None
         if not isinstance(names, list):
             check.error(at, "list the sides, as in `sides: [right, left]`")
             return None
+        for index, name in enumerate(names):
+            check.plain(name, at + (index,))
         inner = _steps(item["steps"], keys + ("steps",), check, sides=True)
         return Sides(tuple(str(n) for n in names), inner, where)
+    check.plain(value, at)
     inner = _steps(item["steps"], keys + ("steps",), check, sides)
     return Section(value.strip(), inner, where)
 

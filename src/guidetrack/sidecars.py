@@ -22,13 +22,28 @@ def _stamp(samples: Samples, decimal: str = ".") -> str:
     return timestamp(to_ms(samples), decimal)
 
 
+def _one_line(text: str) -> str:
+    """A cue's text on one line: a line break (or a blank line, which ends a cue) becomes a space."""
+    return " ".join(text.split())
+
+
+def vtt_text(text: str) -> str:
+    """WebVTT cue text: `&`, `<` and `>` escaped (so `-->` cannot start a forged cue either)."""
+    return _one_line(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def srt_text(text: str) -> str:
+    """SRT has no escapes: the arrow that marks a cue's times is written as an arrow character."""
+    return _one_line(text).replace("-->", "\u2192")
+
+
 def webvtt(plan: Plan) -> str:
-    cues = [f"{_stamp(e.start)} --> {_stamp(e.start + e.length)}\n{e.text}" for e in plan.speech()]
+    cues = [f"{_stamp(e.start)} --> {_stamp(e.start + e.length)}\n{vtt_text(e.text)}" for e in plan.speech()]
     return "WEBVTT\n\n" + "\n\n".join(cues) + "\n"
 
 
 def srt(plan: Plan) -> str:
-    cues = [f"{i}\n{_stamp(e.start, ',')} --> {_stamp(e.start + e.length, ',')}\n{e.text}"
+    cues = [f"{i}\n{_stamp(e.start, ',')} --> {_stamp(e.start + e.length, ',')}\n{srt_text(e.text)}"
             for i, e in enumerate(plan.speech(), 1)]
     return "\n\n".join(cues) + "\n"
 
