@@ -327,3 +327,38 @@ def test_a_build_removes_only_its_own_files_inside_its_folder(gt, tmp_path):
     assert set(manifest(out)["outputs"]) == {"rest.mp3"}
     gt("build", empty, "-o", out, "--force", check=True)  # asked for: the class goes
     assert not (out / "rest.mp3").exists() and manifest(out)["outputs"] == {}
+
+
+def test_two_scripts_that_would_share_a_file_are_both_reported(gt, tmp_path):
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    for name in ("wind down.yaml", "wind-down.yaml"):
+        (lib / name).write_text("guidetrack: 1\ntitle: Wind down\nsteps:\n  - say: Rest.\n")
+    (lib / "breath.yaml").write_text("guidetrack: 1\ntitle: B\nvariants: {short: 1m, long: 2m}\n"
+                                     "steps:\n  - hold: {for: 1m, min: 10s, max: 3m}\n")
+    (lib / "breath-short.yaml").write_text("guidetrack: 1\ntitle: B\nsteps:\n  - say: Rest.\n")
+    result = gt("build", lib, "-o", tmp_path / "out", "--json")
+    assert result.returncode == 1, result.stderr
+    report = summary(result)
+    assert report["built"] == ["breath-long.mp3"]
+    failed = {f["what"]: f["message"] for f in report["failed"]}
+    assert set(failed) == {"wind down.yaml", "wind-down.yaml", "breath.yaml", "breath-short.yaml"}, failed
+    assert "wind down.yaml and wind-down.yaml would both be written to wind-down.mp3" in failed["wind-down.yaml"]
+    assert "breath-short.yaml and breath.yaml (variant short) would both be written to breath-short.mp3" \
+        in failed["breath.yaml"]
+
+
+def test_an_output_replaced_by_a_file_of_the_same_size_is_built_again(gt, tmp_path):
+    lib, out = tmp_path / "lib", tmp_path / "out"
+    lib.mkdir()
+    (lib / "rest.yaml").write_text("guidetrack: 1\ntitle: Rest\nsteps:\n  - say: Rest.\n")
+    gt("build", lib, "-o", out, check=True)
+    size = (out / "rest.mp3").stat().st_size
+    assert summary(gt("build", lib, "-o", out, "--json", check=True))["built"] == []
+    os.utime(out / "rest.mp3")  # touched, the same bytes: still up to date
+    assert summary(gt("build", lib, "-o", out, "--json", check=True))["built"] == []
+    (out / "rest.mp3").write_bytes(b"x" * size)
+    assert summary(gt("build", lib, "-o", out, "--json", check=True))["built"] == ["rest.mp3"]
+    sha = hashlib.sha256((out / "rest.mp3").read_bytes()).hexdigest()
+    (track,) = json.loads((out / "catalog.json").read_text())["tracks"]
+    assert track["files"]["audio"]["sha256"] == sha and "stat" not in track["files"]["audio"]

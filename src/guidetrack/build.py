@@ -127,7 +127,22 @@ def plan_jobs(library: Path, output: Output, hashes: _Hashes | None = None) -> t
             name = output_name(script, library, output)
             length = to_seconds(script.duration) if script.duration else 0.0
             jobs.append(Job(name, relative, script.variant, output, fingerprint, script.title, script.sources, length))
-    return jobs, failures
+    return _without_clashes(jobs, failures)
+
+
+def _without_clashes(jobs: list[Job], failures: list[Failure]) -> tuple[list[Job], list[Failure]]:
+    """Two renders that would be written to one file (`wind down.yaml` and `wind-down.yaml`, or
+    `breath.yaml`'s variant `short` and `breath-short.yaml`): neither is built, both are reported."""
+    writers: dict[str, list[Job]] = {}
+    for job in jobs:
+        writers.setdefault(job.name, []).append(job)
+    clashing = {name: found for name, found in writers.items() if len(found) > 1}
+    for name, found in clashing.items():
+        who = [f"{j.script}" + (f" (variant {j.variant})" if j.variant else "") for j in found]
+        for job in found:
+            failures.append(Failure(job.script, f"{' and '.join(who)} would both be written to {name}; "
+                                    "rename a script or a variant so that each has a file of its own"))
+    return [job for job in jobs if job.name not in clashing], failures
 
 
 # ---------------------------------------------------------------- the manifest
@@ -153,9 +168,20 @@ def up_to_date(out: Path, job: Job, entry: dict[str, Any] | None) -> bool:
         return False
     for file in entry.get("files", {}).values():
         path = out / file["path"]
-        if not path.is_file() or path.stat().st_size != file["bytes"]:
+        try:
+            found = path.stat()
+        except OSError:
+            return False
+        if not path.is_file() or found.st_size != file["bytes"]:
+            return False
+        # unchanged since it was written (inode, size, modification time), or else the same bytes
+        if file.get("stat") != _stamp(found) and sha256_of(path) != file.get("sha256"):
             return False
     return True
+
+
+def _stamp(found: os.stat_result) -> list[int]:
+    return [found.st_ino, found.st_size, found.st_mtime_ns]
 
 
 # ---------------------------------------------------------------- rendering one job (in a worker)
@@ -260,13 +286,13 @@ def _check_owner(manifest: dict[str, Any], library: Path, out: Path, found: bool
     it would remove every class published there. That takes --force."""
     if force or not manifest["outputs"]:
         return
+    if not found:
+        raise InvalidInput(f"{library} has no scripts, and building it into {out} would remove the "
+                           f"{len(manifest['outputs'])} classes there; add --force to do that")
     owner = manifest.get("library")
     if isinstance(owner, str) and owner != _library_id(library):
         raise InvalidInput(f"{out} holds the build of another library than {library}: give another -o, "
                            "or --force to replace what is there")
-    if not found:
-        raise InvalidInput(f"{library} has no scripts, and building it into {out} would remove the "
-                           f"{len(manifest['outputs'])} classes there; add --force to do that")
 
 
 def _library_id(library: Path) -> str:
@@ -300,7 +326,7 @@ def _store(out: Path, job: Job, result: dict[str, Any], manifest: dict[str, Any]
     for kind, data in result["files"].items():
         write_atomically(paths[kind], data)
         files[kind] = {"path": paths[kind].relative_to(out).as_posix(), "bytes": len(data),
-                       "sha256": hashlib.sha256(data).hexdigest()}
+                       "sha256": hashlib.sha256(data).hexdigest(), "stat": _stamp(paths[kind].stat())}
     previous = manifest["outputs"].get(job.name, {})
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
     manifest["outputs"][job.name] = {

@@ -42,7 +42,8 @@ def tracks(manifest: dict[str, Any]) -> list[dict[str, Any]]:
     found = []
     for name, entry in sorted(manifest["outputs"].items(), key=lambda item: (item[1]["script"], item[0])):
         track = entry["track"]
-        files = {kind: {**file, "type": _mime(file["path"]) if kind == "audio" else FILE_TYPES.get(kind, "")}
+        files = {kind: {**{k: v for k, v in file.items() if k != "stat"},  # the build machine's own business
+                        "type": _mime(file["path"]) if kind == "audio" else FILE_TYPES.get(kind, "")}
                  for kind, file in entry["files"].items()}
         found.append({"id": name, "script": entry["script"], "variant": entry["variant"], "title": track["title"],
                       "description": track["description"], "author": track["author"], "album": track["album"],
