@@ -362,3 +362,52 @@ def test_an_output_replaced_by_a_file_of_the_same_size_is_built_again(gt, tmp_pa
     sha = hashlib.sha256((out / "rest.mp3").read_bytes()).hexdigest()
     (track,) = json.loads((out / "catalog.json").read_text())["tracks"]
     assert track["files"]["audio"]["sha256"] == sha and "stat" not in track["files"]["audio"]
+
+
+def _descendants(pid: int) -> set[int]:
+    """Every process below `pid`, from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            children.setdefault(int(fields[1]), []).append(int(entry.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_a_killed_build_leaves_no_process_behind(library, tmp_path):
+    """kill -9 of `build` while it renders: its pool workers, the manager, their speech workers
+    and encoders all end (issue 19: each used to stay, about 335 MB a build)."""
+    env = {**os.environ, "GUIDETRACK_CACHE_DIR": str(tmp_path / "cold-cache")}  # cold: speech workers run too
+    process = subprocess.Popen([sys.executable, "-m", "guidetrack", "build", str(library), "-o", str(tmp_path / "out"),
+                                "--jobs", "2"], cwd=ROOT, env=env, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    below: set[int] = set()
+    while time.monotonic() < deadline and len(below) < 5:  # the manager, two workers and what they run
+        time.sleep(0.2)
+        below = _descendants(process.pid)
+    assert len(below) >= 3, below
+    time.sleep(1.0)
+    below |= _descendants(process.pid)
+    process.kill()
+    process.wait()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and any(_alive(pid) for pid in below):
+        time.sleep(0.2)
+    assert not [pid for pid in below if _alive(pid)], [
+        (pid, (Path("/proc") / str(pid) / "cmdline").read_bytes()[:80]) for pid in below if _alive(pid)]

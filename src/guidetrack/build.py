@@ -417,6 +417,23 @@ def _finish(job: Job, outcome: Callable[[], dict[str, Any]], out: Path, manifest
     reporter.finished(job.name, False, 0.0, message)
 
 
+def die_with_parent(parent: int) -> None:
+    """Run first in each of the build's helper processes: when the build is killed (even by
+    SIGKILL), the kernel ends them too (Linux's parent-death signal), instead of leaving them
+    running, a few hundred MB each. Their speech workers and encoders then see their input close
+    and end as well."""
+    import ctypes
+    import signal as signals
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signals.SIGKILL))  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return  # not Linux: a killed build may leave its helpers behind
+    if os.getppid() != parent:  # the build died before the signal was set
+        os._exit(1)
+
+
 def _run_locally(pending: list[Job], library: Path, out: Path, manifest: dict[str, Any], summary: Summary,
                  reporter: Reporter, *, jobs: int | None, cache_dir: Path | None, scheduler: str | None) -> None:
     import multiprocessing
@@ -426,7 +443,11 @@ def _run_locally(pending: list[Job], library: Path, out: Path, manifest: dict[st
 
     workers = max(1, min(jobs or os.cpu_count() or 1, len(pending)))
     context = multiprocessing.get_context("spawn")  # no threads or engines carried over from this process
-    with context.Manager() as sync:
+    from multiprocessing.managers import SyncManager
+
+    manager = SyncManager(ctx=context)
+    manager.start(die_with_parent, (os.getpid(),))
+    with manager as sync:
         progress = sync.Queue()
         stop = threading.Event()
 
@@ -443,7 +464,8 @@ def _run_locally(pending: list[Job], library: Path, out: Path, manifest: dict[st
 
         listener = threading.Thread(target=relay, daemon=True)
         listener.start()
-        pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=die_with_parent,
+                                   initargs=(os.getpid(),))
         try:
             futures = {pool.submit(render_job, job, str(library), None, str(cache_dir) if cache_dir else None,
                                    progress): job for job in pending}

@@ -24,7 +24,10 @@ BLOCK = SAMPLE_RATE * 2  # samples per block handed to the encoder
 CHIME_DB = -4.0  # a chime's or bowl's loudness relative to the voice's, LU
 TONE_DB = -10.0  # a breath tone's loudness relative to the voice's, LU
 NOMINAL_VOICE_LUFS = -20.0  # the voice's loudness, as its clips are, in a track with no speech to measure
-BED_PROBE = SAMPLE_RATE * 120  # a generated bed's loudness is read over two minutes of it
+# how much of a generated bed its loudness is read over: steady noise settles in seconds, the drone
+# is a one-minute loop, the ocean's swells take longer to average out
+BED_PROBE = {"ocean": SAMPLE_RATE * 120, "drone": SAMPLE_RATE * 60}
+NOISE_PROBE = SAMPLE_RATE * 20
 NOISE_SEED = 20261122
 LOOP_CROSSFADE = SAMPLE_RATE  # 1 s crossfade where a background file loops
 
@@ -433,7 +436,8 @@ def _bed_loudness(background: Background, channels: int) -> float:
 @lru_cache(maxsize=8)
 def _generated_bed_loudness(sound: str, channels: int) -> float:
     bed = _bed(Background(sound))
-    found = meter_pcm((as_played(bed.read(BLOCK), channels) for _ in range(BED_PROBE // BLOCK)), channels).integrated
+    blocks = BED_PROBE.get(sound, NOISE_PROBE) // BLOCK
+    found = meter_pcm((as_played(bed.read(BLOCK), channels) for _ in range(blocks)), channels).integrated
     return found if found is not None else NOMINAL_VOICE_LUFS
 
 
