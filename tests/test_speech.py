@@ -226,3 +226,17 @@ def test_a_crashed_worker_is_restarted_and_the_utterance_retried(tmp_path):
     assert engine.restarts == 1
     assert all(path.stat().st_size > 10_000 for _, path in texts)
     engine.close()
+
+
+def test_a_killed_writers_half_entry_is_cleared_and_a_live_ones_kept(tmp_path):
+    import os
+
+    from guidetrack.speech import ClipCache
+
+    cache = ClipCache(tmp_path)
+    dead = tmp_path / ".rest-abc.wav.999999999.x1.part"
+    live = tmp_path / f".rest-def.wav.{os.getpid()}.x2.part"
+    dead.write_bytes(b"half")
+    live.write_bytes(b"being written")
+    cache.put(tmp_path / "rest-abc.wav", np.zeros(100, np.float32))
+    assert not dead.exists() and live.exists() and (tmp_path / "rest-abc.wav").is_file()

@@ -23,7 +23,7 @@ import numpy as np
 
 from .engines import Engine, get_engine, voice_key
 from .errors import EngineError
-from .files import write_atomically
+from .files import remove_stale_parts, write_atomically
 from .script import Lexicon, VoiceSpec, said_by, slugify
 from .units import SAMPLE_RATE, Samples, db_to_gain
 
@@ -51,6 +51,7 @@ class ClipCache:
         self.hits = 0
         self.misses = 0
         self.repaired = 0
+        self._swept = False
 
     @staticmethod
     def key(text: str, engine: Engine, voice: VoiceSpec) -> str:
@@ -76,7 +77,11 @@ class ClipCache:
         return clip
 
     def put(self, path: Path, clip: np.ndarray) -> None:
-        """Write atomically: a reader sees the whole entry or none."""
+        """Write atomically: a reader sees the whole entry or none. The first write also clears
+        what a killed writer left half-written (a live one's temporary files are kept)."""
+        if not self._swept and self.folder.is_dir():
+            remove_stale_parts(self.folder)
+            self._swept = True
         write_atomically(path, _encode_entry(clip), mode=None)
 
 
