@@ -317,13 +317,18 @@ def test_a_build_removes_only_its_own_files_inside_its_folder(gt, tmp_path):
     data["outputs"]["gone-too.mp3"] = {**forged, "files": {"audio": {"path": "edited.mp3", "bytes": 1,
                                                                      "sha256": "0" * 64}}}
     (out / "build-manifest.json").write_text(json.dumps(data))
-    live = out / f".rest.mp3.{os.getpid()}.abc123.part"  # this process is alive: a live writer
-    dead = out / ".rest.mp3.999999999.abc123.part"
-    live.write_text("being written")
-    dead.write_text("left by a killed render")
+    live = out / f".rest.mp3.{os.getpid()}.abcd1234.part"  # this process is alive: a live writer
+    dead = out / ".rest.mp3.999999999.abcd1234.part"
+    young = out / ".rest.mp3.999999998.abcd1234.part"  # a writer we cannot see, still writing
+    other = out / ".download.part"  # not guidetrack's
+    for temp in (live, dead, young, other):
+        temp.write_text("partial")
+    for temp in (live, dead, other):
+        os.utime(temp, (time.time() - 3600, time.time() - 3600))
     gt("build", lib, "-o", out, check=True)
     assert all(victim.read_text() == "keep me" for victim in victims)
-    assert (out / "edited.mp3").is_file() and live.is_file() and not dead.exists()
+    assert (out / "edited.mp3").is_file() and live.is_file() and young.is_file() and other.is_file()
+    assert not dead.exists()
     assert set(manifest(out)["outputs"]) == {"rest.mp3"}
     gt("build", empty, "-o", out, "--force", check=True)  # asked for: the class goes
     assert not (out / "rest.mp3").exists() and manifest(out)["outputs"] == {}

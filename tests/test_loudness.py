@@ -270,3 +270,10 @@ def test_a_variant_can_set_its_own_loudness(tmp_path):
     path.write_text("guidetrack: 1\ntitle: T\nloudness: -18\nvariants:\n  day: {}\n  night: {loudness: sleep}\n"
                     "steps:\n  - say: Rest.\n")
     assert load(path, "day").loudness == -18.0 and load(path, "night").loudness == "sleep"
+
+
+def test_two_sounds_of_one_file_at_two_levels_keep_their_own_levels(tmp_path):
+    from guidetrack.plan import Event
+    from guidetrack.mix import sound_key
+
+    assert sound_key(Event(0, 100, "sound", "bell.wav", -6.0)) != sound_key(Event(500, 100, "sound", "bell.wav", -20.0))

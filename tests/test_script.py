@@ -475,7 +475,7 @@ def test_a_cover_must_be_a_real_bounded_image_inside_the_library(tmp_path):
     assert "the image is 283 MB" in _load_error(tmp_path, "cover: huge.png")
     Image.new("RGB", (8, 8), "red").save(lib / "art.gif")
     (lib / "art.gif").rename(lib / "gif.png")
-    assert "must be a PNG or JPEG image, not GIF" in _load_error(tmp_path, "cover: gif.png")
+    assert "must be a PNG or JPEG image, and this file is neither" in _load_error(tmp_path, "cover: gif.png")
     Image.new("RGB", (8, 8), "red").save(lib / "ok.jpg")
     (lib / "s.yaml").write_text("guidetrack: 1\ntitle: T\ncover: ok.jpg\nsteps:\n  - say: Rest.\n")
     assert load(lib / "s.yaml").cover == (lib / "ok.jpg").resolve()

@@ -234,9 +234,12 @@ def test_a_killed_writers_half_entry_is_cleared_and_a_live_ones_kept(tmp_path):
     from guidetrack.speech import ClipCache
 
     cache = ClipCache(tmp_path)
-    dead = tmp_path / ".rest-abc.wav.999999999.x1.part"
-    live = tmp_path / f".rest-def.wav.{os.getpid()}.x2.part"
-    dead.write_bytes(b"half")
-    live.write_bytes(b"being written")
+    import time
+
+    dead = tmp_path / ".rest-abc.wav.999999999.abcd1234.part"
+    live = tmp_path / f".rest-def.wav.{os.getpid()}.abcd1234.part"
+    for temp in (dead, live):
+        temp.write_bytes(b"half")
+        os.utime(temp, (time.time() - 3600, time.time() - 3600))
     cache.put(tmp_path / "rest-abc.wav", np.zeros(100, np.float32))
     assert not dead.exists() and live.exists() and (tmp_path / "rest-abc.wav").is_file()

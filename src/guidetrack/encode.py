@@ -13,6 +13,7 @@ an interrupted render never leaves a broken file at the output path.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import threading
@@ -179,13 +180,17 @@ def _stream(commands: Sequence[list[str]], blocks: Iterable[np.ndarray]) -> int:
     except subprocess.TimeoutExpired:
         raise EncodeError("ffmpeg did not finish", commands[-1]) from None
     finally:
+        if processes and processes[0].stdin is not None:
+            with contextlib.suppress(OSError):
+                processes[0].stdin.close()
         for process in processes:
             if process.poll() is None:
                 process.kill()
                 process.wait()
         for reader in readers:
             reader.join()
-    for command, code, report in zip(commands, codes, reports):
+    # the last process to fail is the cause: the ones before it fail writing to its closed pipe
+    for command, code, report in reversed(list(zip(commands, codes, reports))):
         if code != 0:
             said = b"".join(report).decode("utf-8", "replace")
             raise EncodeError(f"ffmpeg failed with exit code {code}", command, said)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -43,15 +45,18 @@ def write_atomically(path: Path, data: bytes, mode: int | None = 0o644) -> None:
         temp.write_bytes(data)
 
 
+_OURS = re.compile(r"\..+\.(\d+)\.[a-z0-9_]{8}\.part")  # `replacing`'s names: .NAME.PID.RANDOM.part
+STALE_SECONDS = 600  # untouched this long, and its writer gone: litter (a writer on another machine keeps writing)
+
+
 def writer_alive(temp: Path) -> bool:
-    """Whether the process that is writing `temp` (a `replacing` file, named
-    `.NAME.PID.RANDOM.part`) still runs. A name without a pid is an old one's: not alive."""
-    parts = temp.name.split(".")
-    pid = parts[-3] if len(parts) >= 4 else ""
-    if not pid.isdigit():
-        return False
+    """Whether the process writing `temp` (a `replacing` file) may still run: True for a name
+    that is not ours, whose writer we cannot know."""
+    found = _OURS.fullmatch(temp.name)
+    if not found:
+        return True
     try:
-        os.kill(int(pid), 0)
+        os.kill(int(found.group(1)), 0)
     except ProcessLookupError:
         return False
     except PermissionError:
@@ -60,12 +65,18 @@ def writer_alive(temp: Path) -> bool:
 
 
 def remove_stale_parts(folder: Path, recursive: bool = False) -> int:
-    """Remove the temporary files in `folder` whose writer is gone (killed mid-write); a
-    live writer's, another render's or build's at this moment, are left alone."""
+    """Remove guidetrack's temporary files in `folder` whose writer is gone (killed mid-write)
+    and that nothing has touched for ten minutes; a live writer's, another render's or build's
+    at this moment, and other programs' files are left alone."""
     removed = 0
     pattern = f".*{PART}"
+    now = time.time()
     for temp in (folder.rglob(pattern) if recursive else folder.glob(pattern)):
-        if temp.is_file() and not temp.is_symlink() and not writer_alive(temp):
-            temp.unlink(missing_ok=True)
-            removed += 1
+        try:
+            if (temp.is_file() and not temp.is_symlink() and now - temp.stat().st_mtime > STALE_SECONDS
+                    and not writer_alive(temp)):
+                temp.unlink(missing_ok=True)
+                removed += 1
+        except OSError:
+            continue
     return removed

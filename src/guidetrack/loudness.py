@@ -15,6 +15,7 @@ passes it) is applied to those blocks here.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 from array import array
@@ -152,6 +153,15 @@ METER = ("ebur128=peak=true:metadata=1,"
 LOUDNESS_ONLY = "ebur128=metadata=1,ametadata=mode=print:key=lavfi.r128.M"  # no true peak: half the work
 
 
+def _number(text: str, otherwise: float) -> float:
+    """A reading; `otherwise` for nan or anything unreadable (the report is read to its end regardless)."""
+    try:
+        value = float(text.strip())
+    except ValueError:
+        return otherwise
+    return otherwise if math.isnan(value) else value
+
+
 class _Report:
     """Reads the meter's report as ffmpeg writes it (an 8-hour file's is a million lines, so it
     is never held whole): every block's loudness, the highest true peak, the summary's range."""
@@ -164,13 +174,11 @@ class _Report:
             line = raw.decode("utf-8", "replace")
             at = line.find(_BLOCK)
             if at >= 0:
-                value = line[at + len(_BLOCK):].strip()
-                self.blocks.append(float(value) if value != "nan" else -math.inf)
+                self.blocks.append(_number(line[at + len(_BLOCK):], -math.inf))
                 continue
             at = line.find(_PEAK)
             if at >= 0:
-                value = line[at + len(_PEAK):].strip()
-                self.peak = max(self.peak, float(value)) if value != "nan" else self.peak
+                self.peak = max(self.peak, _number(line[at + len(_PEAK):], 0.0))
                 continue
             self.tail = (self.tail + [line])[-60:]
 
@@ -205,6 +213,9 @@ def _run_meter(command: list[str], blocks: Iterable[np.ndarray] | None = None) -
     except subprocess.TimeoutExpired:
         raise EncodeError("ffmpeg's loudness meter did not finish", command) from None
     finally:
+        if process.stdin is not None:
+            with contextlib.suppress(OSError):
+                process.stdin.close()
         if process.poll() is None:
             process.kill()
             process.wait()

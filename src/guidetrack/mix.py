@@ -341,7 +341,7 @@ def sound_key(event: Event) -> str:
     """What a non-speech event plays: its gain in `Levels` is found under this key."""
     if event.kind == "tone":
         return f"tone:{event.text}:{event.length}"
-    return f"{event.kind}:{event.text or 'chime'}:{event.length}"
+    return f"{event.kind}:{event.text or 'chime'}:{event.length}:{event.gain_db}"
 
 
 def _merged(spans: list[tuple[Samples, Samples]]) -> list[tuple[Samples, Samples]]:

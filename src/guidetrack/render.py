@@ -120,7 +120,7 @@ class _Remembered:
             gain, ceiling = body["gain_db"], body["ceiling_db"]
             if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (gain, ceiling)):
                 return None
-            if not (math.isfinite(gain) and abs(gain) <= MAX_GAIN_DB and -12.0 <= ceiling <= CEILING_DB):
+            if not (math.isfinite(gain) and -100.0 <= gain <= MAX_GAIN_DB and -12.0 <= ceiling <= CEILING_DB):
                 return None
             sha = body["sha256"]
             if not (isinstance(sha, str) and len(sha) == 64 and all(c in "0123456789abcdef" for c in sha)):

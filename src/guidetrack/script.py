@@ -1037,7 +1037,7 @@ def cover_problem(file: Path) -> str:
     if size > MAX_COVER_BYTES:
         return f"the image is {size / 1e6:.0f} MB; a cover must be under {MAX_COVER_BYTES // 1_000_000} MB"
     try:
-        with Image.open(file) as image:
+        with Image.open(file, formats=("PNG", "JPEG")) as image:
             if image.format not in ("PNG", "JPEG"):
                 return f"a cover must be a PNG or JPEG image, not {image.format or 'this kind of file'}"
             width, height = image.size
@@ -1048,6 +1048,8 @@ def cover_problem(file: Path) -> str:
     except Image.DecompressionBombError:
         return (f"the image has far more pixels than a cover: at most {MAX_COVER_PIXELS // 1_000_000} million "
                 "(3000x3000 is plenty)")
+    except Image.UnidentifiedImageError:
+        return "a cover must be a PNG or JPEG image, and this file is neither"
     except (OSError, ValueError, SyntaxError) as err:
         return f"not a readable PNG or JPEG image ({err})"
     return ""
