@@ -96,10 +96,10 @@ def test_a_bed_sits_at_its_level_under_the_voice(gt, tmp_path, bed):
 @integration
 def test_a_twenty_minute_class_of_holds_over_the_ocean(gt, tmp_path):
     path = tmp_path / "restorative.yaml"
-    holds = "".join(f"""
+    holds = """
   - say: Settle into the next shape. Let the props hold you, and let the breath slow.
-  - hold: {{for: 5m, min: 2m, max: 8m, reminders: [Soften the jaw., Let the belly rise and fall.]}}
-""" for _ in range(3))
+  - hold: {for: 5m, min: 2m, max: 8m, reminders: [Soften the jaw., Let the belly rise and fall.]}
+""" * 3
     path.write_text("guidetrack: 1\ntitle: Restorative\nduration: 20m\n"
                     "background: {sound: ocean, level: -20, fade_in: 10s, fade_out: 10s}\nsteps:"
                     + holds + "  - say: Slowly come back, and rest on your side before you sit up.\n")

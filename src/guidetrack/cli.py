@@ -73,12 +73,18 @@ FormatOption = Annotated[Optional[str], typer.Option(
 BitrateOption = Annotated[str, typer.Option(help="Constant bitrate for mp3, opus and m4a.")]
 VbrOption = Annotated[Optional[int], typer.Option(
     min=0, max=9, help="MP3 variable bitrate quality, 0 (best) to 9, instead of --bitrate.")]
-MonoOption = Annotated[bool, typer.Option("--mono", help="One channel (the loudness target becomes -19 LUFS).")]
+MonoOption = Annotated[bool, typer.Option("--mono", help="One channel (a preset's mono target: -19 LUFS for podcast).")]
 SampleRateOption = Annotated[Optional[int], typer.Option(
     help="Output sample rate in Hz (default 44100, or the loudness preset's; Opus is always 48000).")]
+def _presets_help() -> str:
+    from .loudness import PRESETS
+
+    return "; ".join(f"{p.name}: {p.about}" for p in PRESETS.values())
+
+
 LoudnessOption = Annotated[Optional[str], typer.Option(
-    help="The voice's loudness in LUFS, or a preset: podcast (-16, -19 mono; the default), broadcast (-23), "
-         "sleep (-22, a quiet bed), insight-timer (-16, 48 kHz). Overrides the script's `loudness`.")]
+    help="The voice's loudness in LUFS, or a preset (" + _presets_help() + "; podcast is the default). "
+         "Overrides the script's `loudness`.")]
 
 
 MP3_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)  # what MPEG audio allows

@@ -78,8 +78,8 @@ class Output:
         one, wins; the target's sample rate is fixed here, so that it is part of the settings."""
         from dataclasses import replace
 
-        chosen = self.loudness if self.loudness is not None else loudness
-        return replace(self, loudness=chosen, sample_rate=replace(self, loudness=chosen).rate)
+        chosen = replace(self, loudness=self.loudness if self.loudness is not None else loudness)
+        return replace(chosen, sample_rate=chosen.rate)
 
 
 @dataclass(frozen=True)

@@ -18,10 +18,10 @@ from __future__ import annotations
 import contextlib
 import math
 import re
-from array import array
 import shutil
 import subprocess
 import threading
+from array import array
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,8 +71,7 @@ class Target:
 
     speech_lufs: float
     bed_db: float = -18.0
-    preset: str = ""  # the preset's name, when it came from one
-    sample_rate: int | None = None
+    sample_rate: int | None = None  # the preset's, if it names one
 
 
 def target_for(loudness: float | str | None, channels: int) -> Target:
@@ -81,8 +80,7 @@ def target_for(loudness: float | str | None, channels: int) -> Target:
     if isinstance(loudness, (int, float)):
         return Target(float(loudness))
     preset = PRESETS[loudness or DEFAULT_PRESET]
-    return Target(preset.speech_lufs if channels == 2 else preset.mono_lufs, preset.bed_db, preset.name,
-                  preset.sample_rate)
+    return Target(preset.speech_lufs if channels == 2 else preset.mono_lufs, preset.bed_db, preset.sample_rate)
 
 
 def parse_loudness(value: object) -> float | str:
@@ -130,7 +128,6 @@ class Reading:
     def integrated(self) -> float | None:
         """Integrated loudness (LUFS): every block, gated; None for silence."""
         return gated(self.blocks)
-
 
 
 def gated(blocks: np.ndarray) -> float | None:

@@ -332,6 +332,7 @@ class Levels:
     voice_lufs: float
     spans: tuple[tuple[Samples, Samples], ...] = ()  # the utterances at full level, where they sound
     gains: Mapping[str, float] = field(default_factory=dict)  # a sound's key -> dB
+    voiced: tuple[tuple[Samples, Samples], ...] = ()  # where any speech sounds, faded cues too: the bed ducks there
 
     def gain(self, key: str) -> float:
         return db_to_gain(self.gains[key])
@@ -381,6 +382,7 @@ def levels(plan: Plan, clip: Callable[[str], np.ndarray], bed_db: float = -18.0,
     `channels` (in mono, a bed whose channels differ sums to less). `bed_db` is the background's
     level when the script gives none."""
     spoken = _voiced(plan, clip)
+    voiced = tuple((e.start + a, e.start + b) for e in plan.speech() for a, b in spoken[e.text])
     full = [e for e in plan.speech() if e.gain_db == 0]  # cues that fade are softer than the voice on purpose
     # each utterance from where it starts to sound to where it stops, pauses inside it included
     spans = _merged([(e.start + spoken[e.text][0][0], e.start + spoken[e.text][-1][1])
@@ -397,7 +399,7 @@ def levels(plan: Plan, clip: Callable[[str], np.ndarray], bed_db: float = -18.0,
     if background is not None:
         level = background.level_db if background.level_db is not None else bed_db
         gains["bed"] = voice + level - _bed_loudness(background, channels)
-    return Levels(voice, tuple(spans), gains)
+    return Levels(voice, tuple(spans), gains, voiced)
 
 
 def _audio(event: Event) -> np.ndarray:
@@ -467,9 +469,7 @@ def mix(plan: Plan, clip: Callable[[str], np.ndarray], where: Levels | None = No
     bed_gain = where.gain("bed") if background else 0.0
     ducker = None
     if background is not None and background.duck is not None:
-        spans_of = _voiced(plan, clip)
-        ducker = Ducker([(e.start + a, e.start + b) for e in plan.speech() for a, b in spans_of[e.text]],
-                        background.duck)
+        ducker = Ducker(list(where.voiced), background.duck)
 
     def audio_of(event: Event) -> np.ndarray:
         if event.kind == "speech":

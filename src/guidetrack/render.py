@@ -154,7 +154,7 @@ def render(script: Script, out: Path, cache_dir: Path | None = None, output: Out
         gain, ceiling, known = remembered.gain_db, remembered.ceiling_db, (remembered.sha256, remembered.figures)
     else:
         gain = min(target.speech_lufs - where.voice_lufs + codec_loss(output), MAX_GAIN_DB)
-        gain, ceiling, known = gain, CEILING_DB, None
+        ceiling, known = CEILING_DB, None
     done = encode(lambda: mix(plan, speaker.clip, where), out, tags_for(script, plan), output, gain,
                   where.spans, ceiling, known)
     write_atomically(state, _Remembered(done.gain_db, done.ceiling_db, done.sha256, done.figures).to_bytes())
