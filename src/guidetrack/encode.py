@@ -13,10 +13,7 @@ an interrupted render never leaves a broken file at the output path.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import subprocess
-import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,11 +21,11 @@ from pathlib import Path
 import numpy as np
 
 from .errors import EncodeError
+from .ffmpeg import ffmpeg_path, run
 from .files import replacing, sha256_of
-from .loudness import Figures, ffmpeg_path, measure_file, target_for
+from .loudness import Figures, measure_file, target_for
 from .units import CHANNELS, SAMPLE_RATE, Samples, timestamp
 
-PIPE_BYTES = 1 << 20  # 1 MiB, the default Linux maximum: ~3 s of float PCM
 TRUE_PEAK_LIMIT = -1.0  # dBTP: the most a finished file may read (the podcast and streaming norm)
 CEILING_DB = -1.2  # the limiter's first true-peak ceiling: a little room for what a lossy codec adds
 OVERSAMPLE = 4  # the limiter looks at peaks 4x oversampled (BS.1770-4 true peak)
@@ -36,7 +33,6 @@ MAX_GAIN_DB = 40.0  # a near-silent voice is not blown up further than this
 LOUDNESS_TOLERANCE = 0.15  # LU: a file further than this off the voice's target is made again
 PROMISE = 0.5  # LU: a file further off than this, after every try, is reported
 MAX_ENCODES = 3  # the first encode, and at most two corrections
-ENCODE_TIMEOUT = 6 * 3600  # s: an encoder that has not finished by then has hung
 FORMATS = {  # name -> (file suffix, ffmpeg codec, ffmpeg muxer)
     "mp3": (".mp3", "libmp3lame", "mp3"),
     "wav": (".wav", "pcm_s16le", "wav"),
@@ -146,57 +142,6 @@ def encoder_command(target: str, output: Output = Output()) -> list[str]:
     ]
 
 
-def _stream(commands: Sequence[list[str]], blocks: Iterable[np.ndarray]) -> int:
-    """Feed float32 blocks to the first of a pipeline of ffmpeg processes, each feeding the next;
-    returns the samples written. Raises EncodeError with the failing command and what it said."""
-    processes: list[subprocess.Popen] = []
-    reports: list[list[bytes]] = []
-    readers: list[threading.Thread] = []
-    try:
-        for command in commands:
-            source = processes[-1].stdout if processes else subprocess.PIPE
-            last = len(processes) == len(commands) - 1
-            process = subprocess.Popen(command, stdin=source, stderr=subprocess.PIPE,
-                                       stdout=subprocess.DEVNULL if last else subprocess.PIPE)
-            if processes:
-                processes[-1].stdout.close()  # the next process holds it now
-            processes.append(process)
-            report: list[bytes] = []
-            reports.append(report)
-            reader = threading.Thread(target=lambda p=process, r=report: r.append(p.stderr.read()), daemon=True)
-            reader.start()
-            readers.append(reader)
-        first = processes[0]
-        _widen_pipe(first.stdin)
-        written = 0
-        try:
-            for block in blocks:
-                first.stdin.write(np.ascontiguousarray(block, dtype="<f4").tobytes())
-                written += len(block)
-            first.stdin.close()
-        except BrokenPipeError:
-            pass
-        codes = [process.wait(timeout=ENCODE_TIMEOUT) for process in processes]
-    except subprocess.TimeoutExpired:
-        raise EncodeError("ffmpeg did not finish", commands[-1]) from None
-    finally:
-        if processes and processes[0].stdin is not None:
-            with contextlib.suppress(OSError):
-                processes[0].stdin.close()
-        for process in processes:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
-        for reader in readers:
-            reader.join()
-    # the last process to fail is the cause: the ones before it fail writing to its closed pipe
-    for command, code, report in reversed(list(zip(commands, codes, reports))):
-        if code != 0:
-            said = b"".join(report).decode("utf-8", "replace")
-            raise EncodeError(f"ffmpeg failed with exit code {code}", command, said)
-    return written
-
-
 def _id3_frames(tags: Tags) -> list:
     from mutagen.id3 import APIC, CHAP, COMM, CTOC, TALB, TIT2, TPE1, CTOCFlags
 
@@ -260,16 +205,6 @@ def write_tags(path: Path, tags: Tags, output: Output = Output()) -> None:
         m4a.save(padding=lambda info: 0)
 
 
-def _widen_pipe(stream) -> None:
-    """Let the mix run a block or two ahead of the encoder (Linux; elsewhere a no-op)."""
-    try:
-        import fcntl
-
-        fcntl.fcntl(stream.fileno(), getattr(fcntl, "F_SETPIPE_SZ", 1031), PIPE_BYTES)
-    except (ImportError, OSError):
-        pass
-
-
 def _still_ours(temp: Path, encoded: os.stat_result) -> None:
     """Before a temporary file is renamed into place: it is still the file the encoder wrote
     (something may have removed it meanwhile, and tagging would then make a new, empty one)."""
@@ -323,8 +258,8 @@ def encode(blocks: Callable[[], Iterable[np.ndarray]], out: Path, tags: Tags, ou
     target = output.target_lufs
     with replacing(out) as temp:
         for attempt in range(1, MAX_ENCODES + 1):
-            written = _stream([limiter_command(output, gain_db, ceiling_db), encoder_command(str(temp), output)],
-                              blocks())
+            written, _ = run([limiter_command(output, gain_db, ceiling_db), encoder_command(str(temp), output)],
+                             blocks())
             digest = sha256_of(temp)
             if known is not None and known[0] == digest:
                 figures = known[1]

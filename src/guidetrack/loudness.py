@@ -15,10 +15,8 @@ passes it) is applied to those blocks here.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import re
-import shutil
 import subprocess
 import threading
 from array import array
@@ -29,13 +27,13 @@ from pathlib import Path
 import numpy as np
 
 from .errors import EncodeError
+from .ffmpeg import ffmpeg_path, run
 from .units import CHANNELS, SAMPLE_RATE, Samples
 
 BLOCK_STEP = SAMPLE_RATE // 10  # 100 ms: the meter's step between 400 ms blocks
 BLOCK_LENGTH = 4 * BLOCK_STEP  # 400 ms: one gating block (BS.1770)
 ABSOLUTE_GATE = -70.0  # LUFS
 RELATIVE_GATE = -10.0  # LU under the ungated mean of the blocks above the absolute gate
-MEASURE_TIMEOUT = 6 * 3600  # s: a meter that takes longer than this over any file has hung
 
 
 # ---------------------------------------------------------------- targets
@@ -109,13 +107,6 @@ def parse_loudness(value: object) -> float | str:
 # ---------------------------------------------------------------- the meter
 
 
-def ffmpeg_path() -> str:
-    found = shutil.which("ffmpeg")
-    if not found:
-        raise EncodeError("ffmpeg is not installed: apt-get install ffmpeg (scripts/guidetrack does it for you)")
-    return found
-
-
 @dataclass(frozen=True)
 class Reading:
     """What the meter read from a stream."""
@@ -179,11 +170,14 @@ class _Report:
                 continue
             self.tail = (self.tail + [line])[-60:]
 
+    @property
+    def text(self) -> str:
+        return "".join(self.tail)
+
     def reading(self, command: list[str]) -> Reading:
-        text = "".join(self.tail)
-        lra = _LRA.findall(text)
+        lra = _LRA.findall(self.text)
         if not self.blocks or not lra:
-            raise EncodeError("ffmpeg's loudness meter gave no result", command, text)
+            raise EncodeError("ffmpeg's loudness meter gave no result", command, self.text)
         # the meter reads the block that ends 100 ms after each frame starts: the first three
         # cover time before the stream began, and are left out, so block k starts at k * 100 ms
         blocks = np.frombuffer(self.blocks, dtype=np.float64)[3:].copy()
@@ -193,35 +187,8 @@ class _Report:
 
 def _run_meter(command: list[str], blocks: Iterable[np.ndarray] | None = None) -> Reading:
     """Run the meter, feeding it `blocks` of float32 PCM (or letting it read a file), and read its report."""
-    process = subprocess.Popen(command, stdin=subprocess.PIPE if blocks is not None else subprocess.DEVNULL,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    found: list[_Report] = []
-    reader = threading.Thread(target=lambda: found.append(_Report(process.stderr)), daemon=True)
-    reader.start()
-    try:
-        if blocks is not None:
-            try:
-                for block in blocks:
-                    process.stdin.write(np.ascontiguousarray(block, dtype="<f4").tobytes())
-                process.stdin.close()
-            except BrokenPipeError:
-                pass
-        code = process.wait(timeout=MEASURE_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        raise EncodeError("ffmpeg's loudness meter did not finish", command) from None
-    finally:
-        if process.stdin is not None:
-            with contextlib.suppress(OSError):
-                process.stdin.close()
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        reader.join()
-    if not found:
-        raise EncodeError("ffmpeg's loudness meter could not be read", command)
-    if code != 0:
-        raise EncodeError(f"ffmpeg's loudness meter failed with exit code {code}", command, "".join(found[0].tail))
-    return found[0].reading(command)
+    _, report = run([command], blocks, read_last=_Report, what="ffmpeg's loudness meter")
+    return report.reading(command)
 
 
 def meter_file(path: Path) -> Reading:

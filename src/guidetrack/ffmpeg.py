@@ -1,0 +1,101 @@
+"""Running ffmpeg: finding it, and feeding float PCM through a pipeline of its processes.
+
+The meter (`loudness`) and the limiter and encoder (`encode`) all run this way: one place for
+the pipes, the threads that drain each process's stderr, the timeout and the error that names
+the failing command and what it said.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import subprocess
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from typing import IO, Any
+
+import numpy as np
+
+from .errors import EncodeError
+
+PIPE_BYTES = 1 << 20  # 1 MiB, the default Linux maximum: ~3 s of float PCM
+TIMEOUT = 6 * 3600  # s: an ffmpeg that has not finished by then, over any file, has hung
+
+
+def ffmpeg_path() -> str:
+    found = shutil.which("ffmpeg")
+    if not found:
+        raise EncodeError("ffmpeg is not installed: apt-get install ffmpeg (scripts/guidetrack does it for you)")
+    return found
+
+
+def _keep(stream: IO[bytes]) -> str:
+    return stream.read().decode("utf-8", "replace")
+
+
+def run(commands: Sequence[list[str]], blocks: Iterable[np.ndarray] | None = None, *,
+        read_last: Callable[[IO[bytes]], Any] = _keep, what: str = "ffmpeg") -> tuple[int, Any]:
+    """Run ffmpeg processes, each feeding the next, with float32 `blocks` fed to the first (or
+    nothing, when it reads a file). Every stderr is drained as it is written; the last one's by
+    `read_last`, whose result is returned with the samples fed. Raises EncodeError naming the
+    last process that failed (the ones before it fail writing to its closed pipe)."""
+    processes: list[subprocess.Popen] = []
+    said: list[list[Any]] = []
+    readers: list[threading.Thread] = []
+    written = 0
+    try:
+        for index, command in enumerate(commands):
+            source = processes[-1].stdout if processes else subprocess.PIPE if blocks is not None else subprocess.DEVNULL
+            last = index == len(commands) - 1
+            process = subprocess.Popen(command, stdin=source, stderr=subprocess.PIPE,
+                                       stdout=subprocess.DEVNULL if last else subprocess.PIPE)
+            if processes:
+                processes[-1].stdout.close()  # the next process holds it now
+            processes.append(process)
+            found: list[Any] = []
+            said.append(found)
+            read = read_last if last else _keep
+            reader = threading.Thread(target=lambda p=process, f=found, r=read: f.append(r(p.stderr)), daemon=True)
+            reader.start()
+            readers.append(reader)
+        first = processes[0]
+        if blocks is not None:
+            _widen_pipe(first.stdin)
+            try:
+                for block in blocks:
+                    first.stdin.write(np.ascontiguousarray(block, dtype="<f4").tobytes())
+                    written += len(block)
+                first.stdin.close()
+            except BrokenPipeError:
+                pass
+        codes = [process.wait(timeout=TIMEOUT) for process in processes]
+    except subprocess.TimeoutExpired:
+        raise EncodeError(f"{what} did not finish", commands[-1]) from None
+    finally:
+        if processes and processes[0].stdin is not None:
+            with contextlib.suppress(OSError):
+                processes[0].stdin.close()
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+        for reader in readers:
+            reader.join()
+    for command, code, found in reversed(list(zip(commands, codes, said))):
+        if code != 0:
+            report = found[0] if found else ""
+            raise EncodeError(f"{what} failed with exit code {code}", command,
+                              report if isinstance(report, str) else getattr(report, "text", ""))
+    if not said[-1]:
+        raise EncodeError(f"{what}'s report could not be read", commands[-1])
+    return written, said[-1][0]
+
+
+def _widen_pipe(stream) -> None:
+    """Let the mix run a block or two ahead of the encoder (Linux; elsewhere a no-op)."""
+    try:
+        import fcntl
+
+        fcntl.fcntl(stream.fileno(), getattr(fcntl, "F_SETPIPE_SZ", 1031), PIPE_BYTES)
+    except (ImportError, OSError):
+        pass
