@@ -40,5 +40,7 @@ def test_encoder_failure_carries_command_and_stderr(tmp_path, monkeypatch):
     with pytest.raises(EncodeError) as caught:
         encode(lambda: blocks(2), tmp_path / "a.mp3", TAGS)
     assert "ffmpeg" in str(caught.value) and caught.value.command
+    # the encoder's own failure is reported, not the limiter's broken pipe before it
+    assert caught.value.command[-1].endswith(".part") and "nonsense" in caught.value.command
     assert not (tmp_path / "a.mp3").exists()
     assert list(tmp_path.iterdir()) == []

@@ -246,6 +246,9 @@ def test_a_remembered_gain_is_checked_before_it_is_used(tmp_path):
     path = tmp_path / "state.json"
     path.write_bytes(good.to_bytes())
     assert _Remembered.read(path) == good
+    quiet = _Remembered(-50.0, -1.2, "a" * 64, Figures(-70.0, -75.0, 5.0, -55.0))  # --loudness -70
+    path.write_bytes(quiet.to_bytes())
+    assert _Remembered.read(path) == quiet
     body = json.loads(good.to_bytes())
 
     def forged(**changes) -> bytes:
@@ -277,3 +280,13 @@ def test_two_sounds_of_one_file_at_two_levels_keep_their_own_levels(tmp_path):
     from guidetrack.mix import sound_key
 
     assert sound_key(Event(0, 100, "sound", "bell.wav", -6.0)) != sound_key(Event(500, 100, "sound", "bell.wav", -20.0))
+
+
+def test_the_meters_report_is_read_past_a_line_it_cannot_read():
+    from guidetrack.loudness import _Report
+
+    lines = [b"[x] lavfi.r128.M=garbled\n", *(b"[x] lavfi.r128.M=-20.000\n" for _ in range(8)),
+             b"[x] lavfi.r128.true_peak=nan\n", b"[x] lavfi.r128.true_peak=0.5\n", b"    LRA:         3.1 LU\n"]
+    reading = _Report(iter(lines)).reading(["ffmpeg"])
+    assert len(reading.blocks) == 6 and reading.integrated == pytest.approx(-20.0)
+    assert reading.true_peak == pytest.approx(20 * np.log10(0.5)) and reading.lra == 3.1
