@@ -18,7 +18,6 @@ import hashlib
 import json
 import os
 import socket
-import tempfile
 import time
 import traceback
 from collections.abc import Callable
@@ -31,7 +30,7 @@ from . import __version__
 from .encode import FORMATS, Output
 from .errors import GuidetrackError, InvalidInput
 from .engines import engine_version
-from .files import remove_stale_parts, sha256_of, write_atomically
+from .files import remove_stale_parts, sha256_of, temporary_folder, write_atomically
 from .render import script_files
 from .script import BUILTIN_VOICES, Script, load_any
 from .units import to_seconds
@@ -203,7 +202,7 @@ def render_job(job: Job, library: str | None, files: dict[str, bytes] | None, ca
     if progress is not None:
         progress.put(("start", worker, job.name))
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="guidetrack-build-") as folder:
+    with temporary_folder("build") as folder:
         root = Path(folder) / "library"
         if files is not None:
             for name, data in files.items():

@@ -48,6 +48,10 @@ def _guarded(action: Callable[[], int | None]) -> None:
     except KeyboardInterrupt:
         _say("interrupted; nothing was left half-written")
         code = 130
+    except OSError as err:  # the machine, not the script: a full disk, a read-only folder
+        where = f"{err.filename}: " if err.filename else ""
+        _say(f"error: {where}{err.strerror or err}")
+        code = 1
     raise typer.Exit(code)
 
 
@@ -383,9 +387,18 @@ def schema() -> None:
 
 
 def main() -> None:
-    # A polite kill (SIGTERM) unwinds like Ctrl-C, so temporary files are removed.
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    # A polite kill (SIGTERM, or the terminal closing) unwinds like Ctrl-C, so temporary files
+    # are removed; what a kill -9 left is removed by the next run.
+    for polite in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(polite, _interrupt)
+    from .files import remove_stale_folders
+
+    remove_stale_folders()
     app(prog_name="guidetrack")
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":

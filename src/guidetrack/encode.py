@@ -14,7 +14,7 @@ an interrupted render never leaves a broken file at the output path.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -245,7 +245,8 @@ class Encoded:
 
 def encode(blocks: Callable[[], Iterable[np.ndarray]], out: Path, tags: Tags, output: Output = Output(),
            gain_db: float = 0.0, spans: Sequence[tuple[Samples, Samples]] = (),
-           ceiling_db: float = CEILING_DB, known: tuple[str, Figures] | None = None) -> Encoded:
+           ceiling_db: float = CEILING_DB, known: tuple[str, Figures] | None = None,
+           beside: Mapping[Path, bytes] | None = None) -> Encoded:
     """Write the mix to `out` with the voice at the output's loudness target.
 
     `blocks` makes the mix afresh for each pass; `gain_db` is the gain expected to bring the
@@ -253,10 +254,10 @@ def encode(blocks: Callable[[], Iterable[np.ndarray]], out: Path, tags: Tags, ou
     is more than 0.15 LU off or the true peak over -1 dBTP (a lossy codec adds to peaks), it is
     made again with the gain and ceiling corrected, twice at most. `known` is (sha256, figures)
     of an earlier render: a file with the same bytes has the same figures, so it is not measured
-    again.
+    again. `beside` (path -> bytes: transcripts) are put in place with the audio (see `replacing`).
     """
     target = output.target_lufs
-    with replacing(out) as temp:
+    with replacing(out, beside=beside) as temp:
         for attempt in range(1, MAX_ENCODES + 1):
             written, _ = run([limiter_command(output, gain_db, ceiling_db), encoder_command(str(temp), output)],
                              blocks())

@@ -5,9 +5,10 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -16,22 +17,43 @@ PART = ".part"  # the suffix of a file being written
 
 
 @contextmanager
-def replacing(path: Path, mode: int | None = 0o644) -> Iterator[Path]:
+def replacing(path: Path, mode: int | None = 0o644, beside: Mapping[Path, bytes] | None = None) -> Iterator[Path]:
     """Yield a temporary path beside `path`; when the block ends without an error, it becomes
     `path` in one rename. On an error or an interrupt it is removed and `path` is untouched.
-    `mode` None keeps the temporary file's private mode (0600)."""
+    `mode` None keeps the temporary file's private mode (0600).
+
+    `beside` are files that belong with this one (a track's transcripts): they are written to
+    temporary files first, the old ones are removed just before `path` is renamed into place and
+    the new ones renamed just after, so no kill leaves a new file beside old companions."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    # the writer's pid is in the name, so that a cleaner can tell a live writer's file from litter
-    handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=PART)
-    os.close(handle)
-    temp = Path(name)
+    temps = [_temporary(path)]
     try:
-        yield temp
-        if mode is not None:
-            os.chmod(temp, mode)
-        os.replace(temp, path)
+        yield temps[0]
+        companions = []
+        for other, data in (beside or {}).items():
+            temps.append(_temporary(other))
+            temps[-1].write_bytes(data)
+            companions.append((temps[-1], other))
+        for temp, _ in [(temps[0], path)] + companions:
+            if mode is not None:
+                os.chmod(temp, mode)
+        for _, other in companions:
+            other.unlink(missing_ok=True)
+        os.replace(temps[0], path)
+        for temp, other in companions:
+            os.replace(temp, other)
     finally:
-        temp.unlink(missing_ok=True)
+        for temp in temps:
+            temp.unlink(missing_ok=True)
+
+
+def _temporary(path: Path) -> Path:
+    """An empty private file beside `path`, named `.NAME.PID.RANDOM.part`: the writer's pid is
+    in the name so that a cleaner can tell a live writer's file from litter, and the name is cut
+    so that it fits in 255 bytes however long the target's is."""
+    handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{_short(path.name)}.{os.getpid()}.", suffix=PART)
+    os.close(handle)
+    return Path(name)
 
 
 def sha256_of(path: Path) -> str:
@@ -55,13 +77,7 @@ def writer_alive(temp: Path) -> bool:
     found = _OURS.fullmatch(temp.name)
     if not found:
         return True
-    try:
-        os.kill(int(found.group(1)), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # it runs, as another user
-    return True
+    return _alive(int(found.group(1)))  # True for another user's process, too
 
 
 def remove_stale_parts(folder: Path, recursive: bool = False) -> int:
@@ -80,3 +96,46 @@ def remove_stale_parts(folder: Path, recursive: bool = False) -> int:
         except OSError:
             continue
     return removed
+
+
+def _short(name: str, limit: int = 180) -> str:
+    data = name.encode("utf-8")
+    return name if len(data) <= limit else data[:limit].decode("utf-8", "ignore")
+
+
+_FOLDER = re.compile(r"guidetrack-[a-z]+-(\d+)-[a-z0-9_]{8}")  # `temporary_folder`'s names
+
+
+@contextmanager
+def temporary_folder(what: str) -> Iterator[Path]:
+    """A private folder in $TMPDIR, removed when the block ends (on an error or a signal too).
+    Its name carries the pid, so that a folder a killed process left (kill -9 cannot be
+    caught) is recognised and removed by the next run: see `remove_stale_folders`."""
+    with tempfile.TemporaryDirectory(prefix=f"guidetrack-{what}-{os.getpid()}-") as folder:
+        yield Path(folder)
+
+
+def remove_stale_folders() -> int:
+    """Remove the temporary folders of guidetrack processes on this machine that are gone."""
+    removed = 0
+    try:
+        entries = list(Path(tempfile.gettempdir()).glob("guidetrack-*"))
+    except OSError:
+        return 0
+    for folder in entries:
+        found = _FOLDER.fullmatch(folder.name)
+        if not found or folder.is_symlink() or not folder.is_dir() or _alive(int(found.group(1))):
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        removed += 1
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return True

@@ -1,21 +1,22 @@
 """Plan + clips -> stereo PCM, in blocks, so memory does not grow with the track.
 
 Everything audible is generated here: chimes, breath tones and noise beds (seeded,
-so a render is repeatable). A background file is decoded once with pydub and
-looped with a crossfaded seam.
+so a render is repeatable). An audio file is decoded once by ffmpeg (see `decoded`) and
+read a block at a time; a background file loops with a crossfaded seam.
 """
 
 from __future__ import annotations
 
 import bisect
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
 
+from .decoded import Decoded, decoded
 from .errors import InvalidInput
-from .loudness import BLOCK_LENGTH, as_played, loudness_of, meter_pcm
+from .loudness import BLOCK_LENGTH, as_played, meter_pcm
 from .plan import Event, Plan
 from .script import Background, Duck
 from .units import CHANNELS, SAMPLE_RATE, Samples, db_to_gain, to_samples
@@ -32,22 +33,18 @@ NOISE_SEED = 20261122
 LOOP_CROSSFADE = SAMPLE_RATE  # 1 s crossfade where a background file loops
 
 
-def rms_db(audio: np.ndarray) -> float:
-    if not audio.size:
-        return -120.0
-    return float(10 * np.log10(np.mean(np.square(audio, dtype=np.float64)) + 1e-12))
-
-
-def active_level_db(audio: np.ndarray) -> float:
-    """RMS level (dB) over the samples (or stereo frames) that sound: louder than -40 dBFS."""
-    loud = np.abs(audio) if audio.ndim == 1 else np.abs(audio).max(axis=1)
-    active = audio[loud > db_to_gain(-40)]
-    return rms_db(active if active.size else audio)
-
-
-def voice_level_db(clips: list[np.ndarray]) -> float:
-    """The voice's RMS level over its active speech: the reference for finding where it sounds."""
-    return active_level_db(np.concatenate(clips)) if clips else -20.0
+def voice_level_db(clips: Iterable[np.ndarray]) -> float:
+    """The voice's RMS level over its active speech (louder than -40 dBFS), read one clip at a
+    time: the reference for finding where it sounds."""
+    active = [0.0, 0]  # sum of squares, samples
+    every = [0.0, 0]
+    for clip in clips:
+        power = np.square(clip, dtype=np.float64)
+        loud = power[np.abs(clip) > db_to_gain(-40)]
+        active[0] += float(loud.sum()); active[1] += loud.size
+        every[0] += float(power.sum()); every[1] += power.size
+    total, count = active if active[1] else every
+    return float(10 * np.log10(total / count + 1e-12)) if count else -20.0
 
 
 # ---------------------------------------------------------------- generated sounds
@@ -211,42 +208,41 @@ class Loop:
         return out
 
 
-@lru_cache(maxsize=4)
-def decode_file(path: str) -> np.ndarray:
-    """An audio file as float32 (n, CHANNELS) at SAMPLE_RATE, decoded by ffmpeg through pydub."""
-    from pydub import AudioSegment
-    from pydub.exceptions import CouldntDecodeError
-
-    try:
-        segment = AudioSegment.from_file(path)
-    except (CouldntDecodeError, IndexError, OSError) as err:
-        # pydub's message carries ffmpeg's whole banner; its last line says what went wrong
-        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-        reason = lines[-1].removeprefix(f"{path}: ")[:200] if lines else "unknown reason"
-        raise InvalidInput(f"{path}: ffmpeg cannot decode this audio file ({reason}); "
-                           "use an mp3, wav, ogg or flac file") from None
-    segment = segment.set_frame_rate(SAMPLE_RATE).set_channels(CHANNELS).set_sample_width(2)
-    audio = np.frombuffer(segment.raw_data, "<i2").astype(np.float32).reshape(-1, CHANNELS) / 32768.0
-    if len(audio) < SAMPLE_RATE // 10:
-        raise InvalidInput(f"{path}: the audio file is shorter than 0.1 s")
-    if np.sqrt(np.mean(np.square(audio, dtype=np.float64))) < 1e-5:
-        raise InvalidInput(f"{path}: the audio file is silent")
-    audio.flags.writeable = False  # shared through the cache
-    return audio
-
-
-class LoopedFile(Loop):
-    """An audio file looped seamlessly, unit RMS. The file's end is crossfaded into its start
-    with equal-power curves, so the seam keeps its loudness and has no gap or click."""
+class LoopedFile:
+    """An audio file looped seamlessly, unit RMS, read from its decoded copy a block at a time.
+    The file's end is crossfaded into its start with equal-power curves, so the seam keeps its
+    loudness and has no gap or click."""
 
     def __init__(self, path: str):
-        audio = decode_file(path)
-        fade = min(LOOP_CROSSFADE, len(audio) // 4)
-        loop = audio[: len(audio) - fade].copy()
-        if fade:
-            angle = np.linspace(0.0, np.pi / 2, fade, dtype=np.float64)[:, None]
-            loop[:fade] = audio[:fade] * np.sin(angle) + audio[len(audio) - fade:] * np.cos(angle)
-        super().__init__((loop / np.sqrt(np.mean(np.square(loop, dtype=np.float64)))).astype(np.float32))
+        self.source = decoded(path)
+        length = len(self.source)
+        fade = min(LOOP_CROSSFADE, length // 4)
+        self.period = length - fade  # one time round the loop
+        angle = np.linspace(0.0, np.pi / 2, fade, dtype=np.float64)[:, None]
+        head, tail = self.source[0:fade], self.source[length - fade: length]
+        self.head = (head * np.sin(angle) + tail * np.cos(angle)).astype(np.float32)
+        def power(x: np.ndarray) -> float:
+            return float(np.square(x, dtype=np.float64).sum())
+        # the loop's power: the whole file's, less the two ends, plus the crossfaded seam
+        loop = self.source.rms ** 2 * length * CHANNELS - power(head) - power(tail) + power(self.head)
+        self.scale = np.float32(1.0 / np.sqrt(loop / (self.period * CHANNELS)))
+        self.position = 0
+
+    def read(self, count: Samples) -> np.ndarray:
+        out = np.empty((count, CHANNELS), dtype=np.float32)
+        filled = 0
+        while filled < count:
+            at = self.position
+            if at < len(self.head):
+                take = min(count - filled, len(self.head) - at)
+                out[filled: filled + take] = self.head[at: at + take]
+            else:
+                take = min(count - filled, self.period - at)
+                out[filled: filled + take] = self.source[at: at + take]
+            filled += take
+            self.position = (at + take) % self.period
+        out *= self.scale
+        return out
 
 
 def _bed(background: Background):
@@ -402,19 +398,19 @@ def levels(plan: Plan, clip: Callable[[str], np.ndarray], bed_db: float = -18.0,
     return Levels(voice, tuple(spans), gains, voiced)
 
 
-def _audio(event: Event) -> np.ndarray:
-    """A non-speech event's sound at unit scale."""
+def _audio(event: Event) -> np.ndarray | Decoded:
+    """A non-speech event's sound at unit scale (an audio file is read by slices)."""
     if event.kind == "chime":
         return GENERATED[event.text or "chime"](event.length)
     if event.kind == "sound":
-        return _sound(event.text, event.length)
+        return _sound(event.text, event.length) if event.text in GENERATED else decoded(event.text)
     return tone(event.length, event.text)
 
 
 def _voiced(plan: Plan, clip: Callable[[str], np.ndarray]) -> dict[str, list[tuple[Samples, Samples]]]:
     """Where each utterance's clip sounds (see `voiced_spans`)."""
     texts = list(dict.fromkeys(e.text for e in plan.speech()))
-    threshold = db_to_gain(voice_level_db([clip(t) for t in texts]) + VOICED_DB)
+    threshold = db_to_gain(voice_level_db(clip(t) for t in texts) + VOICED_DB)
     return {text: voiced_spans(clip(text), threshold) for text in texts}
 
 
@@ -423,9 +419,15 @@ def _unit_loudness(kind: str, text: str, length: Samples, channels: int) -> floa
     """A sound's loudness, read over at least one 400 ms block (a short tone with the quiet
     after it, as the meter hears it)."""
     audio = _audio(Event(0, length, kind, text))
-    if len(audio) < BLOCK_LENGTH:
-        audio = np.concatenate([audio, np.zeros((BLOCK_LENGTH - len(audio),) + audio.shape[1:], audio.dtype)])
-    found = loudness_of(audio, channels)
+    length = min(length, len(audio))
+
+    def blocks() -> Iterator[np.ndarray]:
+        for start in range(0, length, BLOCK):
+            yield as_played(audio[start: min(start + BLOCK, length)], channels)
+        if length < BLOCK_LENGTH:
+            yield np.zeros((BLOCK_LENGTH - length,) + ((channels,) if channels > 1 else ()), np.float32)
+
+    found = meter_pcm(blocks(), channels).integrated
     return found if found is not None else NOMINAL_VOICE_LUFS
 
 
@@ -445,7 +447,9 @@ def _generated_bed_loudness(sound: str, channels: int) -> float:
 
 @lru_cache(maxsize=4)
 def _file_bed_loudness(path: str, channels: int) -> float:
-    found = loudness_of(LoopedFile(path).audio, channels)
+    bed = LoopedFile(path)
+    blocks = (as_played(bed.read(min(BLOCK, bed.period - start)), channels) for start in range(0, bed.period, BLOCK))
+    found = meter_pcm(blocks, channels).integrated
     if found is None:
         raise InvalidInput(f"{path}: the audio file has no sound loud enough to measure")
     return found
@@ -471,11 +475,11 @@ def mix(plan: Plan, clip: Callable[[str], np.ndarray], where: Levels | None = No
     if background is not None and background.duck is not None:
         ducker = Ducker(list(where.voiced), background.duck)
 
-    def audio_of(event: Event) -> np.ndarray:
+    def audio_of(event: Event) -> tuple[np.ndarray | Decoded, float]:
+        """What an event plays, and the gain it plays at."""
         if event.kind == "speech":
-            audio = clip(event.text)
-            return audio * db_to_gain(event.gain_db) if event.gain_db else audio
-        return _audio(event) * where.gain(sound_key(event))
+            return clip(event.text), db_to_gain(event.gain_db)
+        return _audio(event), where.gain(sound_key(event))
 
     for begin in range(0, plan.length, block):
         count = min(block, plan.length - begin)
@@ -497,18 +501,18 @@ def mix(plan: Plan, clip: Callable[[str], np.ndarray], where: Levels | None = No
         for event in sounds[first:last]:
             if event.start + event.length <= begin:
                 continue
-            audio = audio_of(event)[: event.length]
+            audio, gain = audio_of(event)
             lo = max(begin, event.start)
-            hi = min(end, event.start + len(audio))
+            hi = min(end, event.start + min(event.length, len(audio)))
             if hi > lo:
                 part = audio[lo - event.start: hi - event.start]
+                if gain != 1.0:
+                    part = part * np.float32(gain)
                 out[lo - begin: hi - begin] += part if part.ndim == 2 else part[:, None]
         yield out
 
 
 @lru_cache(maxsize=4)
 def _sound(name: str, length: Samples) -> np.ndarray:
-    """A generated sound, or an audio file as it is."""
-    if name in GENERATED:
-        return GENERATED[name](length)
-    return decode_file(name)[:length]
+    """A generated sound."""
+    return GENERATED[name](length)

@@ -13,11 +13,12 @@ from . import __version__
 from .encode import CEILING_DB, MAX_GAIN_DB, Chapter, Output, Tags, codec_loss, encode
 from .errors import InvalidInput, Location, Problem
 from .loudness import Figures, target_for
-from .mix import decode_file, levels, mix
+from .decoded import decoded
+from .mix import levels, mix
 from .plan import Plan, make_plan
 from .script import MAX_COVER_BYTES, Script, load_any
 from .files import remove_stale_parts, sha256_of, write_atomically
-from .sidecars import generated_cover, write_sidecars
+from .sidecars import generated_cover, sidecar_files
 from .speech import ClipCache, Speaker
 from .units import to_ms
 
@@ -41,7 +42,7 @@ class Rendered:
 
 def plan_script(script: Script, cache_dir: Path | None = None) -> tuple[Plan, Speaker]:
     speaker = Speaker(script.voice, ClipCache(cache_dir))
-    return make_plan(script, speaker.lengths, lambda path: len(decode_file(path))), speaker
+    return make_plan(script, speaker.lengths, lambda path: len(decoded(path))), speaker
 
 
 def tags_for(script: Script, plan: Plan | None = None) -> Tags:
@@ -155,10 +156,10 @@ def render(script: Script, out: Path, cache_dir: Path | None = None, output: Out
     else:
         gain = min(target.speech_lufs - where.voice_lufs + codec_loss(output), MAX_GAIN_DB)
         ceiling, known = CEILING_DB, None
+    sidecars = sidecar_files(plan, out)
     done = encode(lambda: mix(plan, speaker.clip, where), out, tags_for(script, plan), output, gain,
-                  where.spans, ceiling, known)
+                  where.spans, ceiling, known, beside=sidecars)
     write_atomically(state, _Remembered(done.gain_db, done.ceiling_db, done.sha256, done.figures).to_bytes())
-    sidecars = write_sidecars(plan, out)
     return Rendered(out, plan, done.samples, speaker.cache.hits, speaker.cache.misses, done.figures,
                     target.speech_lufs, done.gain_db, tuple(sidecars), tuple(done.problems), done.encodes)
 
@@ -229,7 +230,7 @@ def audio_problems(script: Script) -> list[Problem]:
     for key, sound in named:
         if sound is not None and sound.is_file:
             try:
-                decode_file(sound.sound)
+                decoded(sound.sound)
             except InvalidInput as err:
                 problems.extend(Problem(f"{key}.sound: {p.message}", p.where or sound.where or
                                         Location(script.path, 1, 1)) for p in err.problems)

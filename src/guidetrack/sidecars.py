@@ -11,7 +11,6 @@ import textwrap
 from functools import lru_cache
 from pathlib import Path
 
-from .files import write_atomically
 from .plan import Plan
 from .units import SAMPLE_RATE, Samples, timestamp, to_ms
 
@@ -61,12 +60,10 @@ def sidecar_paths(audio: Path) -> dict[str, Path]:
             "chapters": stem.with_name(stem.name + ".chapters.json")}
 
 
-def write_sidecars(plan: Plan, audio: Path) -> list[Path]:
-    paths = sidecar_paths(audio)
+def sidecar_files(plan: Plan, audio: Path) -> dict[Path, bytes]:
+    """The transcripts and chapters that go beside `audio`: path -> bytes."""
     texts = {"vtt": webvtt(plan), "srt": srt(plan), "chapters": podcast_chapters(plan)}
-    for kind, path in paths.items():
-        write_atomically(path, texts[kind].encode("utf-8"))
-    return list(paths.values())
+    return {path: texts[kind].encode("utf-8") for kind, path in sidecar_paths(audio).items()}
 
 
 @lru_cache(maxsize=32)

@@ -14,8 +14,8 @@ import json
 import os
 import re
 import struct
-import tempfile
 import wave
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
@@ -23,7 +23,7 @@ import numpy as np
 
 from .engines import Engine, get_engine, voice_key
 from .errors import EngineError
-from .files import remove_stale_parts, write_atomically
+from .files import remove_stale_parts, temporary_folder, write_atomically
 from .script import Lexicon, VoiceSpec, said_by, slugify
 from .units import SAMPLE_RATE, Samples, db_to_gain
 
@@ -34,6 +34,7 @@ CLAUSE_GAP = int(0.22 * SAMPLE_RATE)  # quiet where a long sentence is split at 
 SILENCE_DB = -50.0  # below this (dBFS) counts as silence when trimming
 EDGE_FADE = int(0.008 * SAMPLE_RATE)  # samples faded at each end so nothing clicks
 _CHECKSUM_CHUNK = b"gtsm"
+RECENT_SAMPLES = 120 * SAMPLE_RATE  # whole clips kept in memory (about 21 MB), the most recently used
 
 
 def default_cache_dir() -> Path:
@@ -51,6 +52,7 @@ class ClipCache:
         self.hits = 0
         self.misses = 0
         self.repaired = 0
+        self.unwritable = ""  # why entries could not be stored, if they could not
         self._swept = False
 
     @staticmethod
@@ -76,13 +78,24 @@ class ClipCache:
             self.repaired += 1
         return clip
 
-    def put(self, path: Path, clip: np.ndarray) -> None:
+    def put(self, path: Path, clip: np.ndarray) -> bool:
         """Write atomically: a reader sees the whole entry or none. The first write also clears
-        what a killed writer left half-written (a live one's temporary files are kept)."""
+        what a killed writer left half-written (a live one's temporary files are kept). False
+        when the entry could not be written (a read-only or full cache): the render goes on
+        without caching, and `unwritable` says why."""
         if not self._swept and self.folder.is_dir():
-            remove_stale_parts(self.folder)
+            try:
+                remove_stale_parts(self.folder)
+            except OSError:
+                pass
             self._swept = True
-        write_atomically(path, _encode_entry(clip), mode=None)
+        try:
+            write_atomically(path, _encode_entry(clip), mode=None)
+        except OSError as err:
+            if not self.unwritable:
+                self.unwritable = f"{self.folder}: {err.strerror or err}"
+            return False
+        return True
 
 
 def _to_int16(clip: np.ndarray) -> np.ndarray:
@@ -211,8 +224,12 @@ class Speaker:
         self.cache = cache or ClipCache()
         self._engine_for = engine_for
         self._engine: Engine | None = None
-        self._clips: dict[str, np.ndarray] = {}  # whole texts, joined from chunks
-        self._chunks: dict[str, np.ndarray] = {}  # what the engine speaks in one call
+        # Memory does not grow with the script: a chunk the cache holds is remembered by its
+        # length and read back when its clip is next wanted; only a chunk the cache could not
+        # keep (a read-only cache folder) stays in memory, and a few whole clips are kept.
+        self._lengths: dict[str, Samples] = {}  # what the engine speaks in one call -> its length
+        self._held: dict[str, np.ndarray] = {}  # chunks the cache could not store
+        self._recent: OrderedDict[str, np.ndarray] = OrderedDict()  # whole texts, joined from chunks
 
     @property
     def engine(self) -> Engine:
@@ -221,19 +238,32 @@ class Speaker:
         return self._engine
 
     def clip(self, text: str) -> np.ndarray:
-        if text not in self._clips:
-            pieces = []
-            for chunk, quiet in split_speech(text):
-                pieces += [self._fetch(chunk), np.zeros(quiet, np.float32)]
-            if not pieces:
-                raise EngineError(f"nothing to say in {text!r}")
-            self._clips[text] = np.concatenate(pieces) if len(pieces) > 2 else pieces[0]
-        return self._clips[text]
+        """The whole text spoken: its chunks with the quiet between them."""
+        if text in self._recent:
+            self._recent.move_to_end(text)
+            return self._recent[text]
+        pieces = []
+        for chunk, quiet in split_speech(text):
+            pieces += [self._fetch(chunk), np.zeros(quiet, np.float32)]
+        if not pieces:
+            raise EngineError(f"nothing to say in {text!r}")
+        clip = np.concatenate(pieces) if len(pieces) > 2 else pieces[0]
+        clip.flags.writeable = False  # handed out again from `_recent`
+        self._recent[text] = clip
+        while len(self._recent) > 1 and sum(map(len, self._recent.values())) > RECENT_SAMPLES:
+            self._recent.popitem(last=False)
+        return clip
 
     def lengths(self, texts: Iterable[str]) -> Mapping[str, Samples]:
         texts = list(texts)
         self.prefetch(chunk for text in texts for chunk, _ in split_speech(text))
-        return {text: len(self.clip(text)) for text in texts}
+        found = {}
+        for text in texts:
+            parts = split_speech(text)
+            if not parts:
+                raise EngineError(f"nothing to say in {text!r}")
+            found[text] = sum(self._length(chunk) + quiet for chunk, quiet in parts)
+        return found
 
     def prefetch(self, chunks: Iterable[str]) -> None:
         """Speak every chunk missing from the cache in one batch, when the engine can."""
@@ -242,7 +272,7 @@ class Speaker:
             return
         missing: dict[str, Path] = {}
         for chunk in dict.fromkeys(chunks):
-            if chunk in self._chunks:
+            if chunk in self._lengths:
                 continue
             path = self._entry(chunk)
             clip = self.cache.get(path)
@@ -250,34 +280,44 @@ class Speaker:
                 missing[chunk] = path
             else:
                 self.cache.hits += 1
-                self._chunks[chunk] = clip
+                self._lengths[chunk] = len(clip)
         if not missing:
             return
-        with tempfile.TemporaryDirectory(prefix="guidetrack-") as folder:
+        with temporary_folder("speech") as folder:
             raws = {chunk: Path(folder) / f"{index}.wav" for index, chunk in enumerate(missing)}
             batch([(pronounce(chunk, self.voice.lexicon, self.voice.engine), raw) for chunk, raw in raws.items()], self.voice)
             for chunk, raw in raws.items():
-                clip = self._check(chunk, raw)
-                self.cache.put(missing[chunk], clip)
-                self._chunks[chunk] = clip
+                self._keep(chunk, missing[chunk], self._check(chunk, raw))
                 self.cache.misses += 1
 
+    def _length(self, chunk: str) -> Samples:
+        if chunk not in self._lengths:
+            self._fetch(chunk)
+        return self._lengths[chunk]
+
     def _fetch(self, text: str) -> np.ndarray:
-        if text in self._chunks:
-            return self._chunks[text]
+        if text in self._held:
+            return self._held[text]
         path = self._entry(text)
         clip = self.cache.get(path)
         if clip is not None:
-            self.cache.hits += 1
-        else:
-            self.cache.misses += 1
-            with tempfile.TemporaryDirectory(prefix="guidetrack-") as folder:
-                raw = Path(folder) / "utterance.wav"
-                self.engine.synthesize(pronounce(text, self.voice.lexicon, self.voice.engine), self.voice, raw)
-                clip = self._check(text, raw)
-            self.cache.put(path, clip)
-        self._chunks[text] = clip
+            if text not in self._lengths:
+                self.cache.hits += 1
+                self._lengths[text] = len(clip)
+            return clip
+        self.cache.misses += 1
+        with temporary_folder("speech") as folder:
+            raw = Path(folder) / "utterance.wav"
+            self.engine.synthesize(pronounce(text, self.voice.lexicon, self.voice.engine), self.voice, raw)
+            clip = self._check(text, raw)
+        self._keep(text, path, clip)
         return clip
+
+    def _keep(self, chunk: str, path: Path, clip: np.ndarray) -> None:
+        """Store a new chunk in the cache; hold it in memory only if the cache cannot keep it."""
+        self._lengths[chunk] = len(clip)
+        if not self.cache.put(path, clip):
+            self._held[chunk] = clip
 
     def _entry(self, chunk: str) -> Path:
         spoken = pronounce(chunk, self.voice.lexicon, self.voice.engine)
