@@ -278,7 +278,8 @@ def test_a_build_on_a_dask_cluster(library, tmp_path, cache_dir, monkeypatch):
 
         with Client(cluster) as client:
             pids = set(client.run(os.getpid).values())
-        workers = {int(entry["worker"].rsplit(":", 1)[1]) for entry in manifest(out)["outputs"].values()}
+        workers = {int(worker.rsplit(":", 1)[1]) for worker in summary(result)["workers"].values()}
+        assert len(workers) >= 1 and set(summary(result)["workers"]) == OUTPUTS
         assert workers <= pids, (workers, pids)  # rendered on the cluster's workers
         for name in OUTPUTS:
             assert abs(ffprobe_duration(out / name) - manifest(out)["outputs"][name]["track"]["duration"]) < 0.1

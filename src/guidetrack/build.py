@@ -30,7 +30,7 @@ from . import __version__
 from .encode import FORMATS, Output
 from .errors import GuidetrackError, InvalidInput
 from .engines import engine_version
-from .files import remove_stale_parts, sha256_of, temporary_folder, write_atomically
+from .files import check_writable, remove_stale_parts, replacing, sha256_of, temporary_folder, write_atomically
 from .render import script_files
 from .script import BUILTIN_VOICES, Script, load_any
 from .units import to_seconds
@@ -148,13 +148,29 @@ def _without_clashes(jobs: list[Job], failures: list[Failure]) -> tuple[list[Job
 
 
 def read_manifest(out: Path) -> dict[str, Any]:
+    """The manifest of the last build into `out`. An entry that is not what a build writes
+    (damaged, edited, forged) is dropped: its files are then neither trusted nor removed."""
     try:
         data = json.loads((out / MANIFEST).read_text())
         if data.get("guidetrack-build") == 1 and isinstance(data.get("outputs"), dict):
+            data["outputs"] = {name: entry for name, entry in data["outputs"].items() if _entry_ok(entry)}
             return data
-    except (OSError, ValueError, AttributeError):
+    except (OSError, ValueError, AttributeError, RecursionError):
         pass
     return {"guidetrack-build": 1, "outputs": {}}
+
+
+def _entry_ok(entry: Any) -> bool:
+    def typed(value: Any, fields: dict[str, Any]) -> bool:
+        return isinstance(value, dict) and all(isinstance(value.get(k), t) for k, t in fields.items())
+
+    text, maybe, number = str, (str, type(None)), (int, float)
+    return (typed(entry, {"fingerprint": text, "script": text, "variant": maybe, "files": dict, "track": dict,
+                          "built": text, "published": text})
+            and all(typed(f, {"path": text, "bytes": int, "sha256": text}) for f in entry["files"].values())
+            and typed(entry["track"], {"title": text, "description": maybe, "author": maybe, "album": maybe,
+                                       "duration": number, "chapters": list})
+            and all(typed(c, {"title": text, "start": number}) for c in entry["track"]["chapters"]))
 
 
 def write_manifest(out: Path, manifest: dict[str, Any]) -> None:
@@ -259,11 +275,13 @@ class Summary:
     removed: list[str] = field(default_factory=list)
     interrupted: bool = False
     seconds: float = 0.0
+    # where each was rendered (host:pid): reported, not published in the manifest
+    workers: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {"built": self.built, "skipped": self.skipped, "removed": self.removed,
                 "failed": [asdict(f) for f in self.failed], "interrupted": self.interrupted,
-                "seconds": round(self.seconds, 2)}
+                "seconds": round(self.seconds, 2), "workers": self.workers}
 
 
 class Reporter:
@@ -317,21 +335,25 @@ def _remove_output(out: Path, file: Any) -> None:
 
 
 def _store(out: Path, job: Job, result: dict[str, Any], manifest: dict[str, Any]) -> None:
+    """Put a render's files in place, the audio and its transcripts together (see `replacing`),
+    and record them."""
     from .sidecars import sidecar_paths
 
     audio = out / job.name
     paths = {"audio": audio, **sidecar_paths(audio)}
+    data = result["files"]
+    with replacing(audio, beside={paths[kind]: data[kind] for kind in data if kind != "audio"}) as temp:
+        temp.write_bytes(data["audio"])
     files = {}
-    for kind, data in result["files"].items():
-        write_atomically(paths[kind], data)
-        files[kind] = {"path": paths[kind].relative_to(out).as_posix(), "bytes": len(data),
-                       "sha256": hashlib.sha256(data).hexdigest(), "stat": _stamp(paths[kind].stat())}
+    for kind in data:
+        files[kind] = {"path": paths[kind].relative_to(out).as_posix(), "bytes": len(data[kind]),
+                       "sha256": hashlib.sha256(data[kind]).hexdigest(), "stat": _stamp(paths[kind].stat())}
     previous = manifest["outputs"].get(job.name, {})
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
     manifest["outputs"][job.name] = {
         "fingerprint": job.fingerprint, "script": job.script, "variant": job.variant, "files": files,
         "track": result["track"], "built": now, "published": previous.get("published", now),
-        "seconds": result["seconds"], "worker": result["worker"],
+        "seconds": result["seconds"],
     }
     write_manifest(out, manifest)
 
@@ -346,7 +368,11 @@ def build(library: Path, out: Path, *, output: Output = Output(), jobs: int | No
         raise InvalidInput(f"{library}: not a folder; give the library folder (default: sessions)")
     if output.format not in FORMATS:
         raise InvalidInput(f"--format {output.format}: choose one of {', '.join(FORMATS)}")
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise InvalidInput(f"-o {out}: a file, not a folder; give the folder to build into")
+    unwritable = check_writable(out)
+    if unwritable:
+        raise GuidetrackError(unwritable)
     _remove_litter(out)
     summary = Summary()
     todo, summary.failed = plan_jobs(library, output)
@@ -389,10 +415,13 @@ def build(library: Path, out: Path, *, output: Output = Output(), jobs: int | No
 
         # the feed's address and the library's title are kept, so a later plain `build` keeps the feed
         settings = {"base_url": base_url or manifest.get("base_url"), "title": title or manifest.get("title")}
-        if any(manifest.get(k) != v for k, v in settings.items()):
-            manifest.update(settings)
-            write_manifest(out, manifest)
-        publish(out, manifest, base_url=settings["base_url"], title=settings["title"] or "")
+        try:
+            if any(manifest.get(k) != v for k, v in settings.items()):
+                manifest.update(settings)
+                write_manifest(out, manifest)
+            publish(out, manifest, base_url=settings["base_url"], title=settings["title"] or "")
+        except OSError as err:  # a full disk: reported with the rest; the next build publishes again
+            summary.failed.append(Failure("publishing", f"cannot write {err.filename or out}: {err.strerror or err}"))
     summary.seconds = time.perf_counter() - started
     return summary
 
@@ -408,10 +437,15 @@ def _finish(job: Job, outcome: Callable[[], dict[str, Any]], out: Path, manifest
     except Exception as err:  # noqa: BLE001 - one script's bug must not stop the others
         message = f"internal error: {type(err).__name__}: {err}\n" + "".join(traceback.format_exception(err)[-3:])
     else:
-        _store(out, job, result, manifest)
-        summary.built.append(job.name)
-        reporter.finished(job.name, True, result["seconds"])
-        return
+        try:
+            _store(out, job, result, manifest)
+        except OSError as err:  # a full disk: this class fails, its old files stay, the others go on
+            message = f"cannot write {err.filename or out}: {err.strerror or err}"
+        else:
+            summary.built.append(job.name)
+            summary.workers[job.name] = result["worker"]
+            reporter.finished(job.name, True, result["seconds"])
+            return
     summary.failed.append(Failure(job.name, message))
     reporter.finished(job.name, False, 0.0, message)
 

@@ -167,6 +167,8 @@ def render(
             )
             for problem in result.problems:
                 _say(f"warning: {result.out}: {problem}")
+            if result.cache_problem:
+                _say(f"warning: clips were not cached ({result.cache_problem}); the next render speaks them again")
             written.append({"out": str(result.out), "variant": one.variant, "duration": to_seconds(result.samples),
                             "target_lufs": result.target_lufs, **result.figures.to_json(),
                             "encodes": result.encodes, "problems": list(result.problems)})
@@ -174,6 +176,17 @@ def render(
             typer.echo(json.dumps(written, indent=2, ensure_ascii=False))
 
     _guarded(action)
+
+
+def _check_base_url(url: str) -> None:
+    """The address the build folder is served at: an absolute http(s) URL of a folder."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if (parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment
+            or any(ch.isspace() or ord(ch) < 32 for ch in url)):
+        raise InvalidInput(f"--base-url {url!r}: give the address the output folder is served at, "
+                           "such as https://example.org/classes/ (http or https, no spaces, no ?query or #part)")
 
 
 @app.command()
@@ -205,6 +218,10 @@ def build(
         from .progress import reporter_for, summary_table
 
         output = _output(audio_format, bitrate, vbr, mono, sample_rate, loudness)
+        if base_url is not None:
+            _check_base_url(base_url)
+        if title is not None and (not title.strip() or any(ord(ch) < 32 or 127 <= ord(ch) < 160 for ch in title)):
+            raise InvalidInput(f"--title {title!r}: give a title of plain text, without control characters")
         reporter = reporter_for(sys.stderr)
         summary = build_library(library, out, output=output, jobs=jobs, force=force, cache_dir=cache_dir,
                                 scheduler=scheduler, base_url=base_url, title=title, reporter=reporter)

@@ -16,7 +16,7 @@ from functools import lru_cache
 import numpy as np
 
 from .errors import GuidetrackError, InvalidInput
-from .ffmpeg import ffmpeg_path
+from .ffmpeg import WRITE_FAILURES, ffmpeg_path
 from .units import CHANNELS, SAMPLE_RATE, Samples
 
 MAX_HOURS = 12  # an audio file longer than this is refused: a bed loops, so none needs to be longer
@@ -38,13 +38,15 @@ class Decoded:
             store.close()
             raise GuidetrackError(f"cannot run ffmpeg: {err}") from None
         size = store.seek(0, 2)
-        if done.returncode:
+        said = [line.strip() for line in done.stderr.decode("utf-8", "replace").splitlines() if line.strip()]
+        unwritten = [line for line in said if line.startswith(WRITE_FAILURES)]  # ffmpeg exits 0 for these
+        if done.returncode or unwritten:
             store.close()
-            said = [line.strip() for line in done.stderr.decode("utf-8", "replace").splitlines() if line.strip()]
-            reason = said[-1].removeprefix(f"{path}: ")[:200] if said else f"exit status {done.returncode}"
+            reason = (unwritten or said)[-1].removeprefix(f"{path}: ")[:200] if said else f"exit status {done.returncode}"
             if "No space left" in reason:
                 raise GuidetrackError(f"{path}: no space left in {tempfile.gettempdir()} to decode the audio file "
-                                      f"(it needs {size // 1_000_000} MB and more); free some or set TMPDIR")
+                                      f"(about {SAMPLE_RATE * FRAME * 60 // 1_000_000} MB a minute); free some, "
+                                      "or set TMPDIR to a roomier folder")
             raise InvalidInput(f"{path}: ffmpeg cannot decode this audio file ({reason}); "
                                "use an mp3, wav, ogg or flac file")
         self.length: Samples = size // FRAME

@@ -161,6 +161,16 @@ def _id3_frames(tags: Tags) -> list:
 
 def write_tags(path: Path, tags: Tags, output: Output = Output()) -> None:
     """Title, artist, album, comment, chapters and cover, in the format's own kind of tags."""
+    from mutagen import MutagenError
+
+    try:
+        _write_tags(path, tags, output)
+    except MutagenError as err:  # mutagen wraps the OSError (a full disk) in its own
+        cause = err.__cause__ or err.__context__ or err
+        raise EncodeError(f"cannot write the tags: {getattr(cause, 'strerror', None) or cause}") from None
+
+
+def _write_tags(path: Path, tags: Tags, output: Output) -> None:
     if output.format in ("mp3", "wav"):
         from mutagen.id3 import ID3
         from mutagen.wave import WAVE
@@ -274,6 +284,9 @@ def encode(blocks: Callable[[], Iterable[np.ndarray]], out: Path, tags: Tags, ou
             if over > 0:
                 ceiling_db -= over + 0.1
         written_as = temp.stat()
-        write_tags(temp, tags, output)
+        try:
+            write_tags(temp, tags, output)
+        except EncodeError as err:
+            raise EncodeError(f"{out}: {err}; the file was not written") from None
         _still_ours(temp, written_as)
     return Encoded(written, gain_db, ceiling_db, figures, digest, target, attempt)

@@ -19,6 +19,7 @@ import numpy as np
 from .errors import EncodeError
 
 PIPE_BYTES = 1 << 20  # 1 MiB, the default Linux maximum: ~3 s of float PCM
+WRITE_FAILURES = ("Error writing trailer", "Error closing file", "av_interleaved_write_frame()")
 TIMEOUT = 6 * 3600  # s: an ffmpeg that has not finished by then, over any file, has hung
 
 
@@ -88,7 +89,12 @@ def run(commands: Sequence[list[str]], blocks: Iterable[np.ndarray] | None = Non
                               report if isinstance(report, str) else getattr(report, "text", ""))
     if not said[-1]:
         raise EncodeError(f"{what}'s report could not be read", commands[-1])
-    return written, said[-1][0]
+    # ffmpeg exits 0 when it cannot write its output's end (a full disk): what it said tells
+    report = said[-1][0]
+    for line in (report if isinstance(report, str) else getattr(report, "text", "")).splitlines():
+        if line.startswith(WRITE_FAILURES):
+            raise EncodeError(f"{what} could not write its output: {line.strip()}")
+    return written, report
 
 
 def _widen_pipe(stream) -> None:

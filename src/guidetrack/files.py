@@ -139,3 +139,16 @@ def _alive(pid: int) -> bool:
     except (PermissionError, OverflowError):
         return True
     return True
+
+
+def check_writable(folder: Path) -> str:
+    """Why files cannot be written in `folder` (created if missing), or "": a file is made and
+    removed there, so a read-only disk or a missing permission shows before the long work."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        handle, name = tempfile.mkstemp(dir=folder, prefix=f".probe.{os.getpid()}.", suffix=PART)
+        os.close(handle)
+        os.unlink(name)
+    except OSError as err:
+        return f"cannot write in {folder}: {err.strerror or err}"
+    return ""

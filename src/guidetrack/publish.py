@@ -66,7 +66,8 @@ def publish(out: Path, manifest: dict[str, Any], base_url: str | None = None, ti
     name = title or library_title(records, "guidetrack library")
     catalog = {"guidetrack-catalog": 1, "title": name,
                "tracks": [{k: v for k, v in r.items() if k != "transcript"} for r in records]}
-    _write(out / CATALOG, json.dumps(catalog, indent=1, ensure_ascii=False) + "\n")
+    # keys sorted: a rebuild that changes nothing writes the same bytes
+    _write(out / CATALOG, json.dumps(catalog, indent=1, ensure_ascii=False, sort_keys=True) + "\n")
     cover = generated_cover(name, f"{len(records)} classes")
     if not (out / COVER).is_file() or (out / COVER).read_bytes() != cover:
         write_atomically(out / COVER, cover)

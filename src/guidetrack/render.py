@@ -11,13 +11,13 @@ from pathlib import Path
 
 from . import __version__
 from .encode import CEILING_DB, MAX_GAIN_DB, Chapter, Output, Tags, codec_loss, encode
-from .errors import InvalidInput, Location, Problem
+from .errors import GuidetrackError, InvalidInput, Location, Problem
 from .loudness import Figures, target_for
 from .decoded import decoded
 from .mix import levels, mix
 from .plan import Plan, make_plan
 from .script import MAX_COVER_BYTES, Script, load_any
-from .files import remove_stale_parts, sha256_of, write_atomically
+from .files import check_writable, remove_stale_parts, sha256_of, write_atomically
 from .sidecars import generated_cover, sidecar_files
 from .speech import ClipCache, Speaker
 from .units import to_ms
@@ -38,6 +38,7 @@ class Rendered:
     sidecars: tuple[Path, ...] = ()
     problems: tuple[str, ...] = ()  # where the file misses the loudness promise
     encodes: int = 1  # 2 or 3 when the first encode's figures were off and it was made again
+    cache_problem: str = ""  # why new clips could not be cached (the render went on without)
 
 
 def plan_script(script: Script, cache_dir: Path | None = None) -> tuple[Plan, Speaker]:
@@ -143,8 +144,12 @@ def render(script: Script, out: Path, cache_dir: Path | None = None, output: Out
     broken = audio_problems(script)
     if broken:
         raise InvalidInput(broken)
-    if out.parent.is_dir():
-        remove_stale_parts(out.parent)  # what a killed render left; a live one's are kept
+    if out.is_dir():
+        raise InvalidInput(f"{out} is a folder: name the file to write, such as {out / script.slug}.mp3")
+    unwritable = check_writable(out.parent)
+    if unwritable:
+        raise GuidetrackError(unwritable)
+    remove_stale_parts(out.parent)  # what a killed render left; a live one's are kept
     output = output.for_script(script.loudness)
     target = target_for(output.loudness, output.channels)
     plan, speaker = plan_script(script, cache_dir)
@@ -159,9 +164,13 @@ def render(script: Script, out: Path, cache_dir: Path | None = None, output: Out
     sidecars = sidecar_files(plan, out)
     done = encode(lambda: mix(plan, speaker.clip, where), out, tags_for(script, plan), output, gain,
                   where.spans, ceiling, known, beside=sidecars)
-    write_atomically(state, _Remembered(done.gain_db, done.ceiling_db, done.sha256, done.figures).to_bytes())
+    try:
+        write_atomically(state, _Remembered(done.gain_db, done.ceiling_db, done.sha256, done.figures).to_bytes())
+    except OSError:
+        pass  # a read-only or full cache: the next render measures again
     return Rendered(out, plan, done.samples, speaker.cache.hits, speaker.cache.misses, done.figures,
-                    target.speech_lufs, done.gain_db, tuple(sidecars), tuple(done.problems), done.encodes)
+                    target.speech_lufs, done.gain_db, tuple(sidecars), tuple(done.problems), done.encodes,
+                    speaker.cache.unwritable)
 
 
 # ---------------------------------------------------------------- checking

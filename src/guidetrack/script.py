@@ -749,9 +749,14 @@ class _Checker:
     def text(self, text: str, keys: KeyPath, sides: bool) -> None:
         self.plain(text, keys)
         try:
-            split_inline(text)
+            parts = split_inline(text)
         except ValueError as err:
             self.error(keys, str(err))
+            parts = []
+        for part in parts:
+            if isinstance(part, str) and not any(ch.isalnum() for ch in part):
+                self.error(keys, f"'{part}' has no words to speak (a voice reads letters and numbers); "
+                           "write words, or use `pause` for a silence")
         if SIDE_FIELD in text and not sides:
             self.error(keys, "{side} only works inside a `sides` block")
         for name in PARAM_FIELD.findall(text.replace(SIDE_FIELD, "")):
@@ -856,6 +861,10 @@ def _open(path: Path, root: str | Path | None) -> tuple[_Context, Any, _Tree]:
     """Read a script or block; `root` is the library folder includes must stay inside
     (default: the file's folder)."""
     context = _Context(Path(root).resolve() if root is not None else path.resolve().parent)
+    real = path.resolve()
+    if not real.is_relative_to(context.root):
+        raise InvalidInput(Problem(f"this script is a symbolic link to {real}, outside the library folder "
+                                   f"{context.root}; copy it into the library instead", Location(path, 1, 1)))
     data, tree = context.read(path)
     return context, data, tree
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from .engines import Engine, get_engine, voice_key
-from .errors import EngineError
+from .errors import EngineError, InvalidInput
 from .files import remove_stale_parts, temporary_folder, write_atomically
 from .script import Lexicon, VoiceSpec, said_by, slugify
 from .units import SAMPLE_RATE, Samples, db_to_gain
@@ -49,6 +49,9 @@ def default_cache_dir() -> Path:
 class ClipCache:
     def __init__(self, folder: Path | None = None):
         self.folder = Path(folder) if folder else default_cache_dir()
+        if self.folder.exists() and not self.folder.is_dir():
+            raise InvalidInput(f"the clip cache {self.folder} is a file, not a folder: name a folder "
+                               "(--cache-dir or GUIDETRACK_CACHE_DIR)")
         self.hits = 0
         self.misses = 0
         self.repaired = 0
@@ -93,7 +96,7 @@ class ClipCache:
             write_atomically(path, _encode_entry(clip), mode=None)
         except OSError as err:
             if not self.unwritable:
-                self.unwritable = f"{self.folder}: {err.strerror or err}"
+                self.unwritable = f"{path}: {err.strerror or err}"
             return False
         return True
 
