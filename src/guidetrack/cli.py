@@ -328,6 +328,17 @@ def voices() -> None:
                        + "".join(f"\n            {m}" for m in models))
         except GuidetrackError as err:
             typer.echo(f"  piper     not available: {err}")
+        from .languages import known, parse as parse_language
+
+        typer.echo("languages (language: TAG in a script; its cues, counts and sides, and espeak-ng's voice):")
+        tags = known()
+        for tag in (t for t in tags if "-" not in t):
+            language = parse_language(tag)
+            words = language.words
+            regions = ", ".join(f"{t} ({parse_language(t).espeak})" for t in tags if t.startswith(f"{tag}-"))
+            typer.echo(f"  {tag:<3} {language.name:<11} espeak-ng {language.espeak:<6} "
+                       f"{' / '.join(words.cues)}; {words.first_count('in')}, {', '.join(words.numbers[:2])}...; "
+                       f"{' / '.join(words.sides)}" + (f"\n      also {regions}" if regions else ""))
         typer.echo("profiles (voice: NAME in a script; voices/NAME.yaml beside it or in the current folder "
                    "overrides these):")
         for name, path in voice_profiles(voice_folders()).items():
@@ -358,6 +369,9 @@ def say(
     text: Annotated[str, typer.Argument(help="What to say; [2s] is a pause, as in scripts.")],
     voice: Annotated[str, typer.Option("--voice", help="A voice profile (see `guidetrack voices`).")] = "calm",
     out: Annotated[Path, typer.Option("-o", "--output", help="Where to write the WAV clip.")] = Path("out/say.wav"),
+    language: Annotated[Optional[str], typer.Option(
+        "--language", help="The text's language, as a script's `language:` (de, es, pt-BR...): an English "
+                           "espeak-ng voice speaks in the language's voice instead.")] = None,
     cache_dir: CacheOption = None,
 ) -> None:
     """Speak one line with a voice profile, to hear it before rendering a whole script."""
@@ -371,6 +385,14 @@ def say(
         from .units import SAMPLE_RATE
 
         spec = load_profile(voice)
+        if language is not None:
+            from .languages import parse as parse_language
+            from .script import voice_in_language
+
+            try:
+                spec = voice_in_language(spec, parse_language(language))
+            except ValueError as err:
+                raise InvalidInput(f"--language: {err}") from None
         speaker = Speaker(spec, ClipCache(cache_dir))
         try:
             parts = split_inline(text)

@@ -11,6 +11,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from .errors import InvalidInput, Location, Problem
+from .languages import Words
+from .languages import parse as parse_language
 from .script import (
     SIDE_FIELD, Breathe, Bumper, Chime, Hold, Pause, Say, Script, Section, Sides, Step, split_inline,
 )
@@ -25,9 +27,7 @@ FADE_STEP_DB = 3.0  # each cycle of a fading breath cue is this much softer than
 REMINDER_MARGIN = to_samples(1.0)  # quiet kept around each reminder in a hold
 MAX_TRACK = to_samples(48 * 3600)
 
-CUE_WORDS = {"in": "Breathe in", "hold": "Hold", "out": "And out", "rest": "Rest"}
-COUNT_WORDS = ("In", "Hold", "Out", "Rest")  # the first word of each phase when counting
-NUMBERS = ("two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve")
+ENGLISH = parse_language("en").words
 
 # One measure call covers every utterance: text -> its spoken length in samples.
 Measure = Callable[[Sequence[str]], Mapping[str, Samples]]
@@ -69,6 +69,8 @@ class Plan:
     def to_json(self) -> dict:
         return {
             "title": self.script.title,
+            "language": self.script.language,
+            "voice": {"engine": self.script.voice.engine, "voice": self.script.voice.voice},
             "duration": to_seconds(self.length),
             "sample_rate": SAMPLE_RATE,
             "events": [
@@ -120,13 +122,21 @@ class _Sound:
     level_db: float
 
 
-_Item = _Utterances | Pause | Chime | Breathe | _HoldItem | _Mark | _Sound
+@dataclass(frozen=True)
+class _Breathing:
+    """A `breathe` step, with the words its cues are said in."""
+
+    step: Breathe
+    words: Words
+
+
+_Item = _Utterances | Pause | Chime | _Breathing | _HoldItem | _Mark | _Sound
 
 
 def _flatten(steps: Sequence[Step], side: str | None, gap: Samples, out: list[_Item], holds: list[Hold],
-             section_chimes: bool = False) -> None:
+             section_chimes: bool = False, words: Words = ENGLISH) -> None:
     def fill(text: str) -> str:
-        return text.replace(SIDE_FIELD, side) if side is not None else text
+        return text.replace(SIDE_FIELD, words.side(side)) if side is not None else text
 
     for step in steps:
         if isinstance(step, Say):
@@ -136,14 +146,16 @@ def _flatten(steps: Sequence[Step], side: str | None, gap: Samples, out: list[_I
             holds.append(step)
         elif isinstance(step, Sides):
             for name in step.sides:
-                _flatten(step.steps, name, gap, out, holds, section_chimes)
+                _flatten(step.steps, name, gap, out, holds, section_chimes, words)
         elif isinstance(step, Section):
             kind = "pose" if step.pose else "section"
             out.append(_Mark(fill(step.title), True, kind))
             if section_chimes and not step.pose:
                 out.append(Chime(step.where))
-            _flatten(step.steps, side, gap, out, holds, section_chimes)
+            _flatten(step.steps, side, gap, out, holds, section_chimes, words)
             out.append(_Mark(fill(step.title), False, kind))
+        elif isinstance(step, Breathe):
+            out.append(_Breathing(step, words.over(dict(step.cues)) if step.cues else words))
         else:
             out.append(step)
 
@@ -167,19 +179,20 @@ def _bumper(bumper: Bumper | None, kind: str, gap: Samples, sound_length: SoundL
     return items
 
 
-def _breath_cues(step: Breathe) -> list[tuple[Samples, str]]:
-    """(offset within one cycle, text) of each spoken cue in a cycle."""
+def _breath_cues(item: _Breathing) -> list[tuple[Samples, str]]:
+    """(offset within one cycle, text) of each spoken cue in a cycle, in the script's language."""
+    step, words = item.step, item.words
     cues: list[tuple[Samples, str]] = []
     offset = 0
-    for index, (phase, length) in enumerate(step.pattern.phases()):
+    for phase, length in step.pattern.phases():
         if length > 0:
             if step.cue == "words":
-                cues.append((offset, CUE_WORDS[phase]))
+                cues.append((offset, words.cue(phase)))
             elif step.cue == "count":
-                cues.append((offset, COUNT_WORDS[index]))
+                cues.append((offset, words.first_count(phase)))
                 whole_seconds = length // SAMPLE_RATE
-                for second in range(1, min(whole_seconds, len(NUMBERS) + 1)):
-                    cues.append((offset + second * SAMPLE_RATE, NUMBERS[second - 1]))
+                for second in range(1, min(whole_seconds, len(words.numbers) + 1)):
+                    cues.append((offset + second * SAMPLE_RATE, words.numbers[second - 1]))
         offset += length
     return cues
 
@@ -191,7 +204,7 @@ def _texts(items: Sequence[_Item]) -> list[str]:
             texts.extend(p for p in item.parts if isinstance(p, str))
         elif isinstance(item, _HoldItem):
             texts.extend(item.reminders)
-        elif isinstance(item, Breathe):
+        elif isinstance(item, _Breathing):
             texts.extend(text for _, text in _breath_cues(item))
     return list(dict.fromkeys(texts))
 
@@ -258,7 +271,7 @@ def make_plan(script: Script, measure: Measure, sound_length: SoundLength | None
     or outro's audio file (only needed when the script has one)."""
     items: list[_Item] = _bumper(script.intro, "intro", script.gap, sound_length)
     holds: list[Hold] = []
-    _flatten(script.steps, None, script.gap, items, holds, script.section_chimes)
+    _flatten(script.steps, None, script.gap, items, holds, script.section_chimes, script.words)
     items += _bumper(script.outro, "outro", script.gap, sound_length)
     spoken = measure(_texts(items))
     warnings: list[Problem] = list(script.warnings)
@@ -309,8 +322,8 @@ def _fixed_length(item: _Item, spoken: Mapping[str, Samples]) -> Samples:
         return GENERATED_LENGTHS[item.sound]
     if isinstance(item, _Sound):
         return item.length
-    if isinstance(item, Breathe):
-        return item.cycles * item.pattern.cycle
+    if isinstance(item, _Breathing):
+        return item.step.cycles * item.step.pattern.cycle
     return 0
 
 
@@ -340,9 +353,9 @@ def _lay_out(items: Sequence[_Item], spoken: Mapping[str, Samples], holds: Seque
         elif isinstance(item, _Sound):
             events.append(Event(now, item.length, "sound", item.name, item.level_db))
             now += item.length
-        elif isinstance(item, Breathe):
+        elif isinstance(item, _Breathing):
             events.extend(_breath_events(item, now, spoken, warnings))
-            now += item.cycles * item.pattern.cycle
+            now += item.step.cycles * item.step.pattern.cycle
         elif isinstance(item, _HoldItem):
             length = holds[item.index]
             events.extend(_reminder_events(item, now, length, spoken, warnings))
@@ -398,14 +411,15 @@ def _chapters(groups: Sequence[_Group], length: Samples) -> list[Chapter]:
     return chapters
 
 
-def _breath_events(step: Breathe, start: Samples, spoken: Mapping[str, Samples],
+def _breath_events(item: _Breathing, start: Samples, spoken: Mapping[str, Samples],
                    warnings: list[Problem]) -> list[Event]:
     """Every cue starts exactly on its phase: the grid comes from integer sample counts."""
+    step = item.step
     cycle = step.pattern.cycle
     events: list[Event] = []
     spoken_cycles = range(0)
     if step.cue in ("words", "count"):
-        cues = _breath_cues(step)
+        cues = _breath_cues(item)
         # A cue may run until the next cue (or the cycle's end), never past it.
         limits = [nxt for nxt, _ in cues[1:]] + [cycle]
         for (offset, text), limit in zip(cues, limits):

@@ -17,6 +17,8 @@ import yaml
 
 from .errors import InvalidInput, Location, Problem
 from .loudness import PRESETS, parse_loudness
+from .languages import DEFAULT as DEFAULT_LANGUAGE, PHASES, SIDES, Language, Words, looks_like
+from .languages import parse as parse_language
 from .units import Samples, parse_duration, parse_level, to_samples
 
 FORMAT_VERSION = 1
@@ -42,6 +44,9 @@ def said_by(how: Said, engine: str) -> str | None:
     return how if isinstance(how, str) else dict(how).get(engine)
 
 
+CueWords = tuple[tuple[str, Any], ...]  # `cues:` as (key, word) pairs; "numbers" has a tuple of words
+
+
 @dataclass(frozen=True)
 class VoiceSpec:
     """Which voice speaks, and how. Every field but `profile` changes the sound."""
@@ -53,6 +58,7 @@ class VoiceSpec:
     pitch: int | None = None  # 0..100 where the engine has it (espeak-ng: 50 is its usual)
     lexicon: Lexicon = ()  # (word or phrase, how to say it), applied before synthesis
     profile: str = ""  # the profile it came from, for people to read
+    cues: CueWords = ()  # a profile's own words for the cues (see `languages`), over the language's
 
 
 BUILTIN_VOICES = Path(__file__).resolve().parent / "voices"
@@ -181,6 +187,7 @@ class Breathe:
     cue: str
     where: Location
     fade: int = 0  # spoken cues for this many cycles, softer each time, then tones only; 0: never
+    cues: CueWords = ()  # the `cues:` of the blocks it is in, over the script's words
 
 
 @dataclass(frozen=True)
@@ -232,6 +239,8 @@ class Script:
     cover: Path | None = None  # an image to embed; None: a generated cover
     section_chimes: bool = False  # a chime at the start of every section
     loudness: float | str | None = None  # the voice's loudness (LUFS) or a preset's name; None: podcast
+    language: str = DEFAULT_LANGUAGE  # a BCP 47 tag: the language of the words guidetrack adds
+    words: Words = field(default_factory=lambda: parse_language(DEFAULT_LANGUAGE).words)  # those words
     variant: str = ""  # the variant's name; "" for a script without variants
     sources: tuple[Path, ...] = ()  # the script, its blocks and audio files: all the sound depends on
     warnings: tuple[Problem, ...] = ()
@@ -283,6 +292,16 @@ _LEVEL = {"type": ["number", "string"], "description": "decibels: -18 or '-18 dB
 _TEXT = {"type": "string", "minLength": 1, "maxLength": MAX_TEXT}
 
 _SAID = {"type": "string", "minLength": 1, "maxLength": 200}
+_CUE_WORD = {"type": "string", "minLength": 1, "maxLength": 60}
+CUES_SCHEMA = {
+    "type": "object",
+    "properties": {**{key: _CUE_WORD for key in PHASES + SIDES},
+                   "numbers": {"type": "array", "items": _CUE_WORD, "minItems": 1, "maxItems": 60,
+                               "description": "counting words from two up"}},
+    "additionalProperties": False,
+    "description": "words guidetrack adds, replacing the language's: in, hold, out, rest (breath cues), "
+                   "right, left (sides), numbers (counting from two)",
+}
 LEXICON_SCHEMA = {
     "anyOf": [
         {"type": "string", "pattern": r"\.ya?ml$", "description": "a lexicon file, relative to this file"},
@@ -312,7 +331,7 @@ VOICE_SCHEMA = {
 PROFILE_SCHEMA = {
     "type": "object",
     "properties": {"guidetrack-voice": {"const": 1, "description": "voice profile format version"},
-                   "description": {"type": "string"}, **_VOICE_FIELDS},
+                   "description": {"type": "string"}, **_VOICE_FIELDS, "cues": CUES_SCHEMA},
     "required": ["guidetrack-voice", "engine", "voice"],
     "additionalProperties": False,
 }
@@ -380,6 +399,10 @@ _VARIANT_PROPERTIES = {
     "chimes": {"enum": ["sections"], "description": "sections: a chime at the start of every section"},
     "loudness": {"anyOf": [{"type": "number"}, {"type": "string"}],
                  "description": "the voice's loudness in LUFS (-16), or a preset: " + ", ".join(PRESETS)},
+    "language": {"type": "string", "minLength": 2, "maxLength": 35,
+                 "description": "a BCP 47 tag (en, de, es, fr, it, pt, nl, pt-BR...): the words guidetrack "
+                                "adds are in this language, and so is the default voice"},
+    "cues": CUES_SCHEMA,
     "with": _WITH,
 }
 TOP_SCHEMA = {
@@ -414,6 +437,7 @@ BLOCK_SCHEMA = {
         "description": {"type": "string"},
         "chapter": {"type": "boolean",
                     "description": "whether an include of this block is a chapter of its own (default true)"},
+        "cues": {**CUES_SCHEMA, "description": "words for the cues of this block's breathing"},
         "params": _PARAMS,
         "steps": {"type": "array", "minItems": 1},
     },
@@ -663,6 +687,7 @@ class _Checker:
         self.chain = chain  # resolved files from the script down to this one: finds include cycles
         self.origin = origin  # " (included from a.yaml:3:5)"
         self.remap = remap or {}  # top-level keys a variant overrides -> where the override is written
+        self.cues: dict[str, Any] = {}  # the `cues:` of the blocks being read, innermost last
 
     @property
     def problems(self) -> list[Problem]:
@@ -684,7 +709,9 @@ class _Checker:
         self.error(keys, message, severity="warning")
 
     def child(self, tree: _Tree, real: Path, origin: str) -> "_Checker":
-        return _Checker(tree, self.context, self.chain + (real,), origin)
+        child = _Checker(tree, self.context, self.chain + (real,), origin)
+        child.cues = dict(self.cues)
+        return child
 
     def schema(self, data: Any, schema: dict[str, Any], keys: KeyPath) -> bool:
         """Validate against a JSON Schema; report each error in the author's words."""
@@ -956,7 +983,10 @@ def _build(path: Path, variant: str, data: dict[str, Any], params: dict[str, Any
     if "duration" in data:
         duration = check.duration(data["duration"], ("duration",), positive=True)
     gap = check.duration(data["gap"], ("gap",)) if "gap" in data else to_samples(0.8)
+    language = _language(data.get("language", DEFAULT_LANGUAGE), check)
     voice = _voice(data.get("voice", DEFAULT_VOICE), path, check)
+    if voice is not None and language is not None:
+        voice = _voice_for_language(voice, data.get("voice"), language, check)
     if voice is not None and "lexicon" in data:
         extra = _lexicon(data["lexicon"], path.parent, ("lexicon",), check)
         voice = replace(voice, lexicon=_merged(voice.lexicon, extra)) if extra is not None else None
@@ -965,8 +995,12 @@ def _build(path: Path, variant: str, data: dict[str, Any], params: dict[str, Any
         check.plain(data.get(key), (key,))
     steps_data = substitute(data.get("steps"), params)
     steps = _steps(steps_data, ("steps",), check, sides=False) if isinstance(steps_data, list) else ()
-    if not isinstance(data.get("title"), str) or not data["title"].strip():
+    if language is not None:
+        _check_language(steps, language, "language" in data, check)
+    if not isinstance(data.get("title"), str) or not data["title"].strip() or language is None:
         return None
+    cues = data.get("cues") if isinstance(data.get("cues"), dict) else {}
+    words = language.words.over(dict(voice.cues) if voice else {}).over(cues)
     title = data["title"].strip()
     if variant and "title" not in check.remap:
         title = variant_title(title, variant)
@@ -987,8 +1021,59 @@ def _build(path: Path, variant: str, data: dict[str, Any], params: dict[str, Any
         cover=_cover(data.get("cover"), path, check),
         section_chimes=data.get("chimes") == "sections",
         loudness=_loudness(data["loudness"], check) if "loudness" in data else None,
+        language=language.tag,
+        words=words,
         variant=variant,
     )
+
+
+def _language(value: Any, check: _Checker) -> Language | None:
+    try:
+        return parse_language(value)
+    except ValueError as err:
+        check.error(("language",), str(err))
+        return None
+
+
+def _voice_for_language(spec: VoiceSpec, given: Any, language: Language, check: _Checker) -> VoiceSpec:
+    if spec.engine == "piper" and language.tag.split("-")[0] != DEFAULT_LANGUAGE:
+        check.warn(("voice",), f"this Piper voice may not speak {language.name}; for espeak-ng's "
+                   f"{language.name}, use voice: {{engine: pyttsx3, voice: {language.espeak}}}")
+    return spec if isinstance(given, dict) and "voice" in given else voice_in_language(spec, language)
+
+
+def voice_in_language(spec: VoiceSpec, language: Language) -> VoiceSpec:
+    """A voice for text in `language`: an English espeak-ng voice (the default `calm` profile's,
+    say) becomes espeak-ng's voice for the language, with the same settings and without the
+    English lexicon. Any other voice is as it is: one chosen on purpose."""
+    if language.tag.split("-")[0] == DEFAULT_LANGUAGE or spec.engine != "pyttsx3" or \
+            not spec.voice.lower().startswith("en"):
+        return spec
+    return replace(spec, voice=language.espeak, lexicon=())
+
+
+def _check_language(steps: tuple[Step, ...], language: Language, declared: bool, check: _Checker) -> None:
+    """Warn when the text is plainly in another language than the words guidetrack adds."""
+    texts: list[str] = []
+
+    def gather(items: tuple[Step, ...]) -> None:
+        for step in items:
+            if isinstance(step, Say):
+                texts.append(step.text)
+            elif isinstance(step, Hold):
+                texts.extend(step.reminders)
+            elif isinstance(step, (Sides, Section)):
+                gather(step.steps)
+
+    gather(steps)
+    other = looks_like(texts, language)
+    if other is not None:
+        check.warn(("language",) if declared else (), f"the text looks like {other.name} ({other.tag}), but the "
+                   f"cues and counts guidetrack adds will be in {language.name}; set `language: {other.tag}`")
+
+
+def _cue_pairs(cues: dict[str, Any]) -> CueWords:
+    return tuple((key, tuple(value) if isinstance(value, list) else value) for key, value in sorted(cues.items()))
 
 
 def _loudness(value: Any, check: _Checker) -> float | str | None:
@@ -1130,8 +1215,8 @@ def _profile_from(data: Any, path: Path, inner: _Checker) -> VoiceSpec | None:
     if lexicon is None:
         return None
     fields = {k: data[k] for k in VOICE_SETTINGS if k in data}
-    spec = _engine_voice(VoiceSpec(**fields, lexicon=lexicon, profile=path.stem), fields, path.parent, path.parent,
-                         (), inner)
+    spec = _engine_voice(VoiceSpec(**fields, lexicon=lexicon, profile=path.stem, cues=_cue_pairs(data.get("cues", {}))),
+                         fields, path.parent, path.parent, (), inner)
     if spec is not None:
         _warn_if_fast(spec.rate, ("rate",), inner)
     return spec
@@ -1330,6 +1415,7 @@ def _include(item: dict[str, Any], keys: KeyPath, check: _Checker, sides: bool) 
     params = _params(data.get("params"), item.get("with"), keys + ("with",), check, f"the block '{name}'", at)
     if params is None:
         return ()
+    child.cues.update(data.get("cues", {}))
     steps = _steps(substitute(data["steps"], params), ("steps",), child, sides)
     if data.get("chapter", True) is False or not steps:
         return steps
@@ -1449,7 +1535,7 @@ def _breathe(value: dict[str, Any], at: KeyPath, check: _Checker, where: Locatio
     if fade and cue not in ("words", "count"):
         check.error(at + ("fade",), f"fades out spoken cues, so it needs cue: words or count, not {cue}")
         return None
-    return Breathe(pattern, int(cycles), cue, where, fade)
+    return Breathe(pattern, int(cycles), cue, where, fade, _cue_pairs(check.cues))
 
 
 def _hold(value: Any, at: KeyPath, check: _Checker, sides: bool, where: Location) -> Hold | None:
