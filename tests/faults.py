@@ -5,7 +5,7 @@
 `--kill-at` names a stage of `STAGES`, or a function as `module:qualified.name`
 (`os:replace`); the process kills itself with SIGKILL (nothing can be cleaned up, as with a power
 cut or the OOM killer) when the function is called for the Nth time (default: the first), before
-it runs. `--memory` writes the process's peak resident memory (KiB) to FILE when it exits.
+it runs. `--memory` writes the process's peak resident memory (KiB, VmHWM) to FILE when it exits.
 Nothing in guidetrack knows about this: the functions are wrapped from outside.
 """
 
@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
-import resource
 import signal
 import sys
 from pathlib import Path
@@ -64,8 +63,10 @@ def main() -> int:
         code = 0
     except SystemExit as done:
         code = done.code if isinstance(done.code, int) else 1
-    if options.memory:
-        options.memory.write_text(str(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))
+    if options.memory:  # VmHWM: this process's own peak (ru_maxrss would carry its parent's across exec)
+        peak = next(line.split()[1] for line in Path("/proc/self/status").read_text().splitlines()
+                    if line.startswith("VmHWM:"))
+        options.memory.write_text(peak)
     return code
 
 
