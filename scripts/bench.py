@@ -7,7 +7,11 @@
   command speaking the same utterances;
 - peak memory of an 8-hour track (the render process, and ffmpeg beside it);
 - building a library of 12 renders (sessions/ plus one test script) with 1 worker and with 2,
-  from the same warm clip cache, and the no-change rebuild.
+  from the same warm clip cache, and the no-change rebuild;
+- the voices (`--voices`): the same 20 lines of the library spoken by each engine's profile, with
+  a predicted MOS (DNSMOS P.808, from speechmos: its ONNX models are inside its wheel), the word
+  error rate of an offline recogniser (pocketsphinx, whose English model is inside its wheel),
+  speed and load time.
 """
 
 from __future__ import annotations
@@ -67,7 +71,7 @@ def engine_speeds(work: Path, chunks: list[str]) -> list[tuple[str, float, float
     from guidetrack.units import SAMPLE_RATE
 
     speeds = []
-    for profile in ("calm", "natural"):
+    for profile in ("calm", "natural", "gentle"):
         voice = load_profile(profile)
         speaker = Speaker(voice, ClipCache(work / f"engine-{profile}"))
         started = time.perf_counter()
@@ -108,6 +112,96 @@ print(self_kb, child_kb)
 """
 
 
+def _library_lines(count: int = 20) -> list[str]:
+    """`count` sentences of the library's narration, 5 to 16 words each, in the order written."""
+    import re
+
+    from guidetrack.script import Say, Section, Sides, load
+    from guidetrack.speech import split_speech
+
+    lines: list[str] = []
+
+    def walk(steps) -> None:
+        for step in steps:
+            if isinstance(step, Say):
+                for chunk, _ in split_speech(re.sub(r"\[[^\]]*\]", " ", step.text)):
+                    if 5 <= len(chunk.split()) <= 16 and "{" not in chunk and chunk not in lines:
+                        lines.append(chunk)
+            elif isinstance(step, (Section, Sides)):
+                walk(step.steps)
+
+    for script in sorted((ROOT / "sessions").glob("*.yaml")):
+        if "language:" not in script.read_text():
+            walk(load(script).steps)
+    return lines[::max(1, len(lines) // count)][:count]
+
+
+def _words(text: str) -> list[str]:
+    import re
+
+    return re.findall(r"[a-z']+", text.lower())
+
+
+def _edit_distance(a: list[str], b: list[str]) -> int:
+    row = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        previous, row[0] = row[0], i
+        for j, y in enumerate(b, 1):
+            previous, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, previous + (x != y))
+    return row[-1]
+
+
+def voice_quality(work: Path) -> None:
+    """Each engine's profile speaking the same lines: predicted MOS, word error rate, speed, load."""
+    try:
+        from pocketsphinx import Decoder
+        from speechmos import dnsmos
+    except ImportError:
+        sys.exit("--voices needs the bench extra: .venv/bin/pip install -e '.[bench]'")
+    from scipy.signal import resample_poly
+
+    from guidetrack.errors import GuidetrackError
+    from guidetrack.script import load_profile
+    from guidetrack.speech import ClipCache, Speaker
+    from guidetrack.units import SAMPLE_RATE
+
+    lines = _library_lines()
+    recogniser = Decoder(samprate=16000, loglevel="FATAL")
+    print(f"voices, speaking the same {len(lines)} lines of the library (DNSMOS P.808 predicts a listener's "
+          "1-5 score; WER by pocketsphinx):")
+    print(f"  {'profile':<9} {'engine':<8} {'MOS':>5} {'WER':>6} {'speech/s':>9} {'load s':>7}")
+    for profile in ("calm", "natural", "gentle"):
+        voice = load_profile(profile)
+        speaker = Speaker(voice, ClipCache(work / f"voices-{profile}"))
+        try:
+            started = time.perf_counter()
+            speaker.lengths(["Rest."])  # starts the worker and loads the model
+            load = time.perf_counter() - started
+            started = time.perf_counter()
+            clips = [speaker.clip(line) for line in lines]
+            seconds = time.perf_counter() - started
+        except GuidetrackError as err:
+            print(f"  {profile:<9} {voice.engine:<8} not available: {str(err).splitlines()[0][:80]}")
+            continue
+        finally:
+            if speaker._engine is not None:
+                speaker.engine.close()
+        scores, errors, words = [], 0, 0
+        for line, clip in zip(lines, clips):
+            audio = resample_poly(clip, 160, 441).astype("float32")
+            audio = audio / max(1.0, float(abs(audio).max()))
+            scores.append(dnsmos.run(audio, 16000)["p808_mos"])
+            recogniser.start_utt()
+            recogniser.process_raw((audio * 32767).astype("<i2").tobytes(), full_utt=True)
+            recogniser.end_utt()
+            heard = recogniser.hyp().hypstr if recogniser.hyp() else ""
+            errors += _edit_distance(_words(line), _words(heard))
+            words += len(_words(line))
+        speech = sum(len(c) for c in clips) / SAMPLE_RATE
+        print(f"  {profile:<9} {voice.engine:<8} {sum(scores) / len(scores):5.2f} {errors / words:6.1%} "
+              f"{speech / seconds:9.1f} {load:7.2f}")
+
+
 def library_builds(work: Path, env: dict, quick: bool) -> None:
     """1 worker vs 2 on the same renders (a warm clip cache for both: the first build warms it),
     then a rebuild with nothing changed."""
@@ -138,9 +232,13 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true",
                         help="skip the 8-hour memory run, and build only the short variants")
+    parser.add_argument("--voices", action="store_true", help="only compare the voices")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="guidetrack-bench-") as folder:
         work = Path(folder)
+        if args.voices:
+            voice_quality(work)
+            return
         cache = work / "cache"
         env = {**os.environ, "GUIDETRACK_CACHE_DIR": str(cache)}
         cold = timed(render_command(SESSION, work / "cold.mp3"), env)

@@ -78,7 +78,8 @@ def test_english_is_the_default_and_keeps_its_words_and_voice(tmp_path):
     path = tmp_path / "en.yaml"
     path.write_text("guidetrack: 1\ntitle: X\nsteps:\n  - breathe: {pattern: box, cycles: 1, cue: words}\n")
     script = load(path)
-    assert script.language == "en" and script.voice.voice == "en-us" and script.voice.lexicon
+    assert script.language == "en" and (script.voice.engine, script.voice.voice) == ("hibari", "heart")
+    assert script.voice.lexicon
     assert [e.text for e in make_plan(script, lengths).events] == ["Breathe in", "Hold", "And out", "Rest"]
 
 

@@ -328,17 +328,17 @@ def test_voice_profiles_come_from_voices_folders(tmp_path):
     assert (calm.engine, calm.voice, calm.rate, calm.pitch) == ("pyttsx3", "en-us", 135, 45)
     assert dict(calm.lexicon)["Savasana"] == "shavaasana"
     library(tmp_path, {
-        "voices/calm.yaml": "guidetrack-voice: 1\nengine: pyttsx3\nvoice: en-gb-x-rp\nrate: 120\n"
-                            "lexicon: {Tadasana: tah dah sah nah}\n",
+        "voices/gentle.yaml": "guidetrack-voice: 1\nengine: pyttsx3\nvoice: en-gb-x-rp\nrate: 120\n"
+                              "lexicon: {Tadasana: tah dah sah nah}\n",
         "s.yaml": "guidetrack: 1\ntitle: T\nlexicon: {tadasana: mountain pose, Bolster: bol ster}\n"
                   "steps:\n  - say: Rest.\n",
         "t.yaml": "guidetrack: 1\ntitle: T\nvoice: {rate: 125, pitch: 30}\nsteps:\n  - say: Rest.\n"})
     voice = load(tmp_path / "s.yaml").voice  # voices/ beside the script wins over the built-in
-    assert (voice.voice, voice.rate, voice.profile) == ("en-gb-x-rp", 120, "calm")
+    assert (voice.voice, voice.rate, voice.profile) == ("en-gb-x-rp", 120, "gentle")
     # the script's lexicon is laid over the profile's, matching words in any case
     assert dict(voice.lexicon) == {"tadasana": "mountain pose", "Bolster": "bol ster"}
-    inline = load(tmp_path / "t.yaml").voice  # fields over the default profile
-    assert (inline.voice, inline.rate, inline.pitch) == ("en-gb-x-rp", 125, 30)
+    inline = load(tmp_path / "t.yaml").voice  # espeak-ng's fields (a pitch) over its profile, calm
+    assert (inline.engine, inline.voice, inline.rate, inline.pitch) == ("pyttsx3", "en-us", 125, 30)
 
 
 @pytest.mark.parametrize("files, expected", [
@@ -411,7 +411,7 @@ def test_a_lexicon_entry_can_differ_per_engine(tmp_path):
     text = "A bolster under you in Savasana."
     assert pronounce(text, lexicon, "pyttsx3") == "A bolster under you in [[S'A:v@s@n@]]."
     assert pronounce(text, lexicon, "piper") == "A bol ster under you in [[ʃɑːvˈɑːsənə]]."
-    with pytest.raises(InvalidInput, match=r"t.yaml:3:21: lexicon.Savasana: unknown key .espeak.; known keys: piper, pyttsx3"):
+    with pytest.raises(InvalidInput, match=r"t.yaml:3:21: lexicon.Savasana: unknown key .espeak.; known keys: hibari, piper, pyttsx3"):
         load(tmp_path / "t.yaml")
 
 

@@ -328,6 +328,13 @@ def voices() -> None:
                        + "".join(f"\n            {m}" for m in models))
         except GuidetrackError as err:
             typer.echo(f"  piper     not available: {err}")
+        try:
+            from .engines.hibari_engine import bundled_voices, engine_version as hibari_version
+
+            typer.echo(f"  hibari    {hibari_version()}\n            voices: {', '.join(bundled_voices()) or 'none'} "
+                       "(inside the package; none is ever downloaded)")
+        except GuidetrackError as err:
+            typer.echo(f"  hibari    not available: {err}")
         from .languages import known, parse as parse_language
 
         typer.echo("languages (language: TAG in a script; its cues, counts and sides, and espeak-ng's voice):")
@@ -341,6 +348,9 @@ def voices() -> None:
                        f"{' / '.join(words.sides)}" + (f"\n      also {regions}" if regions else ""))
         typer.echo("profiles (voice: NAME in a script; voices/NAME.yaml beside it or in the current folder "
                    "overrides these):")
+        from .script import DEFAULT_VOICE, ESPEAK_VOICE
+
+        default = {DEFAULT_VOICE: "  (the default in English)", ESPEAK_VOICE: "  (the default in other languages)"}
         for name, path in voice_profiles(voice_folders()).items():
             spec = _profile_or_problem(name)
             if isinstance(spec, str):
@@ -348,7 +358,7 @@ def voices() -> None:
                 continue
             pitch = f", pitch {spec.pitch}" if spec.pitch is not None else ""
             typer.echo(f"  {name:<10} {spec.engine} {spec.voice}, {spec.rate} wpm, volume {spec.volume:g}{pitch}, "
-                       f"{len(spec.lexicon)} lexicon entries{'  (the default)' if name == 'calm' else ''}\n"
+                       f"{len(spec.lexicon)} lexicon entries{default.get(name, '')}\n"
                        f"             {path}")
         return 0
 
@@ -367,7 +377,8 @@ def _profile_or_problem(name: str):
 @app.command()
 def say(
     text: Annotated[str, typer.Argument(help="What to say; [2s] is a pause, as in scripts.")],
-    voice: Annotated[str, typer.Option("--voice", help="A voice profile (see `guidetrack voices`).")] = "calm",
+    voice: Annotated[Optional[str], typer.Option(
+        "--voice", help="A voice profile (see `guidetrack voices`); default: gentle, or calm in another language.")] = None,
     out: Annotated[Path, typer.Option("-o", "--output", help="Where to write the WAV clip.")] = Path("out/say.wav"),
     language: Annotated[Optional[str], typer.Option(
         "--language", help="The text's language, as a script's `language:` (de, es, pt-BR...): an English "
@@ -384,7 +395,11 @@ def say(
         from .speech import ClipCache, Speaker, pronounce
         from .units import SAMPLE_RATE
 
-        spec = load_profile(voice)
+        from .script import DEFAULT_VOICE, ESPEAK_VOICE
+
+        english = language is None or language.lower().split("-")[0] == "en"
+        name = voice or (DEFAULT_VOICE if english else ESPEAK_VOICE)
+        spec = load_profile(name)
         if language is not None:
             from .languages import parse as parse_language
             from .script import voice_in_language
@@ -410,7 +425,7 @@ def say(
             clip.setnchannels(1), clip.setsampwidth(2), clip.setframerate(SAMPLE_RATE)
             clip.writeframes(pcm)
         said = pronounce(text, spec.lexicon, spec.engine)
-        typer.echo(f"wrote {out}  {len(audio) / SAMPLE_RATE:.2f} s  voice {voice}: {spec.engine} {spec.voice}, "
+        typer.echo(f"wrote {out}  {len(audio) / SAMPLE_RATE:.2f} s  voice {name}: {spec.engine} {spec.voice}, "
                    f"{spec.rate} wpm" + (f"\n  said as: {said}" if said != text else ""))
         return 0
 

@@ -35,8 +35,8 @@ MAX_CYCLES = 10_000
 # word or phrase -> how to say it: one text for every engine, or (engine, text) pairs
 Said = str | tuple[tuple[str, str], ...]
 Lexicon = tuple[tuple[str, Said], ...]
-ENGINES = ("pyttsx3", "piper")
-ENGINE_VOICES = {"pyttsx3": "en-us", "piper": "joe"}  # the voice when a script names only the engine
+ENGINES = ("pyttsx3", "piper", "hibari")
+ENGINE_VOICES = {"pyttsx3": "en-us", "piper": "joe", "hibari": "heart"}  # the voice when a script names only the engine
 
 
 def said_by(how: Said, engine: str) -> str | None:
@@ -62,7 +62,8 @@ class VoiceSpec:
 
 
 BUILTIN_VOICES = Path(__file__).resolve().parent / "voices"
-DEFAULT_VOICE = "calm"
+DEFAULT_VOICE = "gentle"  # for English: hibari's natural voice
+ESPEAK_VOICE = "calm"  # for every other language (in its espeak-ng voice), and under espeak-only settings
 LEXICON_SUFFIX = ".lexicon.yaml"
 
 
@@ -984,7 +985,8 @@ def _build(path: Path, variant: str, data: dict[str, Any], params: dict[str, Any
         duration = check.duration(data["duration"], ("duration",), positive=True)
     gap = check.duration(data["gap"], ("gap",)) if "gap" in data else to_samples(0.8)
     language = _language(data.get("language", DEFAULT_LANGUAGE), check)
-    voice = _voice(data.get("voice", DEFAULT_VOICE), path, check)
+    english = language is None or language.tag.split("-")[0] == DEFAULT_LANGUAGE
+    voice = _voice(data.get("voice", DEFAULT_VOICE if english else ESPEAK_VOICE), path, check)
     if voice is not None and language is not None:
         voice = _voice_for_language(voice, data.get("voice"), language, check)
     if voice is not None and "lexicon" in data:
@@ -1036,9 +1038,9 @@ def _language(value: Any, check: _Checker) -> Language | None:
 
 
 def _voice_for_language(spec: VoiceSpec, given: Any, language: Language, check: _Checker) -> VoiceSpec:
-    if spec.engine == "piper" and language.tag.split("-")[0] != DEFAULT_LANGUAGE:
-        check.warn(("voice",), f"this Piper voice may not speak {language.name}; for espeak-ng's "
-                   f"{language.name}, use voice: {{engine: pyttsx3, voice: {language.espeak}}}")
+    if spec.engine in ("piper", "hibari") and language.tag.split("-")[0] != DEFAULT_LANGUAGE:
+        check.warn(("voice",), f"this {spec.engine} voice may not speak {language.name}; for espeak-ng's "
+                   f"{language.name}, use voice: calm (or {{engine: pyttsx3, voice: {language.espeak}}})")
     return spec if isinstance(given, dict) and "voice" in given else voice_in_language(spec, language)
 
 
@@ -1166,7 +1168,7 @@ def _warn_if_fast(rate: Any, keys: KeyPath, check: _Checker) -> None:
 
 def _voice(value: Any, script_path: Path, check: _Checker) -> VoiceSpec | None:
     """A profile by name, or fields over the default profile."""
-    name = value if isinstance(value, str) else DEFAULT_VOICE
+    name = value if isinstance(value, str) else _base_profile(value)
     profiles = voice_profiles(voice_folders(script_path, check.context.root))
     if name not in profiles:
         check.error(("voice",), _unknown_profile(name, profiles))
@@ -1184,6 +1186,19 @@ def _voice(value: Any, script_path: Path, check: _Checker) -> VoiceSpec | None:
         extra = _lexicon(value["lexicon"], script_path.parent, ("voice", "lexicon"), check)
         spec = replace(spec, lexicon=_merged(spec.lexicon, extra)) if extra is not None else None
     return spec
+
+
+def _base_profile(fields: Any) -> str:
+    """The profile a voice given as fields starts from: the default, unless the fields are
+    espeak-ng's (`engine: pyttsx3`, a `pitch`, or an espeak-ng voice id with no engine named),
+    when they start from the espeak-ng profile, as they did before hibari was the default."""
+    if not isinstance(fields, dict):
+        return DEFAULT_VOICE
+    engine = fields.get("engine")
+    if engine == "pyttsx3" or (engine is None and ("pitch" in fields or (
+            "voice" in fields and fields["voice"] != ENGINE_VOICES["hibari"]))):
+        return ESPEAK_VOICE
+    return DEFAULT_VOICE
 
 
 def load_profile(name: str) -> VoiceSpec:
@@ -1230,6 +1245,8 @@ def _engine_voice(spec: VoiceSpec, given: dict[str, Any], here: Path, voices: Pa
     NAME.onnx in `voices` or another voices folder, or a voice that comes in a package."""
     if "engine" in given and "voice" not in given:
         spec = replace(spec, voice=ENGINE_VOICES[spec.engine])
+    if spec.engine == "hibari":
+        return _hibari_voice(spec, given, keys, check)
     if spec.engine != "piper":
         return spec
     from .engines.piper_voices import known, packaged_name
@@ -1259,6 +1276,22 @@ def _engine_voice(spec: VoiceSpec, given: dict[str, Any], here: Path, voices: Pa
         return None
     check.context.sources[model] = None
     return replace(spec, voice=str(model))
+
+
+def _hibari_voice(spec: VoiceSpec, given: dict[str, Any], keys: KeyPath, check: _Checker) -> VoiceSpec | None:
+    """hibari speaks with a voice inside its installed package, never one it would download."""
+    from .engines.hibari_engine import bundled_voices
+
+    if "pitch" in given:
+        check.warn(keys + ("pitch",), "hibari voices have no pitch setting; it is ignored")
+    bundled = bundled_voices()
+    if spec.voice not in bundled:
+        where = keys + ("voice",) if "voice" in given else keys
+        check.error(where, f"no hibari voice '{spec.voice}' in the installed package"
+                    f"{suggest(spec.voice, bundled)}; bundled: {', '.join(bundled) or 'none (is hibari-tts installed?)'}. "
+                    "guidetrack never downloads a voice")
+        return None
+    return replace(spec, pitch=None)
 
 
 def _lexicon(value: Any, folder: Path, keys: KeyPath, check: _Checker) -> Lexicon | None:

@@ -24,6 +24,8 @@ def engine_version(name: str) -> str:
         from .pyttsx3_engine import engine_version as version
     elif name == "piper":
         from .piper_engine import engine_version as version
+    elif name == "hibari":
+        from .hibari_engine import engine_version as version
     else:
         raise InvalidInput(f"unknown speech engine '{name}'; engines: {', '.join(ENGINES)}")
     return version()
@@ -35,7 +37,7 @@ def voice_key(engine: Engine, voice: VoiceSpec) -> str:
     return key(voice) if key else voice.voice
 
 
-ENGINES = ("pyttsx3", "piper")
+ENGINES = ("pyttsx3", "piper", "hibari")
 
 
 def get_engine(name: str) -> Engine:
@@ -47,4 +49,8 @@ def get_engine(name: str) -> Engine:
         from .piper_engine import shared_engine as shared_piper
 
         return shared_piper()
+    if name == "hibari":
+        from .hibari_engine import shared_engine as shared_hibari
+
+        return shared_hibari()
     raise InvalidInput(f"unknown speech engine '{name}'; engines: {', '.join(ENGINES)}")

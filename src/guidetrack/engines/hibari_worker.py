@@ -1,0 +1,55 @@
+"""The hibari worker: loads the model once and speaks one utterance a request.
+
+Protocol (see engines/worker.py): `{"hello": true}` is answered with hibari's version;
+`{"text", "path", "voice", "speed", "volume", "seed"}` writes a 16-bit 24 kHz WAV at "path" and is
+answered `{"ok": true}`; a failure is `{"error": ...}`. Only voices inside the installed package
+are loaded: HIBARI_HOME points at an empty folder, so a voice hibari would download is an error,
+never a download. `[[phonemes]]` from a lexicon become hibari's own inline `[word](/phonemes/)`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+import tempfile
+import wave
+
+PHONEMES = re.compile(r"\[\[([^\[\]]+)\]\]")
+
+
+def main() -> None:
+    os.environ["HIBARI_HOME"] = tempfile.mkdtemp(prefix="guidetrack-hibari-")  # nothing cached: nothing fetched
+    from importlib.metadata import version
+
+    import numpy as np
+    from hibari import Hibari
+
+    models: dict[str, Hibari] = {}
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        request = json.loads(line)
+        try:
+            if request.get("hello"):
+                answer = {"ok": True, "version": version("hibari-tts")}
+            else:
+                voice = request["voice"]
+                if voice not in models:
+                    models[voice] = Hibari(voice=voice, threads=1)
+                text = PHONEMES.sub(lambda m: f"[x](/{m.group(1)}/)", request["text"])
+                audio = models[voice](text, speed=request["speed"], seed=request["seed"]) * request["volume"]
+                pcm = (np.clip(audio, -1.0, 1.0) * 32767).astype("<i2")
+                with wave.open(request["path"], "wb") as out:
+                    out.setnchannels(1), out.setsampwidth(2), out.setframerate(models[voice].sample_rate)
+                    out.writeframes(pcm.tobytes())
+                answer = {"ok": True}
+        except Exception as err:  # noqa: BLE001 - everything is reported to the parent
+            answer = {"error": f"{type(err).__name__}: {err}"[:4000]}
+        sys.stdout.write(json.dumps({"id": request.get("id"), **answer}) + "\n")
+        sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
