@@ -67,6 +67,7 @@ def test_build_mirrors_the_library_and_rebuilds_only_what_changed(gt, library, t
     # a voice profile in the library's voices/ folder is an input too
     (library / "voices").mkdir()
     (library / "voices" / "calm.yaml").write_text("guidetrack-voice: 1\nengine: pyttsx3\nvoice: en-us\nrate: 128\n")
+    (library / "voices" / "gentle.yaml").write_text("guidetrack-voice: 1\nengine: hibari\nvoice: heart\nrate: 128\n")
     assert set(summary(gt("build", library, "-o", out, "--json"))["built"]) == OUTPUTS
     # touching a file changes nothing: content decides, not modification times
     os.utime(script, (time.time() + 60, time.time() + 60))

@@ -124,7 +124,8 @@ HIGH_BAND = butter(8, [12_000, 16_000], btype="bandpass", fs=RATE, output="sos")
 
 def band_db(audio: np.ndarray, start: float, end: float) -> float:
     """The level of 12-16 kHz in a stretch. espeak-ng speaks at 22.05 kHz, so its voice has
-    nothing above 11 kHz: this band holds the background alone, even while the voice speaks."""
+    nothing above 11 kHz: this band holds the background alone, even while the voice speaks
+    (hibari's 24 kHz reaches into the filter's edge, so these scripts speak with espeak-ng)."""
     pad = RATE // 10  # the filter settles before the stretch is measured
     part = audio[max(int(start * RATE) - pad, 0): int(end * RATE), 0]
     return db(sosfilt(HIGH_BAND, part)[pad:])
@@ -133,6 +134,7 @@ def band_db(audio: np.ndarray, start: float, end: float) -> float:
 DUCKED = """\
 guidetrack: 1
 title: Ducking
+voice: calm
 background: {sound: white-noise, level: -20, duck: {depth: 8, attack: 0.3s, release: 0.6s}}
 steps:
   - pause: 3s

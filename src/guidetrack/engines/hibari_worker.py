@@ -3,8 +3,8 @@
 Protocol (see engines/worker.py): `{"hello": true}` is answered with hibari's version;
 `{"text", "path", "voice", "speed", "volume", "seed"}` writes a 16-bit 24 kHz WAV at "path" and is
 answered `{"ok": true}`; a failure is `{"error": ...}`. Only voices inside the installed package
-are loaded: HIBARI_HOME points at an empty folder, so a voice hibari would download is an error,
-never a download. `[[phonemes]]` from a lexicon become hibari's own inline `[word](/phonemes/)`.
+are loaded: HIBARI_HOME points at a folder that cannot exist, so a voice hibari would download is
+an error, never a download. `[[phonemes]]` from a lexicon become hibari's own inline `[word](/phonemes/)`.
 """
 
 from __future__ import annotations
@@ -13,14 +13,15 @@ import json
 import os
 import re
 import sys
-import tempfile
 import wave
 
 PHONEMES = re.compile(r"\[\[([^\[\]]+)\]\]")
 
 
 def main() -> None:
-    os.environ["HIBARI_HOME"] = tempfile.mkdtemp(prefix="guidetrack-hibari-")  # nothing cached: nothing fetched
+    # a cache folder that cannot exist (a file's child): hibari finds no voice there, and cannot
+    # store a download in it; only the voices inside the package load
+    os.environ["HIBARI_HOME"] = os.path.join(os.devnull, "hibari")
     from importlib.metadata import version
 
     import numpy as np
