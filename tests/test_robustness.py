@@ -77,10 +77,12 @@ def parts(*folders: Path) -> list[Path]:
     return [p for folder in folders if folder.exists() for p in folder.rglob("*.part")]
 
 
-def age(paths: list[Path], seconds: float = 700) -> None:
-    """As if the litter had been left a while ago (a cleaner leaves a fresh one alone)."""
+def age(paths: list[Path], seconds: float = 700, temp: Path | None = None) -> None:
+    """As if the litter (and guidetrack's folders in `temp`) had been left a while ago: a cleaner
+    leaves a fresh one alone."""
     past = time.time() - seconds
-    for path in paths:
+    folders = [p for p in temp.iterdir() if p.name.startswith("guidetrack-")] if temp else []
+    for path in paths + folders:
         os.utime(path, (past, past))
 
 
@@ -105,7 +107,7 @@ def test_a_kill_at_any_stage_leaves_the_old_track_whole_and_the_next_run_cleans_
     if stage == "speaking":
         assert any(p.name.startswith("guidetrack-speech-") for p in litter)
 
-    age(parts(out, cache))
+    age(parts(out, cache), temp=temp)
     again = run("render", script, "-o", out / "tiny.mp3", env=env)
     assert again.returncode == 0, again.stderr
     assert not parts(out, cache), parts(out, cache)
@@ -265,7 +267,7 @@ def test_a_script_with_a_235_character_name_renders(tmp_path, env):
     assert (tmp_path / "out" / ("a" * 230 + ".chapters.json")).is_file()
 
 
-@pytest.mark.parametrize("damage", ["deep", "types", "nonsense"])
+@pytest.mark.parametrize("damage", ["deep", "types", "nonsense", "publishing"])
 def test_a_damaged_manifest_is_not_trusted_and_the_build_goes_on(tmp_path, env, damage):
     library = tmp_path / "library"
     tiny(library, "one.yaml")
@@ -275,6 +277,12 @@ def test_a_damaged_manifest_is_not_trusted_and_the_build_goes_on(tmp_path, env, 
     data = json.loads(manifest.read_text())
     if damage == "deep":
         manifest.write_text('{"guidetrack-build": 1, "outputs": {"one.mp3": ' + "[" * 100_000 + "]" * 100_000 + "}}")
+    elif damage == "publishing":  # fields only the page and the feed read
+        entry = data["outputs"]["one.mp3"]
+        entry["track"]["description"] = None
+        entry["published"] = "yesterday"
+        data["title"] = 5
+        manifest.write_text(json.dumps(data))
     elif damage == "types":
         entry = data["outputs"]["one.mp3"]
         entry["files"]["audio"]["bytes"] = "many"
@@ -350,6 +358,8 @@ def test_a_fifo_named_as_intro_is_not_a_regular_file(tmp_path, env):
 
 @pytest.mark.parametrize("args, message", [
     (["--base-url", "javascript:alert(1)"], "--base-url"),
+    (["--base-url", "https://[bad/"], "--base-url"),
+    (["--base-url", "https://example.org:99999/"], "--base-url"),
     (["--base-url", "https://example.org/a b/"], "--base-url"),
     (["--title", "A\x1bB"], "--title"),
 ])

@@ -243,3 +243,16 @@ def test_a_killed_writers_half_entry_is_cleared_and_a_live_ones_kept(tmp_path):
         os.utime(temp, (time.time() - 3600, time.time() - 3600))
     cache.put(tmp_path / "rest-abc.wav", np.zeros(100, np.float32))
     assert not dead.exists() and live.exists() and (tmp_path / "rest-abc.wav").is_file()
+
+
+def test_the_first_clip_stored_is_the_one_every_process_uses(tmp_path):
+    """Two processes speaking the same new text with an engine that varies (Piper): the second
+    finds the first's entry when it stores its own, and uses it, so its plan's timing is the
+    clip it will read back."""
+    cache = ClipCache(tmp_path / "cache")
+    path = cache.path("Rest.", "k" * 24)
+    first, second = np.full(1000, 0.1, np.float32), np.full(1500, 0.2, np.float32)
+    assert len(cache.put(path, first)) == 1000
+    assert len(cache.put(path, second)) == 1000  # the first writer's
+    path.write_bytes(b"damaged")
+    assert len(cache.put(path, second)) == 1500  # a damaged entry is replaced

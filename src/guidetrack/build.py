@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import socket
 import time
@@ -32,10 +33,11 @@ from .errors import GuidetrackError, InvalidInput
 from .engines import engine_version
 from .files import check_writable, remove_stale_parts, replacing, sha256_of, temporary_folder, write_atomically
 from .render import script_files
+from .languages import FOLDER as LANGUAGE_FILES
 from .script import BUILTIN_VOICES, Script, load_any
 from .units import to_seconds
 
-RENDER_VERSION = 2  # bump when a change to guidetrack changes what a render writes
+RENDER_VERSION = 3  # bump when a change to guidetrack changes what a render writes (3: languages, hibari)
 MANIFEST = "build-manifest.json"
 PACKAGE = Path(__file__).resolve().parent
 
@@ -88,8 +90,9 @@ def _source_name(path: Path, library: Path) -> str:
     path = path.resolve()
     if path.is_relative_to(library):
         return path.relative_to(library).as_posix()
-    if path.is_relative_to(BUILTIN_VOICES):
-        return "builtin:" + path.relative_to(BUILTIN_VOICES).as_posix()
+    for builtin in (BUILTIN_VOICES, LANGUAGE_FILES):
+        if path.is_relative_to(builtin):
+            return f"builtin:{builtin.name}/" + path.relative_to(builtin).as_posix()
     return str(path)
 
 
@@ -154,6 +157,9 @@ def read_manifest(out: Path) -> dict[str, Any]:
         data = json.loads((out / MANIFEST).read_text())
         if data.get("guidetrack-build") == 1 and isinstance(data.get("outputs"), dict):
             data["outputs"] = {name: entry for name, entry in data["outputs"].items() if _entry_ok(entry)}
+            for key in ("title", "base_url", "library"):  # remembered settings: text, or forgotten
+                if not isinstance(data.get(key), (str, type(None))):
+                    del data[key]
             return data
     except (OSError, ValueError, AttributeError, RecursionError):
         pass
@@ -161,16 +167,30 @@ def read_manifest(out: Path) -> dict[str, Any]:
 
 
 def _entry_ok(entry: Any) -> bool:
+    """Whether a manifest entry is one a build could have written: every field `publish` reads,
+    of its type."""
     def typed(value: Any, fields: dict[str, Any]) -> bool:
         return isinstance(value, dict) and all(isinstance(value.get(k), t) for k, t in fields.items())
 
+    def when(value: Any) -> bool:
+        try:
+            return datetime.fromisoformat(value).tzinfo is not None
+        except (TypeError, ValueError):
+            return False
+
     text, maybe, number = str, (str, type(None)), (int, float)
-    return (typed(entry, {"fingerprint": text, "script": text, "variant": maybe, "files": dict, "track": dict,
-                          "built": text, "published": text})
-            and all(typed(f, {"path": text, "bytes": int, "sha256": text}) for f in entry["files"].values())
-            and typed(entry["track"], {"title": text, "description": maybe, "author": maybe, "album": maybe,
-                                       "duration": number, "chapters": list})
-            and all(typed(c, {"title": text, "start": number}) for c in entry["track"]["chapters"]))
+    if not (typed(entry, {"fingerprint": text, "script": text, "variant": maybe, "files": dict, "track": dict,
+                          "built": text, "published": text}) and when(entry["built"]) and when(entry["published"])):
+        return False
+    files, track = entry["files"], entry["track"]
+    return (set(files) >= {"audio", "vtt", "srt", "chapters"}
+            and all(typed(f, {"path": text, "bytes": int, "sha256": text}) for f in files.values())
+            and typed(track, {"title": text, "description": text, "author": text, "album": text,
+                              "duration": number, "chapters": list, "transcript": list})
+            and math.isfinite(track["duration"]) and track["duration"] >= 0
+            and isinstance(track.get("language", ""), str)
+            and all(isinstance(line, str) for line in track["transcript"])
+            and all(typed(c, {"title": text, "start": number}) for c in track["chapters"]))
 
 
 def write_manifest(out: Path, manifest: dict[str, Any]) -> None:
@@ -234,7 +254,7 @@ def render_job(job: Job, library: str | None, files: dict[str, bytes] | None, ca
         plan = rendered.plan
         track = {
             "title": script.title, "description": script.description, "author": script.author,
-            "album": script.album, "variant": script.variant,
+            "album": script.album, "variant": script.variant, "language": script.language,
             "duration": round(to_seconds(rendered.samples), 3),
             "chapters": [{"title": c.title, "start": round(to_seconds(c.start), 3)} for c in plan.chapters],
             "transcript": [e.text for e in plan.speech()],

@@ -182,9 +182,14 @@ def _check_base_url(url: str) -> None:
     """The address the build folder is served at: an absolute http(s) URL of a folder."""
     from urllib.parse import urlsplit
 
-    parts = urlsplit(url)
-    if (parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment
-            or any(ch.isspace() or ord(ch) < 32 for ch in url)):
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range
+        bad = (parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment
+               or any(ch.isspace() or ord(ch) < 32 for ch in url))
+    except ValueError:
+        bad = True
+    if bad:
         raise InvalidInput(f"--base-url {url!r}: give the address the output folder is served at, "
                            "such as https://example.org/classes/ (http or https, no spaces, no ?query or #part)")
 
@@ -397,7 +402,9 @@ def say(
 
         from .script import DEFAULT_VOICE, ESPEAK_VOICE
 
-        english = language is None or language.lower().split("-")[0] == "en"
+        from .languages import is_english
+
+        english = is_english(language)
         name = voice or (DEFAULT_VOICE if english else ESPEAK_VOICE)
         spec = load_profile(name)
         if language is not None:
@@ -443,11 +450,15 @@ def schema() -> None:
 def main() -> None:
     # A polite kill (SIGTERM, or the terminal closing) unwinds like Ctrl-C, so temporary files
     # are removed; what a kill -9 left is removed by the next run.
-    for polite in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(polite, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
+    if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:  # under nohup, a closed terminal is ignored
+        signal.signal(signal.SIGHUP, _interrupt)
     from .files import remove_stale_folders
 
-    remove_stale_folders()
+    try:
+        remove_stale_folders()
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None
     app(prog_name="guidetrack")
 
 

@@ -39,7 +39,7 @@ class Decoded:
             raise GuidetrackError(f"cannot run ffmpeg: {err}") from None
         size = store.seek(0, 2)
         said = [line.strip() for line in done.stderr.decode("utf-8", "replace").splitlines() if line.strip()]
-        unwritten = [line for line in said if line.startswith(WRITE_FAILURES)]  # ffmpeg exits 0 for these
+        unwritten = [line for line in said if any(f in line for f in WRITE_FAILURES)]  # ffmpeg exits 0 for these
         if done.returncode or unwritten:
             store.close()
             reason = (unwritten or said)[-1].removeprefix(f"{path}: ")[:200] if said else f"exit status {done.returncode}"

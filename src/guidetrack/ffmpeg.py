@@ -92,7 +92,7 @@ def run(commands: Sequence[list[str]], blocks: Iterable[np.ndarray] | None = Non
     # ffmpeg exits 0 when it cannot write its output's end (a full disk): what it said tells
     report = said[-1][0]
     for line in (report if isinstance(report, str) else getattr(report, "text", "")).splitlines():
-        if line.startswith(WRITE_FAILURES):
+        if any(failure in line for failure in WRITE_FAILURES):  # ffmpeg 6 prefixes "[out#0/mp3 @ 0x...]"
             raise EncodeError(f"{what} could not write its output: {line.strip()}")
     return written, report
 

@@ -67,6 +67,25 @@ def write_atomically(path: Path, data: bytes, mode: int | None = 0o644) -> None:
         temp.write_bytes(data)
 
 
+def write_new(path: Path, data: bytes, mode: int | None = 0o644) -> bool:
+    """Write `path` whole, unless it exists: False then, and the file there is left as it is.
+    Of several processes writing the same new file, the first one wins (a hard link cannot
+    replace a file), so all of them can go on with the same content."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = _temporary(path)
+    try:
+        temp.write_bytes(data)
+        if mode is not None:
+            os.chmod(temp, mode)
+        try:
+            os.link(temp, path)
+        except FileExistsError:
+            return False
+        return True
+    finally:
+        temp.unlink(missing_ok=True)
+
+
 _OURS = re.compile(r"\..+\.(\d+)\.[a-z0-9_]{8}\.part")  # `replacing`'s names: .NAME.PID.RANDOM.part
 STALE_SECONDS = 600  # untouched this long, and its writer gone: litter (a writer on another machine keeps writing)
 
@@ -116,7 +135,8 @@ def temporary_folder(what: str) -> Iterator[Path]:
 
 
 def remove_stale_folders() -> int:
-    """Remove the temporary folders of guidetrack processes on this machine that are gone."""
+    """Remove the temporary folders of guidetrack processes on this machine that are gone, and
+    that nothing has changed for ten minutes (a process in another pid namespace may share $TMPDIR)."""
     removed = 0
     try:
         entries = list(Path(tempfile.gettempdir()).glob("guidetrack-*"))
@@ -124,7 +144,11 @@ def remove_stale_folders() -> int:
         return 0
     for folder in entries:
         found = _FOLDER.fullmatch(folder.name)
-        if not found or folder.is_symlink() or not folder.is_dir() or _alive(int(found.group(1))):
+        try:
+            if (not found or folder.is_symlink() or not folder.is_dir() or _alive(int(found.group(1)))
+                    or time.time() - folder.stat().st_mtime < STALE_SECONDS):  # a pid of another namespace
+                continue
+        except OSError:
             continue
         shutil.rmtree(folder, ignore_errors=True)
         removed += 1

@@ -22,7 +22,8 @@ DEFAULT = "en"
 PHASES = ("in", "hold", "out", "rest")
 SIDES = ("right", "left")
 CUE_KEYS = PHASES + SIDES + ("numbers",)  # what `cues:` may replace
-TAG = re.compile(r"^([A-Za-z]{2,3})(?:[-_]([A-Za-z]{2}|\d{3}))?$")  # language, and an optional region
+# language, then optional script (Latn), region (DE, 419) and anything after (variants, extensions)
+TAG = re.compile(r"^([A-Za-z]{2,3})(?:[-_][A-Za-z]{4})?(?:[-_]([A-Za-z]{2}|\d{3}))?(?:[-_][A-Za-z0-9]{1,8})*$")
 
 
 @dataclass(frozen=True)
@@ -41,8 +42,14 @@ class Words:
         return self.count[PHASES.index(phase)]
 
     def side(self, name: str) -> str:
-        """`right` and `left` in the language; any other side name as the teacher wrote it."""
-        return self.sides[SIDES.index(name.lower())] if name.lower() in SIDES else name
+        """`right` and `left` in the language, in the case the teacher wrote them (Right ->
+        Rechts); any other side name as written."""
+        if name.lower() not in SIDES:
+            return name
+        word = self.sides[SIDES.index(name.lower())]
+        if name.isupper() and len(name) > 1:
+            return word.upper()
+        return word[:1].upper() + word[1:] if name[:1].isupper() else word
 
     def over(self, changes: dict[str, Any]) -> Words:
         """These words with `cues:` overrides applied: a phase's word replaces its spoken cue and
@@ -63,6 +70,7 @@ class Language:
     espeak: str  # espeak-ng's voice for it
     words: Words
     common: frozenset[str]  # frequent short words, to notice text in another language
+    file: Path  # where its words come from: a source of every script in it
 
 
 @lru_cache(maxsize=1)
@@ -110,16 +118,19 @@ def parse(tag: str) -> Language:
         raise ValueError(f"no words for the language '{tag}'{hint}; known: {', '.join(files)} "
                          f"(a file in {FOLDER.name}/ adds one)")
     data = dict(files[code])
-    if region:
-        regions = {str(k).upper(): v for k, v in data.get("regions", {}).items()}
-        if region not in regions:
-            raise ValueError(f"'{tag}': no region '{region}' for {data['name']}; known: "
-                             f"{', '.join(t for t in known() if t.startswith(code))} (or {code} alone)")
+    regions = {str(k).upper(): v for k, v in data.get("regions", {}).items()}
+    if region in regions:  # a region with its own voice or words; any other speaks the language's
         data.update(regions[region] or {})
     words = Words(tuple(data["cues"][p] for p in PHASES), tuple(data["count"][p] for p in PHASES),  # type: ignore[arg-type]
                   tuple(data["numbers"]), tuple(data["sides"][s] for s in SIDES))  # type: ignore[arg-type]
     return Language(f"{code}-{region}" if region else code, data["name"], data["espeak"], words,
-                    frozenset(w.lower() for w in data.get("common", ())))
+                    frozenset(w.lower() for w in data.get("common", ())), FOLDER / f"{code}.yaml")
+
+
+def is_english(language: Language | str | None) -> bool:
+    """Whether a language (or tag) is English: hibari's, and the built-in lexicon's."""
+    tag = language.tag if isinstance(language, Language) else (language or DEFAULT)
+    return tag.replace("_", "-").split("-")[0].lower() == DEFAULT
 
 
 def looks_like(texts: list[str], declared: Language) -> Language | None:

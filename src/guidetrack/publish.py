@@ -48,10 +48,16 @@ def tracks(manifest: dict[str, Any]) -> list[dict[str, Any]]:
         found.append({"id": name, "script": entry["script"], "variant": entry["variant"], "title": track["title"],
                       "description": track["description"], "author": track["author"], "album": track["album"],
                       "duration": track["duration"], "chapters": track["chapters"], "files": files,
-                      "loudness": track.get("loudness"),
+                      "loudness": track.get("loudness"), "language": track.get("language") or "en",
                       "published": entry["published"], "built": entry["built"],
                       "transcript": track.get("transcript", [])})
     return found
+
+
+def library_language(records: list[dict[str, Any]]) -> str:
+    """The language most of the library's classes are in (the feed and the page have one)."""
+    languages = Counter(r["language"] for r in records)
+    return languages.most_common(1)[0][0] if languages else "en"
 
 
 def library_title(records: list[dict[str, Any]], fallback: str) -> str:
@@ -107,7 +113,7 @@ def feed_xml(title: str, records: list[dict[str, Any]], base_url: str) -> str:
     add(channel, "title", title)
     add(channel, "link", base)
     add(channel, "description", f"{title}: guided practice for eyes-closed listening, {len(records)} classes.")
-    add(channel, "language", "en")
+    add(channel, "language", library_language(records))
     add(channel, "generator", "guidetrack")
     add(channel, f"{{{ATOM}}}link", href=url(FEED), rel="self", type="application/rss+xml")
     add(channel, f"{{{ITUNES}}}author", author)
@@ -140,7 +146,7 @@ def feed_xml(title: str, records: list[dict[str, Any]], base_url: str) -> str:
         for kind in ("vtt", "srt"):
             if kind in files:
                 add(item, f"{{{PODCAST}}}transcript", url=url(files[kind]["path"]), type=FILE_TYPES[kind],
-                    language="en")
+                    language=record["language"])
     ET.indent(rss)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(rss, encoding="unicode") + "\n"
 
@@ -148,7 +154,7 @@ def feed_xml(title: str, records: list[dict[str, Any]], base_url: str) -> str:
 # ---------------------------------------------------------------- the page
 
 PAGE = """<!doctype html>
-<html lang="en">
+<html lang="{language}">
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -190,7 +196,7 @@ ARTICLE = """<article id="{anchor}">
   <p class="meta">{duration}{author}</p>
   <p>{description}</p>
   <audio controls preload="metadata" src="{audio}">
-    <track kind="captions" srclang="en" label="Transcript" src="{vtt}">
+    <track kind="captions" srclang="{language}" label="Transcript" src="{vtt}">
   </audio>
   <ol class="chapters">{chapters}</ol>
   <details><summary>Transcript</summary>{transcript}</details>
@@ -207,6 +213,7 @@ def index_html(title: str, records: list[dict[str, Any]], feed: bool = False) ->
                            f'{e(c["title"])}</li>' for c in record["chapters"])
         articles.append(ARTICLE.format(
             anchor=e(record["id"]), title=e(record["title"]), description=e(record["description"]),
+            language=e(record["language"]),
             duration=format_clock(round(record["duration"] * SAMPLE_RATE)),
             author=f" · {e(record['author'])}" if record["author"] else "",
             audio=e(quote(files["audio"]["path"])), vtt=e(quote(files["vtt"]["path"])),
@@ -214,4 +221,5 @@ def index_html(title: str, records: list[dict[str, Any]], feed: bool = False) ->
             chapters=chapters, transcript="".join(f"<p>{e(line)}</p>" for line in record["transcript"]),
         ))
     return PAGE.format(title=e(title), cover=COVER, count=len(records), articles="\n".join(articles),
+                       language=e(library_language(records)),
                        feed=f' · <a href="{FEED}">podcast feed</a>' if feed else "")

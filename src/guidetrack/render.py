@@ -168,6 +168,7 @@ def render(script: Script, out: Path, cache_dir: Path | None = None, output: Out
         write_atomically(state, _Remembered(done.gain_db, done.ceiling_db, done.sha256, done.figures).to_bytes())
     except OSError:
         pass  # a read-only or full cache: the next render measures again
+    decoded.cache_clear()  # the decoded copies of its audio files hold disk space; a long-lived worker lets go
     return Rendered(out, plan, done.samples, speaker.cache.hits, speaker.cache.misses, done.figures,
                     target.speech_lufs, done.gain_db, tuple(sidecars), tuple(done.problems), done.encodes,
                     speaker.cache.unwritable)

@@ -17,7 +17,7 @@ import yaml
 
 from .errors import InvalidInput, Location, Problem
 from .loudness import PRESETS, parse_loudness
-from .languages import DEFAULT as DEFAULT_LANGUAGE, PHASES, SIDES, Language, Words, looks_like
+from .languages import DEFAULT as DEFAULT_LANGUAGE, PHASES, SIDES, Language, Words, is_english, looks_like
 from .languages import parse as parse_language
 from .units import Samples, parse_duration, parse_level, to_samples
 
@@ -438,7 +438,8 @@ BLOCK_SCHEMA = {
         "description": {"type": "string"},
         "chapter": {"type": "boolean",
                     "description": "whether an include of this block is a chapter of its own (default true)"},
-        "cues": {**CUES_SCHEMA, "description": "words for the cues of this block's breathing"},
+        "cues": {**CUES_SCHEMA, "properties": {k: v for k, v in CUES_SCHEMA["properties"].items() if k not in SIDES},
+                 "description": "words for the cues of this block's breathing: in, hold, out, rest, numbers"},
         "params": _PARAMS,
         "steps": {"type": "array", "minItems": 1},
     },
@@ -985,8 +986,8 @@ def _build(path: Path, variant: str, data: dict[str, Any], params: dict[str, Any
         duration = check.duration(data["duration"], ("duration",), positive=True)
     gap = check.duration(data["gap"], ("gap",)) if "gap" in data else to_samples(0.8)
     language = _language(data.get("language", DEFAULT_LANGUAGE), check)
-    english = language is None or language.tag.split("-")[0] == DEFAULT_LANGUAGE
-    voice = _voice(data.get("voice", DEFAULT_VOICE if english else ESPEAK_VOICE), path, check)
+    english = language is None or is_english(language)
+    voice = _voice(data.get("voice", DEFAULT_VOICE if english else ESPEAK_VOICE), path, check, english)
     if voice is not None and language is not None:
         voice = _voice_for_language(voice, data.get("voice"), language, check)
     if voice is not None and "lexicon" in data:
@@ -1002,6 +1003,7 @@ def _build(path: Path, variant: str, data: dict[str, Any], params: dict[str, Any
     if not isinstance(data.get("title"), str) or not data["title"].strip() or language is None:
         return None
     cues = data.get("cues") if isinstance(data.get("cues"), dict) else {}
+    _check_cues(cues, ("cues",), check)
     words = language.words.over(dict(voice.cues) if voice else {}).over(cues)
     title = data["title"].strip()
     if variant and "title" not in check.remap:
@@ -1031,14 +1033,31 @@ def _build(path: Path, variant: str, data: dict[str, Any], params: dict[str, Any
 
 def _language(value: Any, check: _Checker) -> Language | None:
     try:
-        return parse_language(value)
+        language = parse_language(value)
     except ValueError as err:
         check.error(("language",), str(err))
         return None
+    check.context.sources[language.file] = None  # its words are part of what the script sounds like
+    return language
+
+
+def _check_cues(cues: Any, keys: KeyPath, check: _Checker) -> None:
+    """Words in `cues:` are spoken as they are: words, without pauses, fields or control characters."""
+    if not isinstance(cues, dict):
+        return
+    for key, value in cues.items():
+        for index, word in enumerate(value if isinstance(value, list) else [value]):
+            at = keys + (key, index) if isinstance(value, list) else keys + (key,)
+            if not isinstance(word, str) or not check.plain(word, at):
+                continue
+            if INLINE_PAUSE.search(word) or PARAM_FIELD.search(word) or SIDE_FIELD in word:
+                check.error(at, f"'{word}' is said as it is: no [pauses] or {{fields}} in a cue")
+            elif not any(ch.isalnum() for ch in word):
+                check.error(at, f"'{word}' has no words to speak; write the word the voice should say")
 
 
 def _voice_for_language(spec: VoiceSpec, given: Any, language: Language, check: _Checker) -> VoiceSpec:
-    if spec.engine in ("piper", "hibari") and language.tag.split("-")[0] != DEFAULT_LANGUAGE:
+    if spec.engine in ("piper", "hibari") and not is_english(language):
         check.warn(("voice",), f"this {spec.engine} voice may not speak {language.name}; for espeak-ng's "
                    f"{language.name}, use voice: calm (or {{engine: pyttsx3, voice: {language.espeak}}})")
     return spec if isinstance(given, dict) and "voice" in given else voice_in_language(spec, language)
@@ -1048,7 +1067,7 @@ def voice_in_language(spec: VoiceSpec, language: Language) -> VoiceSpec:
     """A voice for text in `language`: an English espeak-ng voice (the default `calm` profile's,
     say) becomes espeak-ng's voice for the language, with the same settings and without the
     English lexicon. Any other voice is as it is: one chosen on purpose."""
-    if language.tag.split("-")[0] == DEFAULT_LANGUAGE or spec.engine != "pyttsx3" or \
+    if is_english(language) or spec.engine != "pyttsx3" or \
             not spec.voice.lower().startswith("en"):
         return spec
     return replace(spec, voice=language.espeak, lexicon=())
@@ -1166,9 +1185,9 @@ def _warn_if_fast(rate: Any, keys: KeyPath, check: _Checker) -> None:
                    f"calm narration is about 120-150 (at most {FAST_RATE})")
 
 
-def _voice(value: Any, script_path: Path, check: _Checker) -> VoiceSpec | None:
-    """A profile by name, or fields over the default profile."""
-    name = value if isinstance(value, str) else _base_profile(value)
+def _voice(value: Any, script_path: Path, check: _Checker, english: bool = True) -> VoiceSpec | None:
+    """A profile by name, or fields over the default profile (for the script's language)."""
+    name = value if isinstance(value, str) else _base_profile(value) if english else ESPEAK_VOICE
     profiles = voice_profiles(voice_folders(script_path, check.context.root))
     if name not in profiles:
         check.error(("voice",), _unknown_profile(name, profiles))
@@ -1230,6 +1249,7 @@ def _profile_from(data: Any, path: Path, inner: _Checker) -> VoiceSpec | None:
     if lexicon is None:
         return None
     fields = {k: data[k] for k in VOICE_SETTINGS if k in data}
+    _check_cues(data.get("cues"), ("cues",), inner)
     spec = _engine_voice(VoiceSpec(**fields, lexicon=lexicon, profile=path.stem, cues=_cue_pairs(data.get("cues", {}))),
                          fields, path.parent, path.parent, (), inner)
     if spec is not None:
@@ -1448,6 +1468,7 @@ def _include(item: dict[str, Any], keys: KeyPath, check: _Checker, sides: bool) 
     params = _params(data.get("params"), item.get("with"), keys + ("with",), check, f"the block '{name}'", at)
     if params is None:
         return ()
+    _check_cues(data.get("cues"), ("cues",), child)
     child.cues.update(data.get("cues", {}))
     steps = _steps(substitute(data["steps"], params), ("steps",), child, sides)
     if data.get("chapter", True) is False or not steps:

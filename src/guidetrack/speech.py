@@ -23,7 +23,7 @@ import numpy as np
 
 from .engines import Engine, get_engine, voice_key
 from .errors import EngineError, InvalidInput
-from .files import remove_stale_parts, temporary_folder, write_atomically
+from .files import remove_stale_parts, temporary_folder, write_atomically, write_new
 from .script import Lexicon, VoiceSpec, said_by, slugify
 from .units import SAMPLE_RATE, Samples, db_to_gain
 
@@ -81,11 +81,13 @@ class ClipCache:
             self.repaired += 1
         return clip
 
-    def put(self, path: Path, clip: np.ndarray) -> bool:
-        """Write atomically: a reader sees the whole entry or none. The first write also clears
-        what a killed writer left half-written (a live one's temporary files are kept). False
-        when the entry could not be written (a read-only or full cache): the render goes on
-        without caching, and `unwritable` says why."""
+    def put(self, path: Path, clip: np.ndarray) -> np.ndarray | None:
+        """Store a new clip; the clip the cache now holds at `path`: this one, or the one another
+        process stored first (engines such as Piper say a text a little differently each time,
+        and every process sharing the cache must time its plan by the clip it will read back).
+        A damaged entry is replaced. None when nothing could be stored (a read-only or full
+        cache): the render goes on without caching, and `unwritable` says why. The first write
+        also clears what a killed writer left half-written (a live one's files are kept)."""
         if not self._swept and self.folder.is_dir():
             try:
                 remove_stale_parts(self.folder)
@@ -93,12 +95,17 @@ class ClipCache:
                 pass
             self._swept = True
         try:
+            if write_new(path, _encode_entry(clip), mode=None):
+                return clip
+            first = self.get(path)
+            if first is not None:
+                return first
             write_atomically(path, _encode_entry(clip), mode=None)
+            return clip
         except OSError as err:
             if not self.unwritable:
                 self.unwritable = f"{path}: {err.strerror or err}"
-            return False
-        return True
+            return None
 
 
 def _to_int16(clip: np.ndarray) -> np.ndarray:
@@ -307,20 +314,27 @@ class Speaker:
             if text not in self._lengths:
                 self.cache.hits += 1
                 self._lengths[text] = len(clip)
+            elif len(clip) != self._lengths[text]:  # replaced since it was timed (it was damaged): keep the timing
+                clip = np.pad(clip[: self._lengths[text]], (0, max(self._lengths[text] - len(clip), 0)))
             return clip
         self.cache.misses += 1
         with temporary_folder("speech") as folder:
             raw = Path(folder) / "utterance.wav"
             self.engine.synthesize(pronounce(text, self.voice.lexicon, self.voice.engine), self.voice, raw)
             clip = self._check(text, raw)
-        self._keep(text, path, clip)
-        return clip
+        return self._keep(text, path, clip)
 
-    def _keep(self, chunk: str, path: Path, clip: np.ndarray) -> None:
-        """Store a new chunk in the cache; hold it in memory only if the cache cannot keep it."""
-        self._lengths[chunk] = len(clip)
-        if not self.cache.put(path, clip):
-            self._held[chunk] = clip
+    def _keep(self, chunk: str, path: Path, clip: np.ndarray) -> np.ndarray:
+        """Store a new chunk in the cache (or use the one another process stored first); hold it
+        in memory only if the cache cannot keep it."""
+        stored = self.cache.put(path, clip)
+        if stored is None:
+            self._held[chunk] = stored = clip
+        if chunk in self._lengths and len(stored) != self._lengths[chunk]:  # timed already: keep the timing
+            stored = np.pad(stored[: self._lengths[chunk]], (0, max(self._lengths[chunk] - len(stored), 0)))
+            self._held[chunk] = stored
+        self._lengths.setdefault(chunk, len(stored))
+        return stored
 
     def _entry(self, chunk: str) -> Path:
         spoken = pronounce(chunk, self.voice.lexicon, self.voice.engine)

@@ -76,6 +76,11 @@ class HibariEngine(WorkerEngine):
         super().__init__()
         self.version = engine_version()
 
+    def voice_key(self, voice: VoiceSpec) -> str:
+        """What names the voice in the clip cache: the voice, and the speed and seed it is spoken at
+        (a change to PACE gives new clips)."""
+        return f"{voice.voice}:speed={speed(voice.rate)}:seed={SEED}"
+
     def request(self, text: str, path: Path, voice: VoiceSpec) -> dict:
         if voice.voice not in bundled_voices():
             raise EngineError(f"the hibari voice '{voice.voice}' is not inside the installed package "
