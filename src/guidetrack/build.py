@@ -150,13 +150,19 @@ def _without_clashes(jobs: list[Job], failures: list[Failure]) -> tuple[list[Job
 # ---------------------------------------------------------------- the manifest
 
 
+DROPPED = "dropped-entries"  # set by read_manifest, never written
+
+
 def read_manifest(out: Path) -> dict[str, Any]:
     """The manifest of the last build into `out`. An entry that is not what a build writes
     (damaged, edited, forged) is dropped: its files are then neither trusted nor removed."""
     try:
         data = json.loads((out / MANIFEST).read_text())
         if data.get("guidetrack-build") == 1 and isinstance(data.get("outputs"), dict):
-            data["outputs"] = {name: entry for name, entry in data["outputs"].items() if _entry_ok(entry)}
+            kept = {name: entry for name, entry in data["outputs"].items() if _entry_ok(entry)}
+            if len(kept) < len(data["outputs"]):
+                data[DROPPED] = True  # the next write leaves them out
+            data["outputs"] = kept
             for key in ("title", "base_url", "library"):  # remembered settings: text, or forgotten
                 if not isinstance(data.get(key), (str, type(None))):
                     del data[key]
@@ -399,6 +405,8 @@ def build(library: Path, out: Path, *, output: Output = Output(), jobs: int | No
     manifest = read_manifest(out)
     _check_owner(manifest, library, out, bool(todo or summary.failed), force)
     manifest["library"] = _library_id(library)
+    if manifest.pop(DROPPED, False):
+        write_manifest(out, manifest)
 
     # outputs of scripts that are gone, or of variants no longer there, go; a script that fails
     # to load keeps its old outputs until it is fixed
