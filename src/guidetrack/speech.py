@@ -108,6 +108,11 @@ class ClipCache:
             return None
 
 
+def _to_length(clip: np.ndarray, length: Samples) -> np.ndarray:
+    """A clip cut or padded with silence to `length`: a plan was timed by that length."""
+    return np.pad(clip[:length], (0, max(length - len(clip), 0)))
+
+
 def _to_int16(clip: np.ndarray) -> np.ndarray:
     return np.clip(np.round(clip * 32768.0), -32768, 32767).astype("<i2")
 
@@ -315,7 +320,7 @@ class Speaker:
                 self.cache.hits += 1
                 self._lengths[text] = len(clip)
             elif len(clip) != self._lengths[text]:  # replaced since it was timed (it was damaged): keep the timing
-                clip = np.pad(clip[: self._lengths[text]], (0, max(self._lengths[text] - len(clip), 0)))
+                clip = _to_length(clip, self._lengths[text])
             return clip
         self.cache.misses += 1
         with temporary_folder("speech") as folder:
@@ -331,7 +336,7 @@ class Speaker:
         if stored is None:
             self._held[chunk] = stored = clip
         if chunk in self._lengths and len(stored) != self._lengths[chunk]:  # timed already: keep the timing
-            stored = np.pad(stored[: self._lengths[chunk]], (0, max(self._lengths[chunk] - len(stored), 0)))
+            stored = _to_length(stored, self._lengths[chunk])
             self._held[chunk] = stored
         self._lengths.setdefault(chunk, len(stored))
         return stored

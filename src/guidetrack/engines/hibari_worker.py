@@ -9,11 +9,11 @@ an error, never a download. `[[phonemes]]` from a lexicon become hibari's own in
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import sys
 import wave
+
+from .serving import serve
 
 PHONEMES = re.compile(r"\[\[([^\[\]]+)\]\]")
 
@@ -28,28 +28,19 @@ def main() -> None:
     from hibari import Hibari
 
     models: dict[str, Hibari] = {}
-    for line in sys.stdin:
-        if not line.strip():
-            continue
-        request = json.loads(line)
-        try:
-            if request.get("hello"):
-                answer = {"ok": True, "version": version("hibari-tts")}
-            else:
-                voice = request["voice"]
-                if voice not in models:
-                    models[voice] = Hibari(voice=voice, threads=1)
-                text = PHONEMES.sub(lambda m: f"[x](/{m.group(1)}/)", request["text"])
-                audio = models[voice](text, speed=request["speed"], seed=request["seed"]) * request["volume"]
-                pcm = (np.clip(audio, -1.0, 1.0) * 32767).astype("<i2")
-                with wave.open(request["path"], "wb") as out:
-                    out.setnchannels(1), out.setsampwidth(2), out.setframerate(models[voice].sample_rate)
-                    out.writeframes(pcm.tobytes())
-                answer = {"ok": True}
-        except Exception as err:  # noqa: BLE001 - everything is reported to the parent
-            answer = {"error": f"{type(err).__name__}: {err}"[:4000]}
-        sys.stdout.write(json.dumps({"id": request.get("id"), **answer}) + "\n")
-        sys.stdout.flush()
+
+    def speak(request: dict) -> None:
+        voice = request["voice"]
+        if voice not in models:
+            models[voice] = Hibari(voice=voice, threads=1)
+        text = PHONEMES.sub(lambda m: f"[x](/{m.group(1)}/)", request["text"])
+        audio = models[voice](text, speed=request["speed"], seed=request["seed"]) * request["volume"]
+        pcm = (np.clip(audio, -1.0, 1.0) * 32767).astype("<i2")
+        with wave.open(request["path"], "wb") as out:
+            out.setnchannels(1), out.setsampwidth(2), out.setframerate(models[voice].sample_rate)
+            out.writeframes(pcm.tobytes())
+
+    serve(version("hibari-tts"), speak)
 
 
 if __name__ == "__main__":

@@ -8,9 +8,9 @@ handled one at a time: onnxruntime already spreads one utterance over the cores.
 
 from __future__ import annotations
 
-import json
-import sys
 import wave
+
+from .serving import serve
 
 
 def main() -> None:
@@ -19,25 +19,16 @@ def main() -> None:
     from piper import PiperVoice, SynthesisConfig
 
     voices: dict[str, PiperVoice] = {}
-    for line in sys.stdin:
-        if not line.strip():
-            continue
-        request = json.loads(line)
-        try:
-            if request.get("hello"):
-                answer = {"ok": True, "version": version("piper-tts")}
-            else:
-                voice = voices.get(request["model"])
-                if voice is None:
-                    voice = voices[request["model"]] = PiperVoice.load(request["model"], config_path=request["config"])
-                config = SynthesisConfig(length_scale=request["length_scale"], volume=request["volume"])
-                with wave.open(request["path"], "wb") as out:
-                    voice.synthesize_wav(request["text"], out, syn_config=config)
-                answer = {"ok": True}
-        except Exception as err:  # noqa: BLE001 - everything is reported to the parent
-            answer = {"error": f"{type(err).__name__}: {err}"[:4000]}
-        sys.stdout.write(json.dumps({"id": request.get("id"), **answer}) + "\n")
-        sys.stdout.flush()
+
+    def speak(request: dict) -> None:
+        voice = voices.get(request["model"])
+        if voice is None:
+            voice = voices[request["model"]] = PiperVoice.load(request["model"], config_path=request["config"])
+        config = SynthesisConfig(length_scale=request["length_scale"], volume=request["volume"])
+        with wave.open(request["path"], "wb") as out:
+            voice.synthesize_wav(request["text"], out, syn_config=config)
+
+    serve(version("piper-tts"), speak)
 
 
 if __name__ == "__main__":
