@@ -21,6 +21,9 @@ class ToneEngine:
         self.calls = []
         self.amplitude = amplitude
 
+    def voice_key(self, voice):
+        return voice.voice
+
     def synthesize(self, text, voice, path: Path):
         self.calls.append(text)
         samples = np.sin(np.arange(len(text) * 500) * 0.1) * self.amplitude * 32767

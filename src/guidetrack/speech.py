@@ -21,10 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .engines import Engine, get_engine, voice_key
+from .engines import Engine, get_engine
 from .errors import EngineError, InvalidInput
 from .files import remove_stale_parts, temporary_folder, write_atomically, write_new
-from .script import Lexicon, VoiceSpec, said_by, slugify
+from .script import slugify
+from .voice import Lexicon, VoiceSpec, said_by
 from .units import SAMPLE_RATE, Samples, db_to_gain
 
 CLIP_FORMAT = 2  # bump when clip processing changes (2: espeak-ng settles voice and volume first)
@@ -62,7 +63,7 @@ class ClipCache:
     def key(text: str, engine: Engine, voice: VoiceSpec) -> str:
         fields = {
             "text": text, "engine": engine.name, "engine_version": engine.version,
-            "voice": voice_key(engine, voice), "rate": voice.rate, "volume": voice.volume, "pitch": voice.pitch,
+            "voice": engine.voice_key(voice), "rate": voice.rate, "volume": voice.volume, "pitch": voice.pitch,
             "clip_format": CLIP_FORMAT, "sample_rate": SAMPLE_RATE,
         }
         return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()

@@ -1,12 +1,20 @@
-"""Speech engines: one module each, behind one small protocol."""
+"""Speech engines: one module each, behind one protocol, listed once in ENGINES.
+
+An engine's module has `engine_version()` (its version without starting it; a missing engine is
+an EngineError saying how to install it), `shared_engine()` (the one started engine of this
+process) and `bundled_voices()` (the voices it has without starting, for checking scripts). Only
+`voice` lies beneath this package: engines know voices, never scripts or plans.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from importlib import import_module
 from pathlib import Path
 from typing import Protocol
 
 from ..errors import InvalidInput
-from ..script import VoiceSpec
+from ..voice import VoiceSpec
 
 
 class Engine(Protocol):
@@ -16,41 +24,55 @@ class Engine(Protocol):
     def synthesize(self, text: str, voice: VoiceSpec, path: Path) -> None:
         """Speak `text` into a WAV file at `path`."""
 
+    def synthesize_many(self, items: list[tuple[str, Path]], voice: VoiceSpec) -> None:
+        """Speak each (text, path), in one exchange with the engine where it can."""
+
+    def voice_key(self, voice: VoiceSpec) -> str:
+        """What names the voice in the clip cache: everything about it that changes the sound."""
+
+    def voice_ids(self) -> list[str]:
+        """Every voice the engine can speak with here."""
+
+    def close(self) -> None:
+        """Stop the engine's worker, if it has one."""
+
+
+@dataclass(frozen=True)
+class EngineInfo:
+    name: str
+    module: str  # under guidetrack.engines
+    default_voice: str  # the voice when a script names only the engine
+    phonemes: str  # what [[...]] in a lexicon entry holds, for this engine
+
+
+ENGINES: dict[str, EngineInfo] = {info.name: info for info in (
+    EngineInfo("pyttsx3", "pyttsx3_engine", "en-us", "espeak-ng's phoneme names"),
+    EngineInfo("piper", "piper_engine", "joe", "IPA"),
+    EngineInfo("hibari", "hibari_engine", "heart", "not supported (the text is said as written)"),
+)}
+
+
+def _module(name: str):  # type: ignore[no-untyped-def]
+    if name not in ENGINES:
+        raise InvalidInput(f"unknown speech engine '{name}'; engines: {', '.join(ENGINES)}")
+    return import_module(f"{__name__}.{ENGINES[name].module}")
+
 
 def engine_version(name: str) -> str:
     """An engine's version without starting it; a missing engine is an EngineError saying how
     to install it."""
-    if name == "pyttsx3":
-        from .pyttsx3_engine import engine_version as version
-    elif name == "piper":
-        from .piper_engine import engine_version as version
-    elif name == "hibari":
-        from .hibari_engine import engine_version as version
-    else:
-        raise InvalidInput(f"unknown speech engine '{name}'; engines: {', '.join(ENGINES)}")
-    return version()
-
-
-def voice_key(engine: Engine, voice: VoiceSpec) -> str:
-    """What names the voice in the clip cache: its id, or (Piper) its model file's content."""
-    key = getattr(engine, "voice_key", None)
-    return key(voice) if key else voice.voice
-
-
-ENGINES = ("pyttsx3", "piper", "hibari")
+    version: str = _module(name).engine_version()
+    return version
 
 
 def get_engine(name: str) -> Engine:
-    if name == "pyttsx3":
-        from .pyttsx3_engine import shared_engine
+    """The engine of this process (started on first use)."""
+    engine: Engine = _module(name).shared_engine()
+    return engine
 
-        return shared_engine()
-    if name == "piper":
-        from .piper_engine import shared_engine as shared_piper
 
-        return shared_piper()
-    if name == "hibari":
-        from .hibari_engine import shared_engine as shared_hibari
-
-        return shared_hibari()
-    raise InvalidInput(f"unknown speech engine '{name}'; engines: {', '.join(ENGINES)}")
+def bundled_voices(name: str) -> tuple[str, ...]:
+    """The voices an engine has by name without starting it: Piper's packaged voices, hibari's
+    bundled ones; () where any id the engine knows will do (espeak-ng), checked when it speaks."""
+    voices: tuple[str, ...] = _module(name).bundled_voices()
+    return voices

@@ -17,7 +17,7 @@ from importlib.util import find_spec
 from pathlib import Path
 
 from ..errors import EngineError
-from ..script import VoiceSpec
+from ..voice import VoiceSpec
 from .worker import WorkerEngine
 
 INSTALL_HINT = "hibari-tts is a dependency of guidetrack: reinstall it (scripts/guidetrack does it for you)"
@@ -80,6 +80,9 @@ class HibariEngine(WorkerEngine):
         """What names the voice in the clip cache: the voice, and the speed and seed it is spoken at
         (a change to PACE gives new clips)."""
         return f"{voice.voice}:speed={speed(voice.rate)}:seed={SEED}"
+
+    def voice_ids(self) -> list[str]:
+        return list(bundled_voices())
 
     def request(self, text: str, path: Path, voice: VoiceSpec) -> dict:
         if voice.voice not in bundled_voices():

@@ -15,8 +15,8 @@ from pathlib import Path
 
 from ..errors import EngineError
 from ..files import sha256_of
-from ..script import VoiceSpec
-from .piper_voices import INSTALL_HINT, model_files
+from ..voice import VoiceSpec
+from .piper_voices import ALIASES, INSTALL_HINT, PACKAGED, installed, model_files
 from .worker import WorkerEngine
 
 # How fast Piper voices speak at their own pace (length_scale 1), in the words a minute that
@@ -71,6 +71,9 @@ class PiperEngine(WorkerEngine):
         stat = model.stat()
         return f"{_model_digest(model, stat.st_size, stat.st_mtime)}:{sha256_of(config)}"
 
+    def voice_ids(self) -> list[str]:
+        return installed()
+
     def request(self, text: str, path: Path, voice: VoiceSpec) -> dict:
         model, config = self._files(voice)
         return {"text": text, "path": str(path), "model": str(model), "config": str(config),
@@ -78,6 +81,11 @@ class PiperEngine(WorkerEngine):
 
     def timeout(self, text: str) -> float:
         return BASE_TIMEOUT + PER_CHAR_TIMEOUT * len(text)
+
+
+def bundled_voices() -> tuple[str, ...]:
+    """The packaged voices' names (installed or not; a model file's path is a voice too)."""
+    return (*ALIASES, *PACKAGED)
 
 
 @lru_cache(maxsize=1)

@@ -16,7 +16,7 @@ from importlib.metadata import version as package_version
 from pathlib import Path
 
 from ..errors import EngineError, InvalidInput
-from ..script import VoiceSpec
+from ..voice import VoiceSpec
 from .worker import WorkerEngine
 
 INSTALL_HINT = "install espeak-ng (Debian: apt-get install espeak-ng; scripts/guidetrack does it for you)"
@@ -84,6 +84,11 @@ class Pyttsx3Engine(WorkerEngine):
 
     def timeout(self, text: str) -> float:
         return BASE_TIMEOUT + PER_CHAR_TIMEOUT * len(text)
+
+
+def bundled_voices() -> tuple[str, ...]:
+    """() : espeak-ng has a voice for most languages; an id it lacks is reported when it speaks."""
+    return ()
 
 
 @lru_cache(maxsize=1)

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from ..errors import EngineError
-from ..script import VoiceSpec
+from ..voice import VoiceSpec
 
 START_TIMEOUT = 30.0  # seconds for a worker to start its engine and answer the first request
 GRACE = 5.0  # seconds on top of a request's own timeout before the worker counts as hung
@@ -50,6 +50,14 @@ class WorkerEngine:
         raise NotImplementedError
 
     def timeout(self, text: str) -> float:
+        raise NotImplementedError
+
+    def voice_key(self, voice: VoiceSpec) -> str:
+        """What names the voice in the clip cache; engines whose sound depends on more say so."""
+        return voice.voice
+
+    def voice_ids(self) -> list[str]:
+        """Every voice the engine can speak with here."""
         raise NotImplementedError
 
     # -------------------------------------------------------- the worker

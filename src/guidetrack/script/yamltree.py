@@ -1,0 +1,119 @@
+"""YAML read into plain data, with the position of every value and key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Union
+
+import yaml
+
+from ..errors import InvalidInput, Location, Problem
+
+MAX_FILE_BYTES = 1_000_000
+MAX_NODES = 50_000  # after alias expansion: stops "billion laughs" early
+MAX_DEPTH = 40
+
+
+# ---------------------------------------------------------------- YAML with positions
+
+_PLAIN_TAGS = {
+    "tag:yaml.org,2002:" + t for t in ("str", "int", "float", "bool", "null", "seq", "map")
+}
+KeyPath = tuple[Union[str, int], ...]
+
+
+class Tree:
+    """Plain data from a YAML node graph, with the position of every value and key."""
+
+    def __init__(self, path: Path, loader: yaml.SafeLoader):
+        self.path = path
+        self.loader = loader
+        self.marks: dict[KeyPath, Location] = {}
+        self.key_marks: dict[KeyPath, Location] = {}
+        self.nodes = 0
+
+    def location(self, mark: yaml.Mark) -> Location:
+        return Location(self.path, mark.line + 1, mark.column + 1)
+
+    def build(self, node: yaml.Node, keys: KeyPath = (), depth: int = 0) -> Any:
+        self.nodes += 1
+        where = self.location(node.start_mark)
+        if self.nodes > MAX_NODES:
+            raise InvalidInput(Problem(
+                f"the script is too large or expands too far (over {MAX_NODES} values, "
+                "often a YAML alias bomb); write it out plainly", where))
+        if depth > MAX_DEPTH:
+            raise InvalidInput(Problem(f"nesting is deeper than {MAX_DEPTH} levels", where))
+        if node.tag not in _PLAIN_TAGS:
+            tag = node.tag.replace("tag:yaml.org,2002:", "!!")
+            raise InvalidInput(Problem(
+                f"the tag {tag} is not allowed: scripts hold plain text, numbers, lists "
+                "and mappings only", where))
+        self.marks[keys] = where
+        if isinstance(node, yaml.MappingNode):
+            result: dict[str, Any] = {}
+            for key_node, value_node in node.value:
+                key = self.build(key_node, keys + ("<key>",), depth + 1)
+                if not isinstance(key, str):
+                    raise InvalidInput(Problem(f"keys must be text, not {key!r}", self.location(key_node.start_mark)))
+                if key in result:
+                    raise InvalidInput(Problem(f"the key '{key}' appears twice", self.location(key_node.start_mark)))
+                self.key_marks[keys + (key,)] = self.location(key_node.start_mark)
+                result[key] = self.build(value_node, keys + (key,), depth + 1)
+            return result
+        if isinstance(node, yaml.SequenceNode):
+            return [self.build(item, keys + (i,), depth + 1) for i, item in enumerate(node.value)]
+        try:
+            return self.loader.construct_object(node, deep=True)
+        except (yaml.YAMLError, ValueError, OverflowError) as err:
+            raise InvalidInput(Problem(f"unreadable value {node.value!r}: {err}", where)) from None
+
+    def where(self, keys: KeyPath) -> Location:
+        while keys not in self.marks and keys:
+            keys = keys[:-1]
+        return self.marks.get(keys, Location(self.path, 1, 1))
+
+
+def read_tree(path: Path) -> tuple[Any, Tree]:
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise InvalidInput(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise InvalidInput(f"{path}: is a folder, not a script") from None
+    except OSError as err:
+        raise InvalidInput(f"{path}: cannot read it ({err.strerror})") from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise InvalidInput(f"{path}: {len(raw)} bytes is too large for a script (limit {MAX_FILE_BYTES})")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        raise InvalidInput(Problem(
+            f"the file is not UTF-8 text (byte 0x{raw[err.start]:02x}); save it as UTF-8",
+            Location(path, line, 1))) from None
+    if "\x00" in text:
+        raise InvalidInput(Problem("the file holds binary data, not a YAML script", Location(path, 1, 1)))
+    if not text.strip():
+        raise InvalidInput(Problem("the file is empty: a script needs guidetrack: 1, title and steps",
+                                   Location(path, 1, 1)))
+    loader = yaml.SafeLoader(text)
+    tree = Tree(path, loader)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            raise InvalidInput(Problem("the file has no content", Location(path, 1, 1)))
+        data = tree.build(node)
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        where = Location(path, mark.line + 1, mark.column + 1) if mark else Location(path, 1, 1)
+        problem = err.problem or "not valid YAML"
+        raise InvalidInput(Problem(f"not valid YAML: {problem}", where)) from None
+    except yaml.YAMLError as err:
+        raise InvalidInput(Problem(f"not valid YAML: {err}", Location(path, 1, 1))) from None
+    except RecursionError:
+        raise InvalidInput(Problem(f"nesting is deeper than {MAX_DEPTH} levels", Location(path, 1, 1))) from None
+    finally:
+        loader.dispose()
+    return data, tree
+
