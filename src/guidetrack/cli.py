@@ -1,12 +1,14 @@
-"""The command line: the only module that prints or exits.
+"""The command line: the only module that prints or exits (with an `ExitCode`).
 
-Exit codes: 0 success, 2 invalid input (bad script, missing file, impossible
-target), 1 anything else.
+The same option means the same thing in every command: -o/--out is where to write, --variant
+chooses variants (repeatable), --cache-dir is the clip cache, --json prints what was done on
+stdout; -v/--verbose (before the command) logs what guidetrack runs.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import re
 import signal
 import sys
@@ -18,7 +20,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .errors import GuidetrackError, InvalidInput
+from .errors import ExitCode, GuidetrackError, InvalidInput, Severity
 from .units import format_clock, to_seconds
 
 app = typer.Typer(
@@ -30,29 +32,49 @@ CacheOption = Annotated[Optional[Path], typer.Option(
     "--cache-dir", help="Where spoken clips are cached (default: the user cache dir, or $GUIDETRACK_CACHE_DIR).")]
 
 
+def _version(show: bool) -> None:
+    if show:
+        from . import __version__
+
+        typer.echo(f"guidetrack {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log what guidetrack runs and decides (stderr).")]
+        = False,
+    version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True,
+                                                    help="Print guidetrack's version and exit.")] = None,
+) -> None:
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(name)s: %(message)s")
+    # guidetrack's own debug lines with --verbose; other libraries' only when they warn
+    logging.getLogger("guidetrack").setLevel(logging.DEBUG if verbose else logging.WARNING)
+
+
 def _say(message: str) -> None:
     typer.echo(message, err=True)
 
 
-def _guarded(action: Callable[[], int | None]) -> None:
+def _guarded(action: Callable[[], ExitCode | None]) -> None:
     """Run a command, turning our errors into a message and an exit code, never a traceback."""
     try:
-        code = action() or 0
+        code = action() or ExitCode.OK
     except InvalidInput as err:
         for problem in err.problems:
             _say(f"error: {problem}" if problem.where is None else str(problem))
-        code = 2
+        code = ExitCode.INVALID
     except GuidetrackError as err:
         _say(f"error: {err}")
-        code = 1
+        code = ExitCode.FAILED
     except KeyboardInterrupt:
         _say("interrupted; nothing was left half-written")
-        code = 130
+        code = ExitCode.INTERRUPTED
     except OSError as err:  # the machine, not the script: a full disk, a read-only folder
         where = f"{err.filename}: " if err.filename else ""
         _say(f"error: {where}{err.strerror or err}")
-        code = 1
-    raise typer.Exit(code)
+        code = ExitCode.FAILED
+    raise typer.Exit(int(code))
 
 
 def _warn(plan) -> None:
@@ -61,7 +83,7 @@ def _warn(plan) -> None:
 
 
 VariantOption = Annotated[Optional[list[str]], typer.Option(
-    "--variant", "-v", help="Only this variant (repeat for several; default: every variant).")]
+    "--variant", help="Only this variant (repeat for several; default: every variant).")]
 
 
 def _load(script: Path, variants: list[str] | None):
@@ -97,7 +119,7 @@ MP3_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)  # wh
 def _output(audio_format: str | None, bitrate: str, vbr: int | None, mono: bool, sample_rate: int | None,
             loudness: str | None, out: Path | None = None):
     """The output settings, checked. Without --format, an output file's suffix chooses it."""
-    from .encode import FORMATS, Output
+    from .encode import FORMATS, Format, Output
     from .loudness import parse_loudness
 
     by_suffix = {suffix: name for name, (suffix, _, _) in FORMATS.items()}
@@ -109,16 +131,17 @@ def _output(audio_format: str | None, bitrate: str, vbr: int | None, mono: bool,
         audio_format = named or "mp3"
     if audio_format not in FORMATS:
         raise InvalidInput(f"--format {audio_format}: choose one of {', '.join(FORMATS)}")
+    chosen = Format(audio_format)
     if out is not None and out.suffix and named != audio_format:
         raise InvalidInput(f"-o {out} and --format {audio_format} disagree: name the file "
-                           f"{out.with_suffix(FORMATS[audio_format][0]).name}, or leave out --format")
+                           f"{out.with_suffix(FORMATS[chosen][0]).name}, or leave out --format")
     if not re.fullmatch(r"\d{1,3}k", bitrate) or not 8 <= int(bitrate[:-1]) <= 320:
         raise InvalidInput(f"--bitrate {bitrate}: give kilobits a second, from 8k to 320k (128k is usual)")
     if sample_rate is not None:
-        allowed = MP3_RATES if audio_format == "mp3" else range(8000, 192_001)
+        allowed = MP3_RATES if chosen is Format.MP3 else range(8000, 192_001)
         if sample_rate not in allowed:
             raise InvalidInput(f"--sample-rate {sample_rate}: " + (
-                f"an MP3 can be {', '.join(map(str, MP3_RATES))} Hz" if audio_format == "mp3"
+                f"an MP3 can be {', '.join(map(str, MP3_RATES))} Hz" if chosen is Format.MP3
                 else "choose between 8000 and 192000 Hz"))
     target = None
     if loudness is not None:
@@ -126,7 +149,7 @@ def _output(audio_format: str | None, bitrate: str, vbr: int | None, mono: bool,
             target = parse_loudness(loudness)
         except ValueError as err:
             raise InvalidInput(f"--loudness: {err}") from None
-    return Output(audio_format, bitrate, vbr, 1 if mono else 2, sample_rate, target)
+    return Output(chosen, bitrate, vbr, 1 if mono else 2, sample_rate, target)
 
 
 @app.command()
@@ -218,11 +241,17 @@ def build(
     """Render every script and variant under LIBRARY that changed since the last build, in parallel,
     then write catalog.json, index.html and (with --base-url) a podcast feed."""
 
-    def action() -> int:
+    def action() -> ExitCode:
         from .build import build as build_library
         from .progress import reporter_for, summary_table
 
         output = _output(audio_format, bitrate, vbr, mono, sample_rate, loudness)
+        if scheduler is not None:
+            ignored = [flag for flag, given in (("--jobs", jobs), ("--cache-dir", cache_dir)) if given is not None]
+            if ignored:
+                raise InvalidInput(f"{' and '.join(ignored)} cannot be used with --scheduler: the cluster's "
+                                   "workers decide how many renders run, and each keeps its own clip cache "
+                                   "($GUIDETRACK_CACHE_DIR on the worker)")
         if base_url is not None:
             _check_base_url(base_url)
         if title is not None and (not title.strip() or any(ord(ch) < 32 or 127 <= ord(ch) < 160 for ch in title)):
@@ -234,8 +263,8 @@ def build(
             typer.echo(json.dumps(summary.to_json(), indent=2, ensure_ascii=False))
         summary_table(summary, out, sys.stderr)
         if summary.interrupted:
-            return 130
-        return 1 if summary.failed else 0
+            return ExitCode.INTERRUPTED
+        return ExitCode.FAILED if summary.failed else ExitCode.OK
 
     _guarded(action)
 
@@ -244,8 +273,7 @@ def build(
 def plan(
     script: Annotated[Path, typer.Argument(help="The sequence script (YAML).")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the timeline as JSON.")] = False,
-    variant: Annotated[Optional[str], typer.Option(
-        "--variant", "-v", help="Which variant (default: the first).")] = None,
+    variant: VariantOption = None,
     cache_dir: CacheOption = None,
 ) -> None:
     """Print SCRIPT's timeline: when each cue, chime and tone starts, without rendering audio."""
@@ -253,17 +281,18 @@ def plan(
     def action() -> None:
         from .render import plan_script
 
-        timeline, _ = plan_script(_load(script, [variant] if variant else None)[0], cache_dir)
+        timelines = [plan_script(one, cache_dir)[0] for one in _load(script, variant)]
         if as_json:
-            typer.echo(json.dumps(timeline.to_json(), indent=2, ensure_ascii=False))
+            shown = [t.to_json() for t in timelines]
+            typer.echo(json.dumps(shown[0] if len(shown) == 1 else shown, indent=2, ensure_ascii=False))
             return
-        _warn(timeline)
-        typer.echo(f"{timeline.script.title}  ({format_clock(timeline.length)})")
-        marks = [(c.start, 0, f"== {c.title} ==") for c in timeline.chapters]
-        marks += [(e.start, 1, f"{e.kind:6}  {e.text}" if e.kind != "tone" else f"tone    {e.text}")
-                  for e in timeline.events]
-        for start, _, text in sorted(marks):
-            typer.echo(f"{format_clock(start):>8}  {text}")
+        for timeline in timelines:
+            _warn(timeline)
+            typer.echo(f"{timeline.script.title}  ({format_clock(timeline.length)})")
+            marks = [(c.start, 0, f"== {c.title} ==") for c in timeline.chapters]
+            marks += [(e.start, 1, f"{e.kind:6}  {e.text}") for e in timeline.events]
+            for start, _, text in sorted(marks):
+                typer.echo(f"{format_clock(start):>8}  {text}")
 
     _guarded(action)
 
@@ -276,7 +305,7 @@ def validate(
 ) -> None:
     """Check scripts and blocks (format, includes, audio files, fitting) without rendering audio."""
 
-    def action() -> int:
+    def action() -> ExitCode:
         from .render import check_file, script_files
 
         files = failed = 0
@@ -284,8 +313,8 @@ def validate(
             files += 1
             checked = check_file(path, root, cache_dir)
             for problem in checked.problems:
-                if strict and problem.severity == "warning":
-                    problem = replace(problem, severity="error")
+                if strict and problem.severity is Severity.WARNING:
+                    problem = replace(problem, severity=Severity.ERROR)
                 _say(str(problem) if problem.where else f"error: {problem}")
             if checked.failed(strict):
                 failed += 1
@@ -298,10 +327,10 @@ def validate(
                                f"{to_seconds(timeline.length):.1f} s)")
         if not files:
             _say("error: no scripts found (looked for .yaml and .yml files)")
-            return 2
+            return ExitCode.INVALID
         if len(paths) > 1 or any(p.is_dir() for p in paths):
             _say(f"{files} files checked, {failed} with problems")
-        return 2 if failed else 0
+        return ExitCode.INVALID if failed else ExitCode.OK
 
     _guarded(action)
 
@@ -310,36 +339,27 @@ def validate(
 def voices() -> None:
     """List the speech engines on this machine, their voices, and the voice profiles."""
 
-    def action() -> int:
-        from .engines import get_engine
+    def action() -> ExitCode:
+        from .engines import ENGINES, engine_version, get_engine
         from .script import voice_folders, voice_profiles
 
         typer.echo("engines:")
-        try:
-            engine = get_engine("pyttsx3")
-            ids = engine.voice_ids()
-            english = [v.rsplit("/", 1)[-1] for v in ids if "en" in v.rsplit("/", 1)[-1][:3]]
-            typer.echo(f"  pyttsx3   {engine.version}\n            {len(ids)} voices; English: {', '.join(english)}")
-        except GuidetrackError as err:
-            typer.echo(f"  pyttsx3   not available: {err}")
-        from .engines import piper_voices
-
-        try:
-            from .engines.piper_engine import engine_version
-
-            packaged = ", ".join(f"{n} ({a})" for a, n in piper_voices.ALIASES.items() if n in piper_voices.installed())
-            models = [str(m) for f in voice_folders() for m in sorted(f.glob("*.onnx")) if f.is_dir()]
-            typer.echo(f"  piper     {engine_version()}\n            voices: {packaged or 'none packaged'}"
-                       + "".join(f"\n            {m}" for m in models))
-        except GuidetrackError as err:
-            typer.echo(f"  piper     not available: {err}")
-        try:
-            from .engines.hibari_engine import bundled_voices, engine_version as hibari_version
-
-            typer.echo(f"  hibari    {hibari_version()}\n            voices: {', '.join(bundled_voices()) or 'none'} "
-                       "(inside the package; none is ever downloaded)")
-        except GuidetrackError as err:
-            typer.echo(f"  hibari    not available: {err}")
+        for name in ENGINES:
+            try:
+                engine_version(name)  # says how to install a missing engine, without starting one
+                engine = get_engine(name)
+                ids = [v.rsplit("/", 1)[-1] for v in engine.voice_ids()]
+            except GuidetrackError as err:
+                typer.echo(f"  {name:<9} not available: {err}")
+                continue
+            if name == "pyttsx3":
+                english = [v for v in ids if v[:3].startswith("en")]
+                shown = f"{len(ids)} voices; English: {', '.join(english)}"
+            else:
+                shown = f"voices: {', '.join(ids) or 'none installed'}"
+            if name == "piper":
+                shown += "".join(f"\n            {m}" for f in voice_folders() if f.is_dir() for m in sorted(f.glob("*.onnx")))
+            typer.echo(f"  {name:<9} {engine.version}\n            {shown}")
         from .languages import known, parse as parse_language
 
         typer.echo("languages (language: TAG in a script; its cues, counts and sides, and espeak-ng's voice):")
@@ -351,7 +371,7 @@ def voices() -> None:
             typer.echo(f"  {tag:<3} {language.name:<11} espeak-ng {language.espeak:<6} "
                        f"{' / '.join(words.cues)}; {words.first_count('in')}, {', '.join(words.numbers[:2])}...; "
                        f"{' / '.join(words.sides)}" + (f"\n      also {regions}" if regions else ""))
-        typer.echo("profiles (voice: NAME in a script; voices/NAME.yaml beside it or in the current folder "
+        typer.echo("profiles (voice: NAME in a script; voices/NAME.yaml beside the script or in its library "
                    "overrides these):")
         from .script import DEFAULT_VOICE, ESPEAK_VOICE
 
@@ -365,7 +385,7 @@ def voices() -> None:
             typer.echo(f"  {name:<10} {spec.engine} {spec.voice}, {spec.rate} wpm, volume {spec.volume:g}{pitch}, "
                        f"{len(spec.lexicon)} lexicon entries{default.get(name, '')}\n"
                        f"             {path}")
-        return 0
+        return ExitCode.OK
 
     _guarded(action)
 
@@ -384,7 +404,7 @@ def say(
     text: Annotated[str, typer.Argument(help="What to say; [2s] is a pause, as in scripts.")],
     voice: Annotated[Optional[str], typer.Option(
         "--voice", help="A voice profile (see `guidetrack voices`); default: gentle, or calm in another language.")] = None,
-    out: Annotated[Path, typer.Option("-o", "--output", help="Where to write the WAV clip.")] = Path("out/say.wav"),
+    out: Annotated[Path, typer.Option("-o", "--out", help="Where to write the WAV clip.")] = Path("out/say.wav"),
     language: Annotated[Optional[str], typer.Option(
         "--language", help="The text's language, as a script's `language:` (de, es, pt-BR...): an English "
                            "espeak-ng voice speaks in the language's voice instead.")] = None,
@@ -392,7 +412,7 @@ def say(
 ) -> None:
     """Speak one line with a voice profile, to hear it before rendering a whole script."""
 
-    def action() -> int:
+    def action() -> ExitCode:
         import numpy as np
 
         from .files import replacing
@@ -429,12 +449,14 @@ def say(
 
         out.parent.mkdir(parents=True, exist_ok=True)
         with replacing(out) as temp, wave.open(str(temp), "wb") as clip:
-            clip.setnchannels(1), clip.setsampwidth(2), clip.setframerate(SAMPLE_RATE)
+            clip.setnchannels(1)
+            clip.setsampwidth(2)
+            clip.setframerate(SAMPLE_RATE)
             clip.writeframes(pcm)
         said = pronounce(text, spec.lexicon, spec.engine)
         typer.echo(f"wrote {out}  {len(audio) / SAMPLE_RATE:.2f} s  voice {name}: {spec.engine} {spec.voice}, "
                    f"{spec.rate} wpm" + (f"\n  said as: {said}" if said != text else ""))
-        return 0
+        return ExitCode.OK
 
     _guarded(action)
 
@@ -458,7 +480,7 @@ def main() -> None:
     try:
         remove_stale_folders()
     except KeyboardInterrupt:
-        raise SystemExit(130) from None
+        raise SystemExit(ExitCode.INTERRUPTED) from None
     app(prog_name="guidetrack")
 
 
@@ -467,4 +489,4 @@ def _interrupt(signum: int, frame: object) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

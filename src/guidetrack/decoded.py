@@ -9,14 +9,13 @@ disk while it is in use, not memory.
 from __future__ import annotations
 
 import os
-import subprocess
 import tempfile
 from functools import lru_cache
 
 import numpy as np
 
 from .errors import GuidetrackError, InvalidInput
-from .ffmpeg import WRITE_FAILURES, ffmpeg_path
+from .ffmpeg import WRITE_FAILURES, decode_into, ffmpeg_path
 from .units import CHANNELS, SAMPLE_RATE, Samples
 
 MAX_HOURS = 12  # an audio file longer than this is refused: a bed loops, so none needs to be longer
@@ -33,16 +32,18 @@ class Decoded:
         command = [ffmpeg_path(), "-nostdin", "-v", "error", "-i", path, "-map", "0:a:0", "-t", str(MAX_HOURS * 3600),
                    "-f", "s16le", "-ac", str(CHANNELS), "-ar", str(SAMPLE_RATE), "pipe:1"]
         try:
-            done = subprocess.run(command, stdin=subprocess.DEVNULL, stdout=store, stderr=subprocess.PIPE)
+            code, said = decode_into(command, store)
         except OSError as err:
             store.close()
             raise GuidetrackError(f"cannot run ffmpeg: {err}") from None
-        size = store.seek(0, 2)
-        said = [line.strip() for line in done.stderr.decode("utf-8", "replace").splitlines() if line.strip()]
-        unwritten = [line for line in said if any(f in line for f in WRITE_FAILURES)]  # ffmpeg exits 0 for these
-        if done.returncode or unwritten:
+        except GuidetrackError:
             store.close()
-            reason = (unwritten or said)[-1].removeprefix(f"{path}: ")[:200] if said else f"exit status {done.returncode}"
+            raise
+        size = store.seek(0, 2)
+        if code:
+            store.close()
+            unwritten = [line for line in said if any(f in line for f in WRITE_FAILURES)]
+            reason = (unwritten or said)[-1].removeprefix(f"{path}: ")[:200] if said else f"exit status {code}"
             if "No space left" in reason:
                 raise GuidetrackError(f"{path}: no space left in {tempfile.gettempdir()} to decode the audio file "
                                       f"(about {SAMPLE_RATE * FRAME * 60 // 1_000_000} MB a minute); free some, "

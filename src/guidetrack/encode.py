@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 
 import numpy as np
@@ -33,11 +34,18 @@ MAX_GAIN_DB = 40.0  # a near-silent voice is not blown up further than this
 LOUDNESS_TOLERANCE = 0.15  # LU: a file further than this off the voice's target is made again
 PROMISE = 0.5  # LU: a file further off than this, after every try, is reported
 MAX_ENCODES = 3  # the first encode, and at most two corrections
-FORMATS = {  # name -> (file suffix, ffmpeg codec, ffmpeg muxer)
-    "mp3": (".mp3", "libmp3lame", "mp3"),
-    "wav": (".wav", "pcm_s16le", "wav"),
-    "opus": (".opus", "libopus", "ogg"),
-    "m4a": (".m4a", "aac", "ipod"),
+class Format(StrEnum):
+    MP3 = "mp3"
+    WAV = "wav"
+    OPUS = "opus"  # Ogg Opus
+    M4A = "m4a"  # AAC in MP4
+
+
+FORMATS: dict[Format, tuple[str, str, str]] = {  # -> (file suffix, ffmpeg codec, ffmpeg muxer)
+    Format.MP3: (".mp3", "libmp3lame", "mp3"),
+    Format.WAV: (".wav", "pcm_s16le", "wav"),
+    Format.OPUS: (".opus", "libopus", "ogg"),
+    Format.M4A: (".m4a", "aac", "ipod"),
 }
 
 
@@ -45,12 +53,15 @@ FORMATS = {  # name -> (file suffix, ffmpeg codec, ffmpeg muxer)
 class Output:
     """How the finished file is made. Every field changes the bytes written."""
 
-    format: str = "mp3"
+    format: Format = Format.MP3
     bitrate: str = "128k"  # constant bitrate for mp3, opus and m4a
     quality: int | None = None  # mp3 VBR quality 0 (best) .. 9 instead of a bitrate
     channels: int = 2
     sample_rate: int | None = None  # None: 44.1 kHz, or the loudness preset's; opus is always 48 kHz
     loudness: float | str | None = None  # the voice's LUFS or a preset's name; None: the script's, or podcast
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "format", Format(self.format))  # "mp3" given as text is the same format
 
     @property
     def suffix(self) -> str:
@@ -58,7 +69,7 @@ class Output:
 
     @property
     def rate(self) -> int:
-        if self.format == "opus":
+        if self.format is Format.OPUS:
             return 48_000
         if self.sample_rate is not None:
             return self.sample_rate
@@ -101,10 +112,10 @@ def codec_loss(output: Output) -> float:
     encode's gain; the finished file is measured all the same. Measured on espeak-ng's voice:
     LAME at a constant bitrate takes 0.45 LU up to 160 kbit/s and 0.27 above; AAC 0.07; LAME's
     VBR, Opus and WAV nothing measurable (tests/test_loudness.py checks these)."""
-    if output.format == "mp3" and output.quality is None:
+    if output.format is Format.MP3 and output.quality is None:
         digits = "".join(c for c in output.bitrate if c.isdigit())
         return 0.27 if digits and int(digits) > 160 else 0.45
-    return 0.07 if output.format == "m4a" else 0.0
+    return 0.07 if output.format is Format.M4A else 0.0
 
 
 _INPUT = ["-f", "f32le", "-ar", str(SAMPLE_RATE), "-ac", str(CHANNELS), "-i", "pipe:0"]
@@ -131,8 +142,8 @@ def encoder_command(target: str, output: Output = Output()) -> list[str]:
     """ffmpeg reading float PCM at the output's rate and channels on stdin, writing an untagged,
     bit-exact file to `target`."""
     _, codec, muxer = FORMATS[output.format]
-    quality = (["-q:a", str(output.quality)] if output.quality is not None and output.format == "mp3"
-               else [] if output.format == "wav" else ["-b:a", output.bitrate])
+    quality = (["-q:a", str(output.quality)] if output.quality is not None and output.format is Format.MP3
+               else [] if output.format is Format.WAV else ["-b:a", output.bitrate])
     extra = {"mp3": ["-id3v2_version", "0", "-write_id3v1", "0"], "m4a": ["-movflags", "+faststart"]}
     return [
         ffmpeg_path(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
@@ -171,11 +182,11 @@ def write_tags(path: Path, tags: Tags, output: Output = Output()) -> None:
 
 
 def _write_tags(path: Path, tags: Tags, output: Output) -> None:
-    if output.format in ("mp3", "wav"):
+    if output.format in (Format.MP3, Format.WAV):
         from mutagen.id3 import ID3
         from mutagen.wave import WAVE
 
-        if output.format == "mp3":
+        if output.format is Format.MP3:
             id3 = ID3()
             for frame in _id3_frames(tags):
                 id3.add(frame)
@@ -186,7 +197,7 @@ def _write_tags(path: Path, tags: Tags, output: Output) -> None:
             for frame in _id3_frames(tags):
                 wave.tags.add(frame)
             wave.save(v2_version=4, padding=lambda info: 0)
-    elif output.format == "opus":
+    elif output.format is Format.OPUS:
         import base64
 
         from mutagen.flac import Picture

@@ -3,7 +3,22 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import IntEnum, StrEnum
 from pathlib import Path
+
+
+class ExitCode(IntEnum):
+    """What the command line exits with; named here once."""
+
+    OK = 0
+    FAILED = 1  # a GuidetrackError: something went wrong that the user can act on
+    INVALID = 2  # an InvalidInput: a bad script, option or file; nothing was written
+    INTERRUPTED = 130  # Ctrl-C or a termination signal; nothing half-written is left
+
+
+class Severity(StrEnum):
+    ERROR = "error"
+    WARNING = "warning"
 
 
 @dataclass(frozen=True)
@@ -22,20 +37,23 @@ class Problem:
 
     message: str
     where: Location | None = None
-    severity: str = "error"  # "error" or "warning"
+    severity: Severity = Severity.ERROR
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "severity", Severity(self.severity))
 
     def __str__(self) -> str:
         prefix = f"{self.where}: " if self.where else ""
-        label = "warning: " if self.severity == "warning" else ""
+        label = "warning: " if self.severity is Severity.WARNING else ""
         return f"{prefix}{label}{self.message}"
 
 
 class GuidetrackError(Exception):
-    """Base class: something the user can act on. CLI exit code 1."""
+    """Base class: something the user can act on (ExitCode.FAILED)."""
 
 
 class InvalidInput(GuidetrackError):
-    """Bad script, missing file, impossible target. CLI exit code 2."""
+    """Bad script, missing file, impossible target (ExitCode.INVALID)."""
 
     def __init__(self, problems: list[Problem] | Problem | str):
         if isinstance(problems, str):
@@ -48,6 +66,10 @@ class InvalidInput(GuidetrackError):
 
 class EngineError(GuidetrackError):
     """The speech engine failed or produced no usable audio."""
+
+
+class MissingTool(GuidetrackError):
+    """A program guidetrack runs (ffmpeg) is not installed."""
 
 
 class EncodeError(GuidetrackError):

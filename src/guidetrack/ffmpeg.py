@@ -1,22 +1,28 @@
-"""Running ffmpeg: finding it, and feeding float PCM through a pipeline of its processes.
+"""Running ffmpeg: every process guidetrack starts from it is started here.
 
-The meter (`loudness`) and the limiter and encoder (`encode`) all run this way: one place for
-the pipes, the threads that drain each process's stderr, the timeout and the error that names
-the failing command and what it said.
+- `run`: float PCM fed through a pipeline of processes (the meter, the limiter and encoder);
+- `decode_into`: a whole audio file decoded into a file (`decoded`);
+- `read_pcm`: a file's float PCM read as it is decoded (measuring a finished file).
+
+One place for the pipes, the threads that drain each process's stderr, the timeouts, the one
+"ffmpeg is not installed" error, and the error that names the failing command and what it said.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import shutil
 import subprocess
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import IO, Any
 
 import numpy as np
 
-from .errors import EncodeError
+from .errors import EncodeError, MissingTool
+
+log = logging.getLogger(__name__)
 
 PIPE_BYTES = 1 << 20  # 1 MiB, the default Linux maximum: ~3 s of float PCM
 WRITE_FAILURES = ("Error writing trailer", "Error closing file", "av_interleaved_write_frame()")
@@ -26,8 +32,45 @@ TIMEOUT = 6 * 3600  # s: an ffmpeg that has not finished by then, over any file,
 def ffmpeg_path() -> str:
     found = shutil.which("ffmpeg")
     if not found:
-        raise EncodeError("ffmpeg is not installed: apt-get install ffmpeg (scripts/guidetrack does it for you)")
+        raise MissingTool("ffmpeg is not installed: apt-get install ffmpeg (scripts/guidetrack does it for you)")
     return found
+
+
+def decode_into(command: list[str], store: IO[bytes]) -> tuple[int, list[str]]:
+    """Run an ffmpeg `command` that writes to its stdout into the open file `store`: (exit
+    code, the non-empty lines it said). A write failure it exits 0 for counts as a failure."""
+    log.debug("running %s", " ".join(command))
+    try:
+        done = subprocess.run(command, stdin=subprocess.DEVNULL, stdout=store, stderr=subprocess.PIPE,
+                              timeout=TIMEOUT)
+    except subprocess.TimeoutExpired:
+        raise EncodeError("ffmpeg did not finish decoding", command) from None
+    said = [line.strip() for line in done.stderr.decode("utf-8", "replace").splitlines() if line.strip()]
+    unwritten = any(any(f in line for f in WRITE_FAILURES) for line in said)
+    return done.returncode or (1 if unwritten else 0), said
+
+
+def read_pcm(command: list[str], block_bytes: int) -> Iterator[bytes]:
+    """What an ffmpeg `command` writes to its stdout, in blocks of about `block_bytes`; the
+    process is ended when the reader stops early, and killed after TIMEOUT."""
+    log.debug("running %s", " ".join(command))
+    process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert process.stdout is not None and process.stderr is not None
+    errors: list[bytes] = []
+    reader = threading.Thread(target=lambda: errors.append(process.stderr.read()), daemon=True)  # type: ignore[union-attr]
+    reader.start()
+    watchdog = threading.Timer(TIMEOUT, process.kill)
+    watchdog.start()
+    try:
+        while data := process.stdout.read(block_bytes):
+            yield data
+    finally:
+        watchdog.cancel()
+        process.stdout.close()
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+        reader.join()
 
 
 def _keep(stream: IO[bytes]) -> str:
@@ -40,7 +83,9 @@ def run(commands: Sequence[list[str]], blocks: Iterable[np.ndarray] | None = Non
     nothing, when it reads a file). Every stderr is drained as it is written; the last one's by
     `read_last`, whose result is returned with the samples fed. Raises EncodeError naming the
     last process that failed (the ones before it fail writing to its closed pipe)."""
-    processes: list[subprocess.Popen] = []
+    for command in commands:
+        log.debug("running %s", " ".join(command))
+    processes: list[subprocess.Popen[bytes]] = []
     said: list[list[Any]] = []
     readers: list[threading.Thread] = []
     written = 0

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import math
 import re
-import subprocess
 import threading
 from array import array
 from collections.abc import Iterable, Iterator, Sequence
@@ -27,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import EncodeError
-from .ffmpeg import ffmpeg_path, run
+from .ffmpeg import ffmpeg_path, read_pcm, run
 from .units import CHANNELS, SAMPLE_RATE, Samples
 
 BLOCK_STEP = SAMPLE_RATE // 10  # 100 ms: the meter's step between 400 ms blocks
@@ -295,16 +294,10 @@ def _cut(path: Path, spans: Sequence[tuple[Samples, Samples]], channels: int, ra
                "-f", "f32le", "-ac", str(channels), "-ar", str(rate), "pipe:1"]
     wanted = [(start * rate // SAMPLE_RATE, end * rate // SAMPLE_RATE) for start, end in sorted(spans)]
     frame = 4 * channels
-    process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    errors: list[bytes] = []
-    reader = threading.Thread(target=lambda: errors.append(process.stderr.read()), daemon=True)
-    reader.start()
+    pcm = read_pcm(command, frame * SAMPLE_RATE * 2)
     try:
         position, index = 0, 0
-        while index < len(wanted):
-            data = process.stdout.read(frame * (SAMPLE_RATE * 2))
-            if not data:
-                break
+        for data in pcm:
             block = np.frombuffer(data[: len(data) // frame * frame], "<f4").reshape(-1, channels)
             end = position + len(block)
             while index < len(wanted) and wanted[index][0] < end:
@@ -316,9 +309,7 @@ def _cut(path: Path, spans: Sequence[tuple[Samples, Samples]], channels: int, ra
                 else:
                     break
             position = end
+            if index >= len(wanted):
+                break
     finally:
-        process.stdout.close()
-        if process.poll() is None:
-            process.kill()
-        process.wait()
-        reader.join()
+        pcm.close()

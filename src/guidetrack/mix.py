@@ -17,7 +17,7 @@ import numpy as np
 from .decoded import Decoded, decoded
 from .errors import InvalidInput
 from .loudness import BLOCK_LENGTH, as_played, meter_pcm
-from .plan import Event, Plan
+from .plan import Event, Kind, Plan
 from .script import Background, Duck
 from .units import CHANNELS, SAMPLE_RATE, Samples, db_to_gain, to_samples
 
@@ -336,7 +336,7 @@ class Levels:
 
 def sound_key(event: Event) -> str:
     """What a non-speech event plays: its gain in `Levels` is found under this key."""
-    if event.kind == "tone":
+    if event.kind is Kind.TONE:
         return f"tone:{event.text}:{event.length}"
     return f"{event.kind}:{event.text or 'chime'}:{event.length}:{event.gain_db}"
 
@@ -386,10 +386,10 @@ def levels(plan: Plan, clip: Callable[[str], np.ndarray], bed_db: float = -18.0,
     voice = voice_loudness(spans, sorted(full, key=lambda e: e.start), clip, channels)
     gains: dict[str, float] = {}
     for event in plan.events:
-        key = sound_key(event) if event.kind != "speech" else ""
+        key = sound_key(event) if event.kind is not Kind.SPEECH else ""
         if not key or key in gains:
             continue
-        relative = {"chime": CHIME_DB, "tone": TONE_DB}.get(event.kind, event.gain_db)
+        relative = {Kind.CHIME: CHIME_DB, Kind.TONE: TONE_DB}.get(event.kind, event.gain_db)
         gains[key] = voice + relative - _unit_loudness(event.kind, event.text, event.length, channels)
     background = plan.script.background
     if background is not None:
@@ -400,11 +400,13 @@ def levels(plan: Plan, clip: Callable[[str], np.ndarray], bed_db: float = -18.0,
 
 def _audio(event: Event) -> np.ndarray | Decoded:
     """A non-speech event's sound at unit scale (an audio file is read by slices)."""
-    if event.kind == "chime":
+    if event.kind is Kind.CHIME:
         return GENERATED[event.text or "chime"](event.length)
-    if event.kind == "sound":
+    if event.kind is Kind.SOUND:
         return _sound(event.text, event.length) if event.text in GENERATED else decoded(event.text)
-    return tone(event.length, event.text)
+    if event.kind is Kind.TONE:
+        return tone(event.length, event.text)
+    raise ValueError(f"no sound for a {event.kind} event")
 
 
 def _voiced(plan: Plan, clip: Callable[[str], np.ndarray]) -> dict[str, list[tuple[Samples, Samples]]]:
@@ -415,7 +417,7 @@ def _voiced(plan: Plan, clip: Callable[[str], np.ndarray]) -> dict[str, list[tup
 
 
 @lru_cache(maxsize=64)
-def _unit_loudness(kind: str, text: str, length: Samples, channels: int) -> float:
+def _unit_loudness(kind: Kind, text: str, length: Samples, channels: int) -> float:
     """A sound's loudness, read over at least one 400 ms block (a short tone with the quiet
     after it, as the meter hears it)."""
     audio = _audio(Event(0, length, kind, text))
@@ -477,7 +479,7 @@ def mix(plan: Plan, clip: Callable[[str], np.ndarray], where: Levels | None = No
 
     def audio_of(event: Event) -> tuple[np.ndarray | Decoded, float]:
         """What an event plays, and the gain it plays at."""
-        if event.kind == "speech":
+        if event.kind is Kind.SPEECH:
             return clip(event.text), db_to_gain(event.gain_db)
         return _audio(event), where.gain(sound_key(event))
 

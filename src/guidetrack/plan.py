@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 
-from .errors import InvalidInput, Location, Problem
+from .errors import InvalidInput, Location, Problem, Severity
 from .languages import Words
 from .languages import parse as parse_language
 from .script import (
-    SIDE_FIELD, Breathe, Bumper, Chime, Hold, Pause, Say, Script, Section, Sides, Step, split_inline,
+    SIDE_FIELD, Breathe, Bumper, Chime, Cue, Hold, Pause, Say, Script, Section, Sides, Step, split_inline,
 )
 from .units import SAMPLE_RATE, Samples, format_clock, to_samples, to_seconds
 
@@ -35,15 +36,28 @@ Measure = Callable[[Sequence[str]], Mapping[str, Samples]]
 SoundLength = Callable[[str], Samples]
 
 
+class Kind(StrEnum):
+    """What an event on the timeline plays."""
+
+    SPEECH = "speech"  # a clip of the voice; its text
+    CHIME = "chime"  # a generated chime or bowl
+    TONE = "tone"  # a soft tone on a breath phase
+    SOUND = "sound"  # an intro's or outro's sound: generated, or an audio file
+
+
 @dataclass(frozen=True)
 class Event:
     """Something audible on the timeline."""
 
     start: Samples
     length: Samples
-    kind: str  # "speech" | "chime" | "tone" | "sound"
+    kind: Kind
     text: str = ""  # what is said; a tone's breath phase; a sound's name or file; "bowl" for a bowl chime
     gain_db: float = 0.0  # relative to the sound's usual level (fading breath cues); a sound's, to the voice
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.kind, Kind):
+            object.__setattr__(self, "kind", Kind(self.kind))
 
 
 @dataclass(frozen=True)
@@ -64,7 +78,7 @@ class Plan:
     bed: tuple[Samples, Samples] = (0, 0)  # where the background plays: between intro and outro
 
     def speech(self) -> tuple[Event, ...]:
-        return tuple(e for e in self.events if e.kind == "speech")
+        return tuple(e for e in self.events if e.kind is Kind.SPEECH)
 
     def to_json(self) -> dict:
         return {
@@ -75,7 +89,7 @@ class Plan:
             "sample_rate": SAMPLE_RATE,
             "events": [
                 {"start": round(to_seconds(e.start), 6), "duration": round(to_seconds(e.length), 6),
-                 "kind": e.kind, **({("sound" if e.kind in ("sound", "chime") else "text"): e.text} if e.text else {}),
+                 "kind": e.kind.value, **({("sound" if e.kind in (Kind.SOUND, Kind.CHIME) else "text"): e.text} if e.text else {}),
                  **({"gain_db": e.gain_db} if e.gain_db else {})}
                 for e in self.events
             ],
@@ -186,9 +200,9 @@ def _breath_cues(item: _Breathing) -> list[tuple[Samples, str]]:
     offset = 0
     for phase, length in step.pattern.phases():
         if length > 0:
-            if step.cue == "words":
+            if step.cue is Cue.WORDS:
                 cues.append((offset, words.cue(phase)))
-            elif step.cue == "count":
+            elif step.cue is Cue.COUNT:
                 cues.append((offset, words.first_count(phase)))
                 whole_seconds = length // SAMPLE_RATE
                 for second in range(1, min(whole_seconds, len(words.numbers) + 1)):
@@ -286,7 +300,7 @@ def make_plan(script: Script, measure: Measure, sound_length: SoundLength | None
             if room > hold.length:
                 warnings.append(Problem(
                     f"this hold ({format_clock(hold.length)}) is shorter than its reminders need "
-                    f"({format_clock(room)}); they will run close together", hold.where, "warning"))
+                    f"({format_clock(room)}); they will run close together", hold.where, Severity.WARNING))
             if script.duration is not None and hold.elastic:
                 elastic_of[item.index] = len(elastic)
                 elastic.append(Elastic(hold.length, max(hold.min, min(room, hold.max)), hold.max))
@@ -339,7 +353,7 @@ def _lay_out(items: Sequence[_Item], spoken: Mapping[str, Samples], holds: Seque
         if isinstance(item, _Utterances):
             for part in item.parts:
                 if isinstance(part, str):
-                    events.append(Event(now, spoken[part], "speech", part))
+                    events.append(Event(now, spoken[part], Kind.SPEECH, part))
                     now += spoken[part]
                 else:
                     now += part
@@ -348,10 +362,10 @@ def _lay_out(items: Sequence[_Item], spoken: Mapping[str, Samples], holds: Seque
             now += item.length
         elif isinstance(item, Chime):
             length = GENERATED_LENGTHS[item.sound]
-            events.append(Event(now, length, "chime", "" if item.sound == "chime" else item.sound))
+            events.append(Event(now, length, Kind.CHIME, "" if item.sound == "chime" else item.sound))
             now += length
         elif isinstance(item, _Sound):
-            events.append(Event(now, item.length, "sound", item.name, item.level_db))
+            events.append(Event(now, item.length, Kind.SOUND, item.name, item.level_db))
             now += item.length
         elif isinstance(item, _Breathing):
             events.extend(_breath_events(item, now, spoken, warnings))
@@ -418,7 +432,7 @@ def _breath_events(item: _Breathing, start: Samples, spoken: Mapping[str, Sample
     cycle = step.pattern.cycle
     events: list[Event] = []
     spoken_cycles = range(0)
-    if step.cue in ("words", "count"):
+    if step.cue in (Cue.WORDS, Cue.COUNT):
         cues = _breath_cues(item)
         # A cue may run until the next cue (or the cycle's end), never past it.
         limits = [nxt for nxt, _ in cues[1:]] + [cycle]
@@ -427,19 +441,19 @@ def _breath_events(item: _Breathing, start: Samples, spoken: Mapping[str, Sample
                 warnings.append(Problem(
                     f"the cue '{text}' takes {to_seconds(spoken[text]):.2f} s, longer than its "
                     f"{to_seconds(limit - offset):.2f} s slot; slow the pattern or use cue: tone",
-                    step.where, "warning"))
+                    step.where, Severity.WARNING))
         spoken_cycles = range(min(step.cycles, step.fade) if step.fade else step.cycles)
         for k in spoken_cycles:
             base = start + k * cycle
             gain = -FADE_STEP_DB * k if step.fade else 0.0
-            events.extend(Event(base + offset, spoken[text], "speech", text, gain) for offset, text in cues)
-    if step.cue == "tone" or step.fade:
+            events.extend(Event(base + offset, spoken[text], Kind.SPEECH, text, gain) for offset, text in cues)
+    if step.cue is Cue.TONE or step.fade:
         # tones mark in and out; after a fade they carry on where the words stopped
         offset = 0
         for phase, length in step.pattern.phases():
             if length > 0 and phase in ("in", "out"):
                 for k in range(len(spoken_cycles), step.cycles):
-                    events.append(Event(start + k * cycle + offset, min(TONE_LENGTH, length), "tone", phase))
+                    events.append(Event(start + k * cycle + offset, min(TONE_LENGTH, length), Kind.TONE, phase))
             offset += length
     events.sort(key=lambda e: e.start)
     return events
@@ -463,6 +477,6 @@ def _reminder_events(item: _HoldItem, start: Samples, length: Samples, spoken: M
         begin = max(earliest, centre - spoken[text] // 2)
         remaining_after = sum(spoken[t] for t in texts[index + 1:])
         begin = min(begin, start + length - spoken[text] - remaining_after)
-        events.append(Event(begin, spoken[text], "speech", text))
+        events.append(Event(begin, spoken[text], Kind.SPEECH, text))
         earliest = begin + spoken[text]
     return events

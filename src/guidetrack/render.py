@@ -11,7 +11,7 @@ from pathlib import Path
 
 from . import __version__
 from .encode import CEILING_DB, MAX_GAIN_DB, Chapter, Output, Tags, codec_loss, encode
-from .errors import GuidetrackError, InvalidInput, Location, Problem
+from .errors import GuidetrackError, InvalidInput, Location, Problem, Severity
 from .loudness import Figures, target_for
 from .decoded import decoded
 from .mix import levels, mix
@@ -187,7 +187,7 @@ class Checked:
     problems: list[Problem] = field(default_factory=list)
 
     def failed(self, strict: bool) -> bool:
-        return any(p.severity == "error" or strict for p in self.problems)
+        return any(p.severity is Severity.ERROR or strict for p in self.problems)
 
 
 def script_files(paths: Iterable[Path]) -> Iterator[tuple[Path, Path | None]]:

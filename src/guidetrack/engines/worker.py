@@ -10,16 +10,21 @@ by its text. So one bad utterance can never hang or kill a render.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import select
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
+from typing import IO
 
 from ..errors import EngineError
 from ..voice import VoiceSpec
 
+log = logging.getLogger(__name__)
+STDERR_TAIL = 2000  # characters of a dead worker's stderr put in the error
 START_TIMEOUT = 30.0  # seconds for a worker to start its engine and answer the first request
 GRACE = 5.0  # seconds on top of a request's own timeout before the worker counts as hung
 
@@ -31,7 +36,8 @@ class WorkerEngine:
     install_hint = ""
 
     def __init__(self) -> None:
-        self._worker: subprocess.Popen | None = None
+        self._worker: subprocess.Popen[str] | None = None
+        self._stderr: IO[bytes] | None = None  # what the worker says on stderr: its log, read when it fails
         self.restarts = 0
 
     # -------------------------------------------------------- what each engine says
@@ -64,9 +70,11 @@ class WorkerEngine:
 
     def _start(self) -> None:
         self.close()
+        self._stderr = tempfile.TemporaryFile(prefix=f"guidetrack-{self.name}-worker-")  # unnamed: nothing to clean
+        command = [sys.executable, "-m", self.worker_module, *self.worker_args()]
+        log.debug("starting the %s worker: %s", self.name, " ".join(command))
         self._worker = subprocess.Popen(
-            [sys.executable, "-m", self.worker_module, *self.worker_args()],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, bufsize=1,
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, text=True, bufsize=1,
         )
         hello = self._ask([{**self.hello(), "timeout": START_TIMEOUT}])[0]
         if "error" in hello:
@@ -108,12 +116,31 @@ class WorkerEngine:
             return [answers.get(i, {"error": f"the worker failed ({err})"}) for i in range(len(requests))]
         if len(answers) < len(requests):
             dead = self._worker.poll() is not None
+            said = self._said()
             self.close()  # hung or dead: the next call starts a new worker
             gone = "the worker crashed" if dead else f"timed out (no answer in {patience:.1f} s)"
+            if said:
+                gone += f"; it said: {said}"
+            log.info("the %s worker %s", self.name, gone)
             return [answers.get(i, {"error": gone}) for i in range(len(requests))]
         return [answers[i] for i in range(len(requests))]
 
+    def _said(self) -> str:
+        """The end of what the worker wrote on stderr."""
+        if self._stderr is None:
+            return ""
+        try:
+            size = self._stderr.seek(0, os.SEEK_END)
+            self._stderr.seek(max(0, size - STDERR_TAIL))
+            text = self._stderr.read().decode("utf-8", "replace")
+        except (OSError, ValueError):
+            return ""
+        return " ".join(line.strip() for line in text.splitlines()[-8:] if line.strip())
+
     def close(self) -> None:
+        if self._stderr is not None:
+            self._stderr.close()
+            self._stderr = None
         if self._worker is not None:
             self._worker.kill()
             self._worker.wait()

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import InvalidInput, Problem
+from ..errors import InvalidInput, Problem, Severity
 from ..units import Samples, parse_duration, parse_level, to_samples
 from .model import FORMAT_VERSION, INLINE_PAUSE, PARAM_FIELD, SIDE_FIELD, split_inline
 from .yamltree import KeyPath, Tree, read_tree
@@ -45,8 +45,8 @@ class Context:
         """Every problem once (a step shared by variants is reported once); raises InvalidInput
         with the errors if there are any, else returns the warnings."""
         problems = list(dict.fromkeys(self.problems))
-        if any(p.severity == "error" for p in problems):
-            raise InvalidInput([p for p in problems if p.severity == "error"])
+        if any(p.severity is Severity.ERROR for p in problems):
+            raise InvalidInput([p for p in problems if p.severity is Severity.ERROR])
         return problems
 
     def read(self, shown: Path) -> tuple[Any, Tree]:
@@ -85,7 +85,7 @@ class Checker:
             return self.remap[keys[0]] + keys[1:]
         return keys
 
-    def error(self, keys: KeyPath, message: str, *, at_key: bool = False, severity: str = "error") -> None:
+    def error(self, keys: KeyPath, message: str, *, at_key: bool = False, severity: Severity = Severity.ERROR) -> None:
         keys = self.mapped(keys)
         where = self.tree.key_marks.get(keys) if at_key else None
         label = format_path(keys)
@@ -93,7 +93,7 @@ class Checker:
         self.problems.append(Problem(text + self.origin, where or self.tree.where(keys), severity))
 
     def warn(self, keys: KeyPath, message: str) -> None:
-        self.error(keys, message, severity="warning")
+        self.error(keys, message, severity=Severity.WARNING)
 
     def child(self, tree: Tree, real: Path, origin: str) -> "Checker":
         child = Checker(tree, self.context, self.chain + (real,), origin)
