@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import socket
 import time
@@ -31,14 +30,14 @@ from . import __version__
 from .encode import FORMATS, Output
 from .errors import GuidetrackError, InvalidInput
 from .engines import engine_version
-from .files import check_writable, remove_stale_parts, replacing, sha256_of, temporary_folder, write_atomically
+from .files import check_writable, remove_stale_parts, replacing, sha256_of, temporary_folder
 from .render import script_files
 from .languages import FOLDER as LANGUAGE_FILES
+from .manifest import Entry, JobResult, Manifest, StoredFile, Track, TrackChapter
 from .script import BUILTIN_VOICES, Script, load_any
 from .units import to_seconds
 
 RENDER_VERSION = 3  # bump when a change to guidetrack changes what a render writes (3: languages, hibari)
-MANIFEST = "build-manifest.json"
 PACKAGE = Path(__file__).resolve().parent
 
 
@@ -150,86 +149,33 @@ def _without_clashes(jobs: list[Job], failures: list[Failure]) -> tuple[list[Job
 # ---------------------------------------------------------------- the manifest
 
 
-DROPPED = "dropped-entries"  # set by read_manifest, never written
-
-
-def read_manifest(out: Path) -> dict[str, Any]:
-    """The manifest of the last build into `out`. An entry that is not what a build writes
-    (damaged, edited, forged) is dropped: its files are then neither trusted nor removed."""
-    try:
-        data = json.loads((out / MANIFEST).read_text())
-        if data.get("guidetrack-build") == 1 and isinstance(data.get("outputs"), dict):
-            kept = {name: entry for name, entry in data["outputs"].items() if _entry_ok(entry)}
-            if len(kept) < len(data["outputs"]):
-                data[DROPPED] = True  # the next write leaves them out
-            data["outputs"] = kept
-            for key in ("title", "base_url", "library"):  # remembered settings: text, or forgotten
-                if not isinstance(data.get(key), (str, type(None))):
-                    del data[key]
-            return data
-    except (OSError, ValueError, AttributeError, RecursionError):
-        pass
-    return {"guidetrack-build": 1, "outputs": {}}
-
-
-def _entry_ok(entry: Any) -> bool:
-    """Whether a manifest entry is one a build could have written: every field `publish` reads,
-    of its type."""
-    def typed(value: Any, fields: dict[str, Any]) -> bool:
-        return isinstance(value, dict) and all(isinstance(value.get(k), t) for k, t in fields.items())
-
-    def when(value: Any) -> bool:
-        try:
-            return datetime.fromisoformat(value).tzinfo is not None
-        except (TypeError, ValueError):
-            return False
-
-    text, maybe, number = str, (str, type(None)), (int, float)
-    if not (typed(entry, {"fingerprint": text, "script": text, "variant": maybe, "files": dict, "track": dict,
-                          "built": text, "published": text}) and when(entry["built"]) and when(entry["published"])):
-        return False
-    files, track = entry["files"], entry["track"]
-    return (set(files) >= {"audio", "vtt", "srt", "chapters"}
-            and all(typed(f, {"path": text, "bytes": int, "sha256": text}) for f in files.values())
-            and typed(track, {"title": text, "description": text, "author": text, "album": text,
-                              "duration": number, "chapters": list, "transcript": list})
-            and math.isfinite(track["duration"]) and track["duration"] >= 0
-            and isinstance(track.get("language", ""), str)
-            and all(isinstance(line, str) for line in track["transcript"])
-            and all(typed(c, {"title": text, "start": number}) for c in track["chapters"]))
-
-
-def write_manifest(out: Path, manifest: dict[str, Any]) -> None:
-    write_atomically(out / MANIFEST, (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode())
-
-
-def up_to_date(out: Path, job: Job, entry: dict[str, Any] | None) -> bool:
+def up_to_date(out: Path, job: Job, entry: Entry | None) -> bool:
     """Built from the same inputs, and every file it wrote is still there, whole."""
-    if not entry or entry.get("fingerprint") != job.fingerprint:
+    if entry is None or entry.fingerprint != job.fingerprint:
         return False
-    for file in entry.get("files", {}).values():
-        path = out / file["path"]
+    for file in entry.files.values():
+        path = out / file.path
         try:
             found = path.stat()
         except OSError:
             return False
-        if not path.is_file() or found.st_size != file["bytes"]:
+        if not path.is_file() or found.st_size != file.bytes:
             return False
         # unchanged since it was written (inode, size, modification time), or else the same bytes
-        if file.get("stat") != _stamp(found) and sha256_of(path) != file.get("sha256"):
+        if file.stat != _stamp(found) and sha256_of(path) != file.sha256:
             return False
     return True
 
 
-def _stamp(found: os.stat_result) -> list[int]:
-    return [found.st_ino, found.st_size, found.st_mtime_ns]
+def _stamp(found: os.stat_result) -> tuple[int, int, int]:
+    return (found.st_ino, found.st_size, found.st_mtime_ns)
 
 
 # ---------------------------------------------------------------- rendering one job (in a worker)
 
 
 def render_job(job: Job, library: str | None, files: dict[str, bytes] | None, cache_dir: str | None,
-               progress: Any = None) -> dict[str, Any]:
+               progress: Any = None) -> JobResult:
     """Render one job in a temporary folder and return what it wrote, as bytes.
 
     With `library`, the scripts are read in place (a local worker). With `files` (a cluster
@@ -258,16 +204,15 @@ def render_job(job: Job, library: str | None, files: dict[str, bytes] | None, ca
         rendered = render(script, audio, Path(cache_dir) if cache_dir else None, job.output)
         written = {"audio": audio, **sidecar_paths(audio)}
         plan = rendered.plan
-        track = {
-            "title": script.title, "description": script.description, "author": script.author,
-            "album": script.album, "variant": script.variant, "language": script.language,
-            "duration": round(to_seconds(rendered.samples), 3),
-            "chapters": [{"title": c.title, "start": round(to_seconds(c.start), 3)} for c in plan.chapters],
-            "transcript": [e.text for e in plan.speech()],
-            "loudness": {"target_lufs": rendered.target_lufs, **rendered.figures.to_json()},
-        }
-        result = {"files": {kind: path.read_bytes() for kind, path in written.items()}, "track": track,
-                  "seconds": round(time.perf_counter() - started, 2), "worker": worker}
+        track = Track(
+            title=script.title, description=script.description, author=script.author, album=script.album,
+            variant=script.variant, language=script.language, duration=round(to_seconds(rendered.samples), 3),
+            chapters=tuple(TrackChapter(c.title, round(to_seconds(c.start), 3)) for c in plan.chapters),
+            transcript=tuple(e.text for e in plan.speech()),
+            loudness={"target_lufs": rendered.target_lufs, **rendered.figures.to_json()},
+        )
+        result = JobResult({kind: path.read_bytes() for kind, path in written.items()}, track,
+                           round(time.perf_counter() - started, 2), worker)
     if progress is not None:
         progress.put(("done", worker, job.name))
     return result
@@ -324,16 +269,15 @@ def _remove_litter(out: Path) -> None:
     remove_stale_parts(out, recursive=True)
 
 
-def _check_owner(manifest: dict[str, Any], library: Path, out: Path, found: bool, force: bool) -> None:
+def _check_owner(manifest: Manifest, library: Path, out: Path, found: bool, force: bool) -> None:
     """A build folder belongs to one library: building another library (or an empty folder) into
     it would remove every class published there. That takes --force."""
-    if force or not manifest["outputs"]:
+    if force or not manifest.outputs:
         return
     if not found:
         raise InvalidInput(f"{library} has no scripts, and building it into {out} would remove the "
-                           f"{len(manifest['outputs'])} classes there; add --force to do that")
-    owner = manifest.get("library")
-    if isinstance(owner, str) and owner != _library_id(library):
+                           f"{len(manifest.outputs)} classes there; add --force to do that")
+    if manifest.library is not None and manifest.library != _library_id(library):
         raise InvalidInput(f"{out} holds the build of another library than {library}: give another -o, "
                            "or --force to replace what is there")
 
@@ -343,45 +287,39 @@ def _library_id(library: Path) -> str:
     return hashlib.sha256(str(library).encode()).hexdigest()[:16]
 
 
-def _remove_output(out: Path, file: Any) -> None:
+def _remove_output(out: Path, file: StoredFile) -> None:
     """Remove a file an earlier build wrote: only inside the output folder, only a regular file,
     and only if it is still what that build wrote (its size and sha256)."""
-    if not isinstance(file, dict) or not isinstance(file.get("path"), str):
-        return
     root = out.resolve()
-    path = out / file["path"]
+    path = out / file.path
     try:
         real = path.resolve()
         if (not real.is_relative_to(root) or real == root or path.is_symlink() or not real.is_file()
-                or real.stat().st_size != file.get("bytes") or sha256_of(real) != file.get("sha256")):
+                or real.stat().st_size != file.bytes or sha256_of(real) != file.sha256):
             return
         real.unlink()
     except (OSError, ValueError):
         return
 
 
-def _store(out: Path, job: Job, result: dict[str, Any], manifest: dict[str, Any]) -> None:
+def _store(out: Path, job: Job, result: JobResult, manifest: Manifest) -> None:
     """Put a render's files in place, the audio and its transcripts together (see `replacing`),
     and record them."""
     from .sidecars import sidecar_paths
 
     audio = out / job.name
     paths = {"audio": audio, **sidecar_paths(audio)}
-    data = result["files"]
+    data = result.files
     with replacing(audio, beside={paths[kind]: data[kind] for kind in data if kind != "audio"}) as temp:
         temp.write_bytes(data["audio"])
-    files = {}
-    for kind in data:
-        files[kind] = {"path": paths[kind].relative_to(out).as_posix(), "bytes": len(data[kind]),
-                       "sha256": hashlib.sha256(data[kind]).hexdigest(), "stat": _stamp(paths[kind].stat())}
-    previous = manifest["outputs"].get(job.name, {})
+    files = {kind: StoredFile(paths[kind].relative_to(out).as_posix(), len(data[kind]),
+                              hashlib.sha256(data[kind]).hexdigest(), _stamp(paths[kind].stat()))
+             for kind in data}
+    previous = manifest.outputs.get(job.name)
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    manifest["outputs"][job.name] = {
-        "fingerprint": job.fingerprint, "script": job.script, "variant": job.variant, "files": files,
-        "track": result["track"], "built": now, "published": previous.get("published", now),
-        "seconds": result["seconds"],
-    }
-    write_manifest(out, manifest)
+    manifest.outputs[job.name] = Entry(job.fingerprint, job.script, job.variant, files, result.track, now,
+                                       previous.published if previous else now, result.seconds)
+    manifest.write(out)
 
 
 def build(library: Path, out: Path, *, output: Output = Output(), jobs: int | None = None, force: bool = False,
@@ -402,34 +340,38 @@ def build(library: Path, out: Path, *, output: Output = Output(), jobs: int | No
     _remove_litter(out)
     summary = Summary()
     todo, summary.failed = plan_jobs(library, output)
-    manifest = read_manifest(out)
+    manifest = Manifest.read(out)
     _check_owner(manifest, library, out, bool(todo or summary.failed), force)
-    manifest["library"] = _library_id(library)
-    if manifest.pop(DROPPED, False):
-        write_manifest(out, manifest)
+    manifest.library = _library_id(library)
+    if manifest.dropped:
+        manifest.write(out)
 
     # outputs of scripts that are gone, or of variants no longer there, go; a script that fails
     # to load keeps its old outputs until it is fixed
     broken = {f.what for f in summary.failed}
     wanted = {job.name for job in todo}
-    for name, entry in list(manifest["outputs"].items()):
-        if name not in wanted and entry.get("script") not in broken:
-            for file in entry.get("files", {}).values() if isinstance(entry.get("files"), dict) else ():
+    for name, entry in list(manifest.outputs.items()):
+        if name not in wanted and entry.script not in broken:
+            for file in entry.files.values():
                 _remove_output(out, file)
-            del manifest["outputs"][name]
+            del manifest.outputs[name]
             summary.removed.append(name)
     if summary.removed:
-        write_manifest(out, manifest)
+        manifest.write(out)
 
     pending = []
     for job in todo:
-        if not force and up_to_date(out, job, manifest["outputs"].get(job.name)):
+        if not force and up_to_date(out, job, manifest.outputs.get(job.name)):
             summary.skipped.append(job.name)
         else:
             pending.append(job)
     reporter.planned(len(todo), len(summary.skipped))
-    # the longest first, so that the last render to finish is a short one
-    pending.sort(key=lambda job: -(job.length or manifest["outputs"].get(job.name, {}).get("track", {}).get("duration", 0)))
+
+    def length(job: Job) -> float:
+        known = manifest.outputs.get(job.name)
+        return job.length or (known.track.duration if known else 0.0)
+
+    pending.sort(key=lambda job: -length(job))  # the longest first, so that the last render to finish is a short one
     if pending:
         run = _run_on_cluster if scheduler else _run_locally
         try:
@@ -442,19 +384,19 @@ def build(library: Path, out: Path, *, output: Output = Output(), jobs: int | No
         from .publish import publish
 
         # the feed's address and the library's title are kept, so a later plain `build` keeps the feed
-        settings = {"base_url": base_url or manifest.get("base_url"), "title": title or manifest.get("title")}
+        settings = (base_url or manifest.base_url, title or manifest.title)
         try:
-            if any(manifest.get(k) != v for k, v in settings.items()):
-                manifest.update(settings)
-                write_manifest(out, manifest)
-            publish(out, manifest, base_url=settings["base_url"], title=settings["title"] or "")
+            if settings != (manifest.base_url, manifest.title):
+                manifest.base_url, manifest.title = settings
+                manifest.write(out)
+            publish(out, manifest, base_url=manifest.base_url, title=manifest.title or "")
         except OSError as err:  # a full disk: reported with the rest; the next build publishes again
             summary.failed.append(Failure("publishing", f"cannot write {err.filename or out}: {err.strerror or err}"))
     summary.seconds = time.perf_counter() - started
     return summary
 
 
-def _finish(job: Job, outcome: Callable[[], dict[str, Any]], out: Path, manifest: dict[str, Any],
+def _finish(job: Job, outcome: Callable[[], JobResult], out: Path, manifest: Manifest,
             summary: Summary, reporter: Reporter) -> None:
     try:
         result = outcome()
@@ -471,8 +413,8 @@ def _finish(job: Job, outcome: Callable[[], dict[str, Any]], out: Path, manifest
             message = f"cannot write {err.filename or out}: {err.strerror or err}"
         else:
             summary.built.append(job.name)
-            summary.workers[job.name] = result["worker"]
-            reporter.finished(job.name, True, result["seconds"])
+            summary.workers[job.name] = result.worker
+            reporter.finished(job.name, True, result.seconds)
             return
     summary.failed.append(Failure(job.name, message))
     reporter.finished(job.name, False, 0.0, message)
@@ -495,7 +437,7 @@ def die_with_parent(parent: int) -> None:
         os._exit(1)
 
 
-def _run_locally(pending: list[Job], library: Path, out: Path, manifest: dict[str, Any], summary: Summary,
+def _run_locally(pending: list[Job], library: Path, out: Path, manifest: Manifest, summary: Summary,
                  reporter: Reporter, *, jobs: int | None, cache_dir: Path | None, scheduler: str | None) -> None:
     import multiprocessing
     import queue
@@ -545,7 +487,7 @@ def _run_locally(pending: list[Job], library: Path, out: Path, manifest: dict[st
             listener.join(timeout=1)
 
 
-def _run_on_cluster(pending: list[Job], library: Path, out: Path, manifest: dict[str, Any], summary: Summary,
+def _run_on_cluster(pending: list[Job], library: Path, out: Path, manifest: Manifest, summary: Summary,
                     reporter: Reporter, *, jobs: int | None, cache_dir: Path | None, scheduler: str | None) -> None:
     try:
         from distributed import Client, as_completed

@@ -8,6 +8,7 @@ import html
 import json
 import uuid
 from collections import Counter
+from dataclasses import dataclass
 from datetime import datetime
 from email.utils import format_datetime
 from pathlib import Path
@@ -16,6 +17,7 @@ from urllib.parse import quote
 from xml.etree import ElementTree as ET
 
 from .files import write_atomically
+from .manifest import Manifest, StoredFile, Track
 from .sidecars import generated_cover
 from .units import SAMPLE_RATE, format_clock
 
@@ -37,41 +39,55 @@ def _mime(path: str) -> str:
     return AUDIO_TYPES.get(Path(path).suffix, "application/octet-stream")
 
 
-def tracks(manifest: dict[str, Any]) -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class Record:
+    """One class as published: its output's name, its track, and the files it has."""
+
+    id: str  # the output's name in the build folder: stays when the class is re-rendered
+    script: str
+    track: Track
+    files: dict[str, StoredFile]
+    published: str  # ISO 8601
+    built: str
+
+    def url(self, kind: str) -> str:
+        return quote(self.files[kind].path)
+
+    def to_json(self) -> dict[str, Any]:
+        """The class in catalog.json: the track without its transcript, the files with their types
+        (and without the build machine's own `stat`)."""
+        track = self.track.to_json()
+        del track["transcript"]
+        files = {kind: {"path": f.path, "bytes": f.bytes, "sha256": f.sha256,
+                        "type": _mime(f.path) if kind == "audio" else FILE_TYPES.get(kind, "")}
+                 for kind, f in self.files.items()}
+        return {"id": self.id, "script": self.script, **track, "loudness": track["loudness"] or None,
+                "files": files, "published": self.published, "built": self.built}
+
+
+def tracks(manifest: Manifest) -> list[Record]:
     """One record a built output, in library order (script path, then the script's variant order)."""
-    found = []
-    for name, entry in sorted(manifest["outputs"].items(), key=lambda item: (item[1]["script"], item[0])):
-        track = entry["track"]
-        files = {kind: {**{k: v for k, v in file.items() if k != "stat"},  # the build machine's own business
-                        "type": _mime(file["path"]) if kind == "audio" else FILE_TYPES.get(kind, "")}
-                 for kind, file in entry["files"].items()}
-        found.append({"id": name, "script": entry["script"], "variant": entry["variant"], "title": track["title"],
-                      "description": track["description"], "author": track["author"], "album": track["album"],
-                      "duration": track["duration"], "chapters": track["chapters"], "files": files,
-                      "loudness": track.get("loudness"), "language": track.get("language") or "en",
-                      "published": entry["published"], "built": entry["built"],
-                      "transcript": track.get("transcript", [])})
-    return found
+    return [Record(name, entry.script, entry.track, entry.files, entry.published, entry.built)
+            for name, entry in sorted(manifest.outputs.items(), key=lambda item: (item[1].script, item[0]))]
 
 
-def library_language(records: list[dict[str, Any]]) -> str:
+def library_language(records: list[Record]) -> str:
     """The language most of the library's classes are in (the feed and the page have one)."""
-    languages = Counter(r["language"] for r in records)
+    languages = Counter(r.track.language for r in records)
     return languages.most_common(1)[0][0] if languages else "en"
 
 
-def library_title(records: list[dict[str, Any]], fallback: str) -> str:
-    albums = Counter(r["album"] for r in records if r["album"])
+def library_title(records: list[Record], fallback: str) -> str:
+    albums = Counter(r.track.album for r in records if r.track.album)
     return albums.most_common(1)[0][0] if albums else fallback
 
 
-def publish(out: Path, manifest: dict[str, Any], base_url: str | None = None, title: str = "") -> None:
+def publish(out: Path, manifest: Manifest, base_url: str | None = None, title: str = "") -> None:
     """Write catalog.json, cover.png, index.html and (given the address the folder is served at)
     feed.xml. `title` defaults to the album most tracks share."""
     records = tracks(manifest)
     name = title or library_title(records, "guidetrack library")
-    catalog = {"guidetrack-catalog": 1, "title": name,
-               "tracks": [{k: v for k, v in r.items() if k != "transcript"} for r in records]}
+    catalog = {"guidetrack-catalog": 1, "title": name, "tracks": [r.to_json() for r in records]}
     # keys sorted: a rebuild that changes nothing writes the same bytes
     _write(out / CATALOG, json.dumps(catalog, indent=1, ensure_ascii=False, sort_keys=True) + "\n")
     cover = generated_cover(name, f"{len(records)} classes")
@@ -91,7 +107,7 @@ def _write(path: Path, text: str) -> None:
 # ---------------------------------------------------------------- the feed
 
 
-def feed_xml(title: str, records: list[dict[str, Any]], base_url: str) -> str:
+def feed_xml(title: str, records: list[Record], base_url: str) -> str:
     base = base_url if base_url.endswith("/") else base_url + "/"
 
     def url(path: str) -> str:
@@ -101,7 +117,7 @@ def feed_xml(title: str, records: list[dict[str, Any]], base_url: str) -> str:
         ET.register_namespace(prefix, namespace)
     rss = ET.Element("rss", {"version": "2.0"})
     channel = ET.SubElement(rss, "channel")
-    authors = Counter(r["author"] for r in records if r["author"])
+    authors = Counter(r.track.author for r in records if r.track.author)
     author = authors.most_common(1)[0][0] if authors else "guidetrack"
 
     def add(parent: ET.Element, tag: str, text: str | None = None, **attributes: str) -> ET.Element:
@@ -128,25 +144,25 @@ def feed_xml(title: str, records: list[dict[str, Any]], base_url: str) -> str:
     add(channel, f"{{{ITUNES}}}type", "episodic")
     add(channel, f"{{{PODCAST}}}guid", str(uuid.uuid5(PODCAST_GUID_NAMESPACE, base.split("://", 1)[-1].rstrip("/"))))
     add(channel, f"{{{PODCAST}}}medium", "podcast")
-    for record in sorted(records, key=lambda r: (r["published"], r["id"]), reverse=True):
+    for record in sorted(records, key=lambda r: (r.published, r.id), reverse=True):
+        track, files = record.track, record.files
         item = add(channel, "item")
-        add(item, "title", record["title"])
-        add(item, "description", record["description"] or record["title"])
-        add(item, "guid", f"guidetrack:{record['id']}", isPermaLink="false")  # stays when the class is re-rendered
-        add(item, "pubDate", format_datetime(datetime.fromisoformat(record["published"])))
-        audio = record["files"]["audio"]
-        add(item, "enclosure", url=url(audio["path"]), length=str(audio["bytes"]), type=audio["type"])
-        add(item, f"{{{ITUNES}}}duration", str(round(record["duration"])))
+        add(item, "title", track.title)
+        add(item, "description", track.description or track.title)
+        add(item, "guid", f"guidetrack:{record.id}", isPermaLink="false")  # stays when the class is re-rendered
+        add(item, "pubDate", format_datetime(datetime.fromisoformat(record.published)))
+        audio = files["audio"]
+        add(item, "enclosure", url=url(audio.path), length=str(audio.bytes), type=_mime(audio.path))
+        add(item, f"{{{ITUNES}}}duration", str(round(track.duration)))
         add(item, f"{{{ITUNES}}}episodeType", "full")
-        if record["author"]:
-            add(item, f"{{{ITUNES}}}author", record["author"])
-        files = record["files"]
+        if track.author:
+            add(item, f"{{{ITUNES}}}author", track.author)
         if "chapters" in files:
-            add(item, f"{{{PODCAST}}}chapters", url=url(files["chapters"]["path"]), type=FILE_TYPES["chapters"])
+            add(item, f"{{{PODCAST}}}chapters", url=url(files["chapters"].path), type=FILE_TYPES["chapters"])
         for kind in ("vtt", "srt"):
             if kind in files:
-                add(item, f"{{{PODCAST}}}transcript", url=url(files[kind]["path"]), type=FILE_TYPES[kind],
-                    language=record["language"])
+                add(item, f"{{{PODCAST}}}transcript", url=url(files[kind].path), type=FILE_TYPES[kind],
+                    language=track.language)
     ET.indent(rss)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(rss, encoding="unicode") + "\n"
 
@@ -204,21 +220,20 @@ ARTICLE = """<article id="{anchor}">
 </article>"""
 
 
-def index_html(title: str, records: list[dict[str, Any]], feed: bool = False) -> str:
+def index_html(title: str, records: list[Record], feed: bool = False) -> str:
     e = html.escape
     articles = []
     for record in records:
-        files = record["files"]
-        chapters = "".join(f'<li><button data-start="{c["start"]}">{format_clock(round(c["start"] * SAMPLE_RATE))}</button> '
-                           f'{e(c["title"])}</li>' for c in record["chapters"])
+        track = record.track
+        chapters = "".join(f'<li><button data-start="{c.start}">{format_clock(round(c.start * SAMPLE_RATE))}</button> '
+                           f'{e(c.title)}</li>' for c in track.chapters)
         articles.append(ARTICLE.format(
-            anchor=e(record["id"]), title=e(record["title"]), description=e(record["description"]),
-            language=e(record["language"]),
-            duration=format_clock(round(record["duration"] * SAMPLE_RATE)),
-            author=f" · {e(record['author'])}" if record["author"] else "",
-            audio=e(quote(files["audio"]["path"])), vtt=e(quote(files["vtt"]["path"])),
-            srt=e(quote(files["srt"]["path"])), chapters_file=e(quote(files["chapters"]["path"])),
-            chapters=chapters, transcript="".join(f"<p>{e(line)}</p>" for line in record["transcript"]),
+            anchor=e(record.id), title=e(track.title), description=e(track.description),
+            language=e(track.language), duration=format_clock(round(track.duration * SAMPLE_RATE)),
+            author=f" · {e(track.author)}" if track.author else "",
+            audio=e(record.url("audio")), vtt=e(record.url("vtt")), srt=e(record.url("srt")),
+            chapters_file=e(record.url("chapters")),
+            chapters=chapters, transcript="".join(f"<p>{e(line)}</p>" for line in track.transcript),
         ))
     return PAGE.format(title=e(title), cover=COVER, count=len(records), articles="\n".join(articles),
                        language=e(library_language(records)),
