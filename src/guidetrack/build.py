@@ -22,18 +22,18 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from . import __version__
 from .encode import FORMATS, Output
-from .errors import GuidetrackError, InvalidInput
 from .engines import engine_version
+from .errors import GuidetrackError, InvalidInput
 from .files import check_writable, remove_stale_parts, replacing, sha256_of, temporary_folder
-from .render import script_files
 from .languages import FOLDER as LANGUAGE_FILES
 from .manifest import Entry, JobResult, Manifest, StoredFile, Track, TrackChapter
+from .render import script_files
 from .script import BUILTIN_VOICES, Script, load_any
 from .units import to_seconds
 
@@ -316,7 +316,7 @@ def _store(out: Path, job: Job, result: JobResult, manifest: Manifest) -> None:
                               hashlib.sha256(data[kind]).hexdigest(), _stamp(paths[kind].stat()))
              for kind in data}
     previous = manifest.outputs.get(job.name)
-    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    now = datetime.now(UTC).isoformat(timespec="seconds")
     manifest.outputs[job.name] = Entry(job.fingerprint, job.script, job.variant, files, result.track, now,
                                        previous.published if previous else now, result.seconds)
     manifest.write(out)

@@ -171,7 +171,8 @@ def render(
     """Render SCRIPT to audio (MP3 by default), one file per variant, with transcripts and chapters beside it."""
 
     def action() -> None:
-        from .render import output_path, render as render_script
+        from .render import output_path
+        from .render import render as render_script
 
         output = _output(audio_format, bitrate, vbr, mono, sample_rate, loudness, out)
         scripts = _load(script, variant)
@@ -360,7 +361,8 @@ def voices() -> None:
             if name == "piper":
                 shown += "".join(f"\n            {m}" for f in voice_folders() if f.is_dir() for m in sorted(f.glob("*.onnx")))
             typer.echo(f"  {name:<9} {engine.version}\n            {shown}")
-        from .languages import known, parse as parse_language
+        from .languages import known
+        from .languages import parse as parse_language
 
         typer.echo("languages (language: TAG in a script; its cues, counts and sides, and espeak-ng's voice):")
         tags = known()
@@ -416,13 +418,10 @@ def say(
         import numpy as np
 
         from .files import replacing
-        from .script import load_profile, split_inline
+        from .languages import is_english
+        from .script import DEFAULT_VOICE, ESPEAK_VOICE, load_profile, split_inline
         from .speech import ClipCache, Speaker, pronounce
         from .units import SAMPLE_RATE
-
-        from .script import DEFAULT_VOICE, ESPEAK_VOICE
-
-        from .languages import is_english
 
         english = is_english(language)
         name = voice or (DEFAULT_VOICE if english else ESPEAK_VOICE)

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -63,6 +64,10 @@ class Output:
     def __post_init__(self) -> None:
         object.__setattr__(self, "format", Format(self.format))  # "mp3" given as text is the same format
 
+    def cache_key(self) -> dict[str, Any]:
+        return {"format": self.format.value, "bitrate": self.bitrate, "quality": self.quality,
+                "channels": self.channels, "sample_rate": self.sample_rate, "loudness": self.loudness}
+
     @property
     def suffix(self) -> str:
         return FORMATS[self.format][0]
@@ -80,7 +85,7 @@ class Output:
         """The voice's loudness in the finished file."""
         return target_for(self.loudness, self.channels).speech_lufs
 
-    def for_script(self, loudness: float | str | None) -> "Output":
+    def for_script(self, loudness: float | str | None) -> Output:
         """These settings for a script that asks for `loudness`: the command line's, if it gave
         one, wins; the target's sample rate is fixed here, so that it is part of the settings."""
         from dataclasses import replace
@@ -153,10 +158,10 @@ def encoder_command(target: str, output: Output = Output()) -> list[str]:
     ]
 
 
-def _id3_frames(tags: Tags) -> list:
+def _id3_frames(tags: Tags) -> list[Any]:
     from mutagen.id3 import APIC, CHAP, COMM, CTOC, TALB, TIT2, TPE1, CTOCFlags
 
-    frames = [TIT2(encoding=3, text=tags.title), TPE1(encoding=3, text=tags.artist),
+    frames: list[Any] = [TIT2(encoding=3, text=tags.title), TPE1(encoding=3, text=tags.artist),
               TALB(encoding=3, text=tags.album), COMM(encoding=3, lang="eng", desc="", text=tags.comment)]
     if tags.chapters:
         ids = [f"chp{i}" for i in range(len(tags.chapters))]
@@ -164,7 +169,7 @@ def _id3_frames(tags: Tags) -> list:
                            child_element_ids=ids, sub_frames=[TIT2(encoding=3, text=tags.title)]))
         frames += [CHAP(element_id=i, start_time=c.start_ms, end_time=c.end_ms,
                         start_offset=0xFFFFFFFF, end_offset=0xFFFFFFFF, sub_frames=[TIT2(encoding=3, text=c.title)])
-                   for i, c in zip(ids, tags.chapters)]
+                   for i, c in zip(ids, tags.chapters, strict=True)]
     if tags.cover:
         frames.append(APIC(encoding=3, mime=tags.cover_mime, type=3, desc="Cover", data=tags.cover))
     return frames
@@ -194,6 +199,7 @@ def _write_tags(path: Path, tags: Tags, output: Output) -> None:
         else:
             wave = WAVE(str(path))
             wave.add_tags()
+            assert wave.tags is not None
             for frame in _id3_frames(tags):
                 wave.tags.add(frame)
             wave.save(v2_version=4, padding=lambda info: 0)
@@ -204,6 +210,7 @@ def _write_tags(path: Path, tags: Tags, output: Output) -> None:
         from mutagen.oggopus import OggOpus
 
         opus = OggOpus(str(path))
+        assert opus.tags is not None  # an Ogg Opus file always has its comment header
         opus.tags.clear()
         opus.tags.update({"TITLE": tags.title, "ARTIST": tags.artist, "ALBUM": tags.album, "COMMENT": tags.comment})
         for i, chapter in enumerate(tags.chapters, 1):  # the Vorbis comment chapter convention
@@ -218,7 +225,9 @@ def _write_tags(path: Path, tags: Tags, output: Output) -> None:
         from mutagen.mp4 import MP4, MP4Cover
 
         m4a = MP4(str(path))
-        m4a.tags = m4a.tags if m4a.tags is not None else m4a.add_tags() or m4a.tags
+        if m4a.tags is None:
+            m4a.add_tags()
+        assert m4a.tags is not None
         m4a.tags.update({"\xa9nam": tags.title, "\xa9ART": tags.artist, "\xa9alb": tags.album, "\xa9cmt": tags.comment})
         if tags.cover:
             kind = MP4Cover.FORMAT_PNG if tags.cover_mime == "image/png" else MP4Cover.FORMAT_JPEG

@@ -15,7 +15,7 @@ import logging
 import shutil
 import subprocess
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Sequence
 from typing import IO, Any
 
 import numpy as np
@@ -50,7 +50,7 @@ def decode_into(command: list[str], store: IO[bytes]) -> tuple[int, list[str]]:
     return done.returncode or (1 if unwritten else 0), said
 
 
-def read_pcm(command: list[str], block_bytes: int) -> Iterator[bytes]:
+def read_pcm(command: list[str], block_bytes: int) -> Generator[bytes, None, None]:
     """What an ffmpeg `command` writes to its stdout, in blocks of about `block_bytes`; the
     process is ended when the reader stops early, and killed after TIMEOUT."""
     log.debug("running %s", " ".join(command))
@@ -95,7 +95,7 @@ def run(commands: Sequence[list[str]], blocks: Iterable[np.ndarray] | None = Non
             last = index == len(commands) - 1
             process = subprocess.Popen(command, stdin=source, stderr=subprocess.PIPE,
                                        stdout=subprocess.DEVNULL if last else subprocess.PIPE)
-            if processes:
+            if processes and processes[-1].stdout is not None:
                 processes[-1].stdout.close()  # the next process holds it now
             processes.append(process)
             found: list[Any] = []
@@ -105,7 +105,7 @@ def run(commands: Sequence[list[str]], blocks: Iterable[np.ndarray] | None = Non
             reader.start()
             readers.append(reader)
         first = processes[0]
-        if blocks is not None:
+        if blocks is not None and first.stdin is not None:
             _widen_pipe(first.stdin)
             try:
                 for block in blocks:
@@ -127,7 +127,7 @@ def run(commands: Sequence[list[str]], blocks: Iterable[np.ndarray] | None = Non
                 process.wait()
         for reader in readers:
             reader.join()
-    for command, code, found in reversed(list(zip(commands, codes, said))):
+    for command, code, found in reversed(list(zip(commands, codes, said, strict=True))):
         if code != 0:
             report = found[0] if found else ""
             raise EncodeError(f"{what} failed with exit code {code}", command,

@@ -58,7 +58,7 @@ class Words:
         for index, phase in enumerate(PHASES):
             if phase in changes:
                 cues[index] = count[index] = changes[phase]
-        sides = tuple(changes.get(side, word) for side, word in zip(SIDES, self.sides))
+        sides = tuple(changes.get(side, word) for side, word in zip(SIDES, self.sides, strict=True))
         numbers = tuple(changes["numbers"]) if "numbers" in changes else self.numbers
         return replace(self, cues=tuple(cues), count=tuple(count), sides=sides, numbers=numbers)  # type: ignore[arg-type]
 
@@ -121,8 +121,8 @@ def parse(tag: str) -> Language:
     regions = {str(k).upper(): v for k, v in data.get("regions", {}).items()}
     if region in regions:  # a region with its own voice or words; any other speaks the language's
         data.update(regions[region] or {})
-    words = Words(tuple(data["cues"][p] for p in PHASES), tuple(data["count"][p] for p in PHASES),  # type: ignore[arg-type]
-                  tuple(data["numbers"]), tuple(data["sides"][s] for s in SIDES))  # type: ignore[arg-type]
+    words = Words(tuple(data["cues"][p] for p in PHASES), tuple(data["count"][p] for p in PHASES),
+                  tuple(data["numbers"]), tuple(data["sides"][s] for s in SIDES))
     return Language(f"{code}-{region}" if region else code, data["name"], data["espeak"], words,
                     frozenset(w.lower() for w in data.get("common", ())), FOLDER / f"{code}.yaml")
 

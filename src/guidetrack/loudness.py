@@ -19,7 +19,7 @@ import math
 import re
 import threading
 from array import array
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -241,17 +241,18 @@ class Figures:
                 "loudness_range_lu": rounded(self.lra), "true_peak_dbtp": rounded(self.true_peak)}
 
     @classmethod
-    def from_json(cls, data: dict) -> "Figures":
+    def from_json(cls, data: dict) -> Figures:
         """Raises ValueError unless every figure is a number in a range a file can have."""
-        def number(key: str, low: float, high: float, missing_ok: bool = False) -> float | None:
+        def number(key: str, low: float, high: float) -> float:
             value = data.get(key)
-            if value is None and missing_ok:
-                return None
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
                 raise ValueError(f"{key}: {value!r}")
             return float(value)
 
-        return cls(number("speech_lufs", -120, 10, True), number("integrated_lufs", -120, 10, True),
+        def maybe(key: str, low: float, high: float) -> float | None:
+            return None if data.get(key) is None else number(key, low, high)
+
+        return cls(maybe("speech_lufs", -120, 10), maybe("integrated_lufs", -120, 10),
                    number("loudness_range_lu", 0, 100), number("true_peak_dbtp", -200, 30))
 
     def __str__(self) -> str:
@@ -294,7 +295,7 @@ def _cut(path: Path, spans: Sequence[tuple[Samples, Samples]], channels: int, ra
                "-f", "f32le", "-ac", str(channels), "-ar", str(rate), "pipe:1"]
     wanted = [(start * rate // SAMPLE_RATE, end * rate // SAMPLE_RATE) for start, end in sorted(spans)]
     frame = 4 * channels
-    pcm = read_pcm(command, frame * SAMPLE_RATE * 2)
+    pcm: Generator[bytes, None, None] = read_pcm(command, frame * SAMPLE_RATE * 2)
     try:
         position, index = 0, 0
         for data in pcm:

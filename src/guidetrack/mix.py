@@ -41,8 +41,10 @@ def voice_level_db(clips: Iterable[np.ndarray]) -> float:
     for clip in clips:
         power = np.square(clip, dtype=np.float64)
         loud = power[np.abs(clip) > db_to_gain(-40)]
-        active[0] += float(loud.sum()); active[1] += loud.size
-        every[0] += float(power.sum()); every[1] += power.size
+        active[0] += float(loud.sum())
+        active[1] += loud.size
+        every[0] += float(power.sum())
+        every[1] += power.size
     total, count = active if active[1] else every
     return float(10 * np.log10(total / count + 1e-12)) if count else -20.0
 
@@ -309,7 +311,7 @@ class Ducker:
             return None
         index = np.arange(begin, begin + count, dtype=np.float64)
         amount = np.zeros(count)
-        for start, end in zip(self.starts[first:last], self.ends[first:last]):
+        for start, end in zip(self.starts[first:last], self.ends[first:last], strict=True):
             rise = np.clip((index - (start - attack)) / attack, 0, 1) if attack else (index >= start) * 1.0
             fall = np.clip((end + release - index) / release, 0, 1) if release else (index < end) * 1.0
             np.maximum(amount, np.minimum(rise, fall), out=amount)
@@ -488,7 +490,7 @@ def mix(plan: Plan, clip: Callable[[str], np.ndarray], where: Levels | None = No
         end = begin + count
         out = np.zeros((count, CHANNELS), dtype=np.float32)
         lo, hi = max(begin, bed_start), min(end, bed_end)
-        if bed is not None and hi > lo:
+        if bed is not None and background is not None and hi > lo:
             noise = bed.read(hi - lo)
             noise *= bed_gain
             if lo - bed_start < background.fade_in or hi > bed_end - background.fade_out:

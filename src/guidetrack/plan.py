@@ -10,12 +10,26 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from pathlib import Path
+from typing import Any
 
 from .errors import InvalidInput, Location, Problem, Severity
 from .languages import Words
 from .languages import parse as parse_language
 from .script import (
-    SIDE_FIELD, Breathe, Bumper, Chime, Cue, Hold, Pause, Say, Script, Section, Sides, Step, split_inline,
+    SIDE_FIELD,
+    Breathe,
+    Bumper,
+    Chime,
+    Cue,
+    Hold,
+    Pause,
+    Say,
+    Script,
+    Section,
+    Sides,
+    Step,
+    split_inline,
 )
 from .units import SAMPLE_RATE, Samples, format_clock, to_samples, to_seconds
 
@@ -80,7 +94,19 @@ class Plan:
     def speech(self) -> tuple[Event, ...]:
         return tuple(e for e in self.events if e.kind is Kind.SPEECH)
 
-    def to_json(self) -> dict:
+    def cache_key(self) -> dict[str, Any]:
+        """Everything in the timeline that changes the mix's samples, and nothing about where the
+        script lies or how it is written (no paths, titles or line numbers): an audio file is named
+        by its file name, its bytes being keyed as a source of the script."""
+        def sound(event: Event) -> str:
+            return Path(event.text).name if event.kind is Kind.SOUND else event.text
+
+        background = self.script.background
+        return {"length": self.length, "sample_rate": SAMPLE_RATE, "bed": list(self.bed),
+                "background": background.cache_key() if background else None,
+                "events": [[e.start, e.length, e.kind.value, sound(e), e.gain_db] for e in self.events]}
+
+    def to_json(self) -> dict[str, Any]:
         return {
             "title": self.script.title,
             "language": self.script.language,
@@ -394,7 +420,7 @@ class _Group:
     title: str
     kind: str
     start: Samples
-    parent: "_Group | None"
+    parent: _Group | None
     end: Samples = 0
 
 
@@ -411,7 +437,7 @@ def _chapters(groups: Sequence[_Group], length: Samples) -> list[Chapter]:
     shown = [g for g in groups if not (g.kind == "pose" and g.parent is not None and poses[id(g.parent)] == 1)]
     bounds = sorted({0, length, *(g.start for g in shown), *(g.end for g in shown)})
     chapters: list[Chapter] = []
-    for start, stop in zip(bounds, bounds[1:]):
+    for start, stop in zip(bounds, bounds[1:], strict=False):
         inside = [g for g in shown if g.start <= start and stop <= g.end]
         if not inside:
             continue
@@ -436,7 +462,7 @@ def _breath_events(item: _Breathing, start: Samples, spoken: Mapping[str, Sample
         cues = _breath_cues(item)
         # A cue may run until the next cue (or the cycle's end), never past it.
         limits = [nxt for nxt, _ in cues[1:]] + [cycle]
-        for (offset, text), limit in zip(cues, limits):
+        for (offset, text), limit in zip(cues, limits, strict=True):
             if spoken[text] > limit - offset:
                 warnings.append(Problem(
                     f"the cue '{text}' takes {to_seconds(spoken[text]):.2f} s, longer than its "

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import IO
+from typing import IO, Any
 
 from .build import Reporter, Summary
 
@@ -49,7 +49,7 @@ class LiveReporter(Reporter):
         self.overall = self.progress.add_task("library", total=None)
         self.workers: dict[str, tuple[str, float]] = {}
         self.lock = threading.Lock()
-        self.live = None
+        self.live: Any = None  # a rich Live display, from `planned` on
 
     def _view(self):
         from rich.console import Group

@@ -10,14 +10,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import __version__
+from .decoded import decoded
 from .encode import CEILING_DB, MAX_GAIN_DB, Chapter, Output, Tags, codec_loss, encode
 from .errors import GuidetrackError, InvalidInput, Location, Problem, Severity
+from .files import check_writable, remove_stale_parts, sha256_of, write_atomically
 from .loudness import Figures, target_for
-from .decoded import decoded
 from .mix import levels, mix
 from .plan import Plan, make_plan
 from .script import MAX_COVER_BYTES, Script, load_any
-from .files import check_writable, remove_stale_parts, sha256_of, write_atomically
 from .sidecars import generated_cover, sidecar_files
 from .speech import ClipCache, Speaker
 from .units import to_ms
@@ -80,16 +80,18 @@ def output_path(script: Script, out: Path | None = None, several: bool = False, 
 def _gain_file(plan: Plan, speaker: Speaker, output: Output) -> Path:
     """Where the normalising gain of this exact mix and output is remembered.
 
-    The key covers everything that changes the mix's samples: the timeline, the voice and
-    engine, the background, the bytes of every file the script uses (audio files included),
-    the output settings and guidetrack itself.
+    The key covers everything that changes the mix's samples: the timeline and background, the
+    voice and engine, the bytes of every audio file and voice model the script uses, the output
+    settings and guidetrack itself; never a path, a title or a line number, so a moved or
+    reformatted library finds its gains again.
     """
     script = plan.script
     fields = {
-        "plan": plan.to_json(), "voice": repr(speaker.voice),
-        "engine": [speaker.engine.name, speaker.engine.version], "background": repr(script.background),
-        "files": [sha256_of(path) for path in script.sources],
-        "output": repr(output), "guidetrack": __version__,
+        "plan": plan.cache_key(), "voice": speaker.voice.cache_key(),
+        "engine": [speaker.engine.name, speaker.engine.version],
+        # audio files and voice models; what the YAML files say is in the plan's and voice's keys
+        "files": sorted(sha256_of(path) for path in script.sources if path.suffix not in (".yaml", ".yml")),
+        "output": output.cache_key(), "guidetrack": __version__,
     }
     key = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
     return speaker.cache.folder / "gains" / f"{plan.script.slug[:40]}-{key[:24]}.json"
@@ -111,7 +113,7 @@ class _Remembered:
         return json.dumps({**body, "check": _check(body)}, sort_keys=True).encode()
 
     @classmethod
-    def read(cls, path: Path) -> "_Remembered | None":
+    def read(cls, path: Path) -> _Remembered | None:
         """The remembered values, or None if the file is missing, damaged or holds a value no
         render could have found: nothing cached is trusted unchecked."""
         try:
@@ -236,7 +238,7 @@ def check_file(path: Path, root: Path | None = None, cache_dir: Path | None = No
 def audio_problems(script: Script) -> list[Problem]:
     """Every audio file the script names that ffmpeg cannot decode, at the line naming it."""
     named = (("background", script.background), ("intro", script.intro), ("outro", script.outro))
-    problems = []
+    problems: list[Problem] = []
     for key, sound in named:
         if sound is not None and sound.is_file:
             try:

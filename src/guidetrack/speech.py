@@ -25,8 +25,8 @@ from .engines import Engine, get_engine
 from .errors import EngineError, InvalidInput
 from .files import remove_stale_parts, temporary_folder, write_atomically, write_new
 from .script import slugify
-from .voice import Lexicon, VoiceSpec, said_by
 from .units import SAMPLE_RATE, Samples, db_to_gain
+from .voice import Lexicon, VoiceSpec, said_by
 
 CLIP_FORMAT = 2  # bump when clip processing changes (2: espeak-ng settles voice and volume first)
 MAX_CHUNK = 100  # characters spoken in one engine call: longer text is split
@@ -221,8 +221,8 @@ def pronounce(text: str, lexicon: Lexicon, engine: str = "pyttsx3") -> str:
     """`text` with every lexicon word or phrase (whole words, any case) replaced by how to say
     it to `engine`; longer entries first, so "Supta Padangusthasana" wins over "Padangusthasana".
     An entry given per engine leaves the word as written for the engines it does not name."""
-    said = {word.lower(): said_by(how, engine) for word, how in lexicon}
-    said = {word: how for word, how in said.items() if how is not None}
+    given = {word.lower(): said_by(how, engine) for word, how in lexicon}
+    said = {word: how for word, how in given.items() if how is not None}
     if not said:
         return text
     words = sorted(said, key=len, reverse=True)

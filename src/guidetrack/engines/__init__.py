@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from importlib import import_module
 from pathlib import Path
+from types import ModuleType
 from typing import Protocol
 
 from ..errors import InvalidInput
@@ -52,7 +53,7 @@ ENGINES: dict[str, EngineInfo] = {info.name: info for info in (
 )}
 
 
-def _module(name: str):  # type: ignore[no-untyped-def]
+def _module(name: str) -> ModuleType:
     if name not in ENGINES:
         raise InvalidInput(f"unknown speech engine '{name}'; engines: {', '.join(ENGINES)}")
     return import_module(f"{__name__}.{ENGINES[name].module}")

@@ -40,7 +40,7 @@ def speed(rate: int) -> float:
     """hibari's `speed` for a rate in words a minute (see PACE)."""
     import numpy as np
 
-    speeds, paces = zip(*PACE)
+    speeds, paces = zip(*PACE, strict=True)
     return round(float(np.interp(rate / NATURAL_WPM, paces, speeds)), 4)
 
 

@@ -37,7 +37,9 @@ def main() -> None:
         audio = models[voice](text, speed=request["speed"], seed=request["seed"]) * request["volume"]
         pcm = (np.clip(audio, -1.0, 1.0) * 32767).astype("<i2")
         with wave.open(request["path"], "wb") as out:
-            out.setnchannels(1), out.setsampwidth(2), out.setframerate(models[voice].sample_rate)
+            out.setnchannels(1)
+            out.setsampwidth(2)
+            out.setframerate(models[voice].sample_rate)
             out.writeframes(pcm.tobytes())
 
     serve(version("hibari-tts"), speak)

@@ -170,7 +170,7 @@ class WorkerEngine:
                 self._start()
             requests = [{**self.request(text, path, voice), "timeout": self.timeout(text)} for text, path in todo]
             answers = self._ask(requests)
-            failures = {text: a["error"] for (text, _), a in zip(todo, answers) if not a.get("ok")}
+            failures = {text: a["error"] for (text, _), a in zip(todo, answers, strict=True) if not a.get("ok")}
             todo = [(text, path) for text, path in todo if text in failures]
         if failures:
             text, error = next(iter(failures.items()))

@@ -18,14 +18,40 @@ includes, and the files it names (to check them).
 from ..voice import Lexicon, Said, VoiceSpec, said_by
 from .load import load, load_all, load_any
 from .model import (
-    BREATH_PRESETS, CUES, FORMAT_VERSION, GENERATED_BACKGROUNDS, GENERATED_SOUNDS, SIDE_FIELD, Background,
-    BreathPattern, Breathe, Bumper, Chime, Cue, Duck, Hold, Pause, Say, Script, Section, Sides, Step, slugify,
-    split_inline, variant_title,
+    BREATH_PRESETS,
+    CUES,
+    FORMAT_VERSION,
+    GENERATED_BACKGROUNDS,
+    GENERATED_SOUNDS,
+    SIDE_FIELD,
+    Background,
+    Breathe,
+    BreathPattern,
+    Bumper,
+    Chime,
+    Cue,
+    Duck,
+    Hold,
+    Pause,
+    Say,
+    Script,
+    Section,
+    Sides,
+    Step,
+    slugify,
+    split_inline,
+    variant_title,
 )
 from .schema import json_schema
 from .sounds import MAX_COVER_BYTES, cover_problem
 from .voices import (
-    BUILTIN_VOICES, DEFAULT_VOICE, ESPEAK_VOICE, load_profile, voice_folders, voice_in_language, voice_profiles,
+    BUILTIN_VOICES,
+    DEFAULT_VOICE,
+    ESPEAK_VOICE,
+    load_profile,
+    voice_folders,
+    voice_in_language,
+    voice_profiles,
 )
 
 __all__ = [

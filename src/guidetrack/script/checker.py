@@ -95,7 +95,7 @@ class Checker:
     def warn(self, keys: KeyPath, message: str) -> None:
         self.error(keys, message, severity=Severity.WARNING)
 
-    def child(self, tree: Tree, real: Path, origin: str) -> "Checker":
+    def child(self, tree: Tree, real: Path, origin: str) -> Checker:
         child = Checker(tree, self.context, self.chain + (real,), origin)
         child.cues = dict(self.cues)
         return child
@@ -182,7 +182,7 @@ def describe(types: Any) -> str:
     names = {"object": "a mapping", "array": "a list", "string": "text", "number": "a number",
              "integer": "a whole number", "null": "nothing", "boolean": "true or false"}
     if isinstance(types, list):
-        return " or ".join(names.get(t, t) for t in types)
+        return " or ".join(names.get(t, str(t)) for t in types)
     return names.get(types, str(types))
 
 

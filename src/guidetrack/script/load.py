@@ -7,12 +7,13 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InvalidInput, Location, Problem
-from ..languages import DEFAULT as DEFAULT_LANGUAGE, Language, is_english, looks_like
+from ..languages import DEFAULT as DEFAULT_LANGUAGE
+from ..languages import Language, is_english, looks_like
 from ..languages import parse as parse_language
 from ..loudness import parse_loudness
 from ..units import to_samples
 from ..voice import VoiceSpec
-from .checker import Checker, Context, check_cues, describe_value, suggest
+from .checker import Checker, Context, KeyPath, check_cues, describe_value, suggest
 from .model import Hold, Say, Script, Section, Sides, Step, variant_title
 from .params import merge_params, substitute
 from .schema import TOP_SCHEMA
@@ -73,6 +74,7 @@ def _scripts(path: Path, context: Context, data: Any, tree: Tree) -> list[Script
     built: list[tuple[Script | None, int]] = []
     for name, overrides in entries:
         first_problem = len(context.problems)
+        remap: dict[str, KeyPath]
         if not isinstance(overrides, dict):  # shorthand: `short: 5m`
             overrides, remap = {"duration": overrides}, {"duration": ("variants", name)}
         else:
@@ -131,7 +133,7 @@ def _build(path: Path, variant: str, data: dict[str, Any], params: dict[str, Any
         _check_language(steps, language, "language" in data, check)
     if not isinstance(data.get("title"), str) or not data["title"].strip() or language is None:
         return None
-    cues = data.get("cues") if isinstance(data.get("cues"), dict) else {}
+    cues: dict[str, Any] = data["cues"] if isinstance(data.get("cues"), dict) else {}
     check_cues(cues, ("cues",), check)
     words = language.words.over(dict(voice.cues) if voice else {}).over(cues)
     title = data["title"].strip()

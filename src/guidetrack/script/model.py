@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any, Union
 
 from ..errors import Location, Problem
-from ..languages import DEFAULT as DEFAULT_LANGUAGE, Words
+from ..languages import DEFAULT as DEFAULT_LANGUAGE
+from ..languages import Words
 from ..languages import parse as parse_language
 from ..units import Samples, parse_duration, to_samples
 from ..voice import CueWords, VoiceSpec
@@ -47,6 +48,12 @@ class Background:
     @property
     def is_file(self) -> bool:
         return self.sound not in GENERATED_BACKGROUNDS
+
+    def cache_key(self) -> dict[str, Any]:
+        """What changes its sound: a file by its name (its bytes are keyed as a source), never where it is."""
+        duck = [self.duck.depth_db, self.duck.attack, self.duck.release] if self.duck else None
+        return {"sound": Path(self.sound).name if self.is_file else self.sound, "level_db": self.level_db,
+                "fade_in": self.fade_in, "fade_out": self.fade_out, "duck": duck}
 
 
 @dataclass(frozen=True)
@@ -154,14 +161,14 @@ class Hold:
 @dataclass(frozen=True)
 class Sides:
     sides: tuple[str, ...]
-    steps: tuple["Step", ...]
+    steps: tuple[Step, ...]
     where: Location
 
 
 @dataclass(frozen=True)
 class Section:
     title: str
-    steps: tuple["Step", ...]
+    steps: tuple[Step, ...]
     where: Location
     pose: bool = False  # an included block: a chapter of its own inside its section
 

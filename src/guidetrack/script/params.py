@@ -8,8 +8,6 @@ from .checker import Checker, KeyPath, suggest
 from .model import PARAM_FIELD
 
 
-
-
 def substitute(value: Any, params: dict[str, Any]) -> Any:
     """Put parameter values into a block's steps: `{hold}` alone (quoted or not) takes the
     value itself, so a number stays a number; inside text, `{name}` becomes the value's text.

@@ -10,7 +10,6 @@ from ..languages import PHASES, SIDES
 from ..loudness import PRESETS
 from .model import CUES, FORMAT_VERSION, GENERATED_SOUNDS, MAX_CYCLES, MAX_TEXT, PARAM_FIELD
 
-
 # ---------------------------------------------------------------- schema
 
 _DURATION = {"type": ["number", "string"], "description": "seconds, or a string like 4s, 1m30s, 1h"}
@@ -19,7 +18,7 @@ _TEXT = {"type": "string", "minLength": 1, "maxLength": MAX_TEXT}
 
 _SAID = {"type": "string", "minLength": 1, "maxLength": 200}
 _CUE_WORD = {"type": "string", "minLength": 1, "maxLength": 60}
-CUES_SCHEMA = {
+CUES_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {**{key: _CUE_WORD for key in PHASES + SIDES},
                    "numbers": {"type": "array", "items": _CUE_WORD, "minItems": 1, "maxItems": 60,
@@ -28,7 +27,7 @@ CUES_SCHEMA = {
     "description": "words guidetrack adds, replacing the language's: in, hold, out, rest (breath cues), "
                    "right, left (sides), numbers (counting from two)",
 }
-LEXICON_SCHEMA = {
+LEXICON_SCHEMA: dict[str, Any] = {
     "anyOf": [
         {"type": "string", "pattern": r"\.ya?ml$", "description": "a lexicon file, relative to this file"},
         {"type": "object", "additionalProperties": {"anyOf": [
@@ -48,13 +47,13 @@ _VOICE_FIELDS = {
     "pitch": {"type": "integer", "minimum": 0, "maximum": 100, "description": "espeak-ng: 50 is its usual"},
     "lexicon": LEXICON_SCHEMA,
 }
-VOICE_SCHEMA = {
+VOICE_SCHEMA: dict[str, Any] = {
     "anyOf": [
         {"type": "string", "description": "a voice profile: a file voices/NAME.yaml, or one that comes with guidetrack"},
         {"type": "object", "properties": _VOICE_FIELDS, "additionalProperties": False},
     ]
 }
-PROFILE_SCHEMA = {
+PROFILE_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {"guidetrack-voice": {"const": 1, "description": "voice profile format version"},
                    "description": {"type": "string"}, **_VOICE_FIELDS, "cues": CUES_SCHEMA},
@@ -131,7 +130,7 @@ _VARIANT_PROPERTIES = {
     "cues": CUES_SCHEMA,
     "with": _WITH,
 }
-TOP_SCHEMA = {
+TOP_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
         "guidetrack": {"const": FORMAT_VERSION, "description": "format version"},
@@ -155,7 +154,7 @@ TOP_SCHEMA = {
     "additionalProperties": False,
 }
 del TOP_SCHEMA["properties"]["with"]  # `with` belongs to variants and includes only
-BLOCK_SCHEMA = {
+BLOCK_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
         "guidetrack": {"const": FORMAT_VERSION, "description": "format version"},

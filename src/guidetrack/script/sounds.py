@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from .checker import Checker, KeyPath, named_file, suggest
 from .model import AUDIO_SUFFIXES, GENERATED_BACKGROUNDS, GENERATED_SOUNDS, Background, Bumper, Duck
-
 
 MAX_COVER_BYTES = 20_000_000  # a cover larger than this is not cover art
 MAX_COVER_PIXELS = 6000 * 6000  # podcast apps ask for 1400-3000 px a side
@@ -83,7 +82,7 @@ def _sound(sound: str, generated: tuple[str, ...], keys: KeyPath, script_path: P
     return str(file) if file is not None else None
 
 
-def _duck(value: Any, check: Checker) -> Duck | None | bool:
+def _duck(value: Any, check: Checker) -> Duck | None | Literal[False]:
     """`true` (the default dip), `false` or 0 (none), a depth (`8` or `8 dB`; a dip either way,
     so -8 means the same), or {depth, attack, release}. False when the value is wrong."""
     if value is True:

@@ -9,8 +9,20 @@ from typing import Any
 from ..errors import InvalidInput, Location, Problem
 from .checker import Checker, Context, KeyPath, check_cues, describe_value, suggest
 from .model import (
-    BREATH_PRESETS, INLINE_PAUSE, Cue, MAX_CYCLES, BreathPattern, Breathe, Chime, Hold, Pause, Say, Section, Sides,
-    Step, cue_pairs,
+    BREATH_PRESETS,
+    INLINE_PAUSE,
+    MAX_CYCLES,
+    Breathe,
+    BreathPattern,
+    Chime,
+    Cue,
+    Hold,
+    Pause,
+    Say,
+    Section,
+    Sides,
+    Step,
+    cue_pairs,
 )
 from .params import merge_params, substitute
 from .schema import BARE_STEPS, BLOCK_SCHEMA, STEP_SCHEMAS
@@ -167,8 +179,9 @@ def _breathe(value: dict[str, Any], at: KeyPath, check: Checker, where: Location
             check.error(at + ("pattern",), f"unknown breath preset '{pattern_value}'"
                         f"{suggest(pattern_value, list(BREATH_PRESETS))}; presets: {', '.join(BREATH_PRESETS)}")
     elif isinstance(pattern_value, dict):
-        lengths = [check.duration(pattern_value.get(k, 0), at + ("pattern", k)) for k in ("in", "hold", "out", "rest")]
-        if None not in lengths:
+        found = [check.duration(pattern_value.get(k, 0), at + ("pattern", k)) for k in ("in", "hold", "out", "rest")]
+        lengths = [length for length in found if length is not None]
+        if len(lengths) == len(found):
             inhale, hold, exhale, rest = lengths
             if inhale == 0 or exhale == 0:
                 check.error(at + ("pattern",), "`in` and `out` must be longer than 0")

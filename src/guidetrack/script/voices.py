@@ -16,7 +16,6 @@ from .checker import Checker, Context, KeyPath, check_cues, named_file, suggest
 from .model import cue_pairs
 from .schema import LEXICON_SCHEMA, PROFILE_SCHEMA
 
-
 BUILTIN_VOICES = (Path(__file__).parent.parent / "voices").resolve()  # the top-level voices/ folder, shipped inside the package
 DEFAULT_VOICE = "gentle"  # for English: hibari's natural voice
 ESPEAK_VOICE = "calm"  # for every other language (in its espeak-ng voice), and under espeak-only settings
@@ -105,7 +104,8 @@ def load_profile(name: str) -> VoiceSpec:
     context = Context(root=profiles[name].parent)
     data, tree = context.read(profiles[name])
     spec = _profile_from(data, profiles[name], Checker(tree, context, (profiles[name].resolve(),)))
-    context.settle()
+    context.settle()  # raises InvalidInput when the profile has errors, so there is a spec
+    assert spec is not None
     return spec
 
 
