@@ -247,14 +247,19 @@ class LoopedFile:
         return out
 
 
-def _bed(background: Background):
-    if background.is_file:
-        return LoopedFile(background.sound)
-    if background.sound == "ocean":
-        return Ocean()
-    if background.sound == "drone":
-        return Drone()
-    return NoiseBed(background.sound)
+# The generated beds, by the name a script gives (script.GENERATED_BACKGROUNDS lists the same
+# names for the checker; tests/test_mix.py holds the two together). Each has read(count).
+BEDS: dict[str, Callable[[], NoiseBed | Ocean | Drone]] = {
+    "brown-noise": lambda: NoiseBed("brown-noise"),
+    "pink-noise": lambda: NoiseBed("pink-noise"),
+    "white-noise": lambda: NoiseBed("white-noise"),
+    "ocean": lambda: Ocean(),
+    "drone": lambda: Drone(),
+}
+
+
+def _bed(background: Background) -> NoiseBed | Ocean | Drone | LoopedFile:
+    return LoopedFile(background.sound) if background.is_file else BEDS[background.sound]()
 
 
 def _envelope(start: Samples, count: Samples, total: Samples, fade_in: Samples, fade_out: Samples) -> np.ndarray:
