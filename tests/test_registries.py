@@ -51,3 +51,19 @@ def test_the_schema_names_every_engine_and_an_unknown_event_kind_is_refused():
     with pytest.raises(ValueError):
         Event(0, 10, "thunder")  # type: ignore[arg-type]
     assert Event(0, 10, "tone").kind is Kind.TONE
+
+
+def test_a_missing_ffmpeg_is_named_not_blamed_on_the_audio_file(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "anoisesrc=d=1:c=pink:r=44100",
+                    str(tmp_path / "bed.wav")], check=True)
+    script = tmp_path / "s.yaml"
+    script.write_text("guidetrack: 1\ntitle: T\nvoice: calm\nbackground: {sound: bed.wav}\nsteps:\n  - say: Rest.\n")
+    env = {**os.environ, "PATH": str(tmp_path / "nothing-here")}
+    done = subprocess.run([sys.executable, "-m", "guidetrack", "validate", str(script)], env=env,
+                          capture_output=True, text=True)
+    assert done.returncode == 1, done.stderr
+    assert "ffmpeg is not installed" in done.stderr and "cannot decode" not in done.stderr
