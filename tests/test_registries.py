@@ -20,11 +20,16 @@ def test_every_bed_a_script_may_name_is_one_the_mix_can_make():
         assert block.shape == (4410, 2) and block.any(), name
 
 
-def test_every_format_has_its_suffix_codec_and_muxer():
-    assert set(FORMATS) == set(Format)
+def test_every_format_has_its_suffix_codec_muxer_type_and_options():
+    from guidetrack.encode import ENCODER_OPTIONS
+    from guidetrack.publish import AUDIO_TYPES
+
+    assert set(FORMATS) == set(Format) == set(ENCODER_OPTIONS)
     for fmt in Format:
-        suffix, codec, muxer = FORMATS[fmt]
-        assert suffix == f".{fmt.value}" and codec in encoder_command("x", output=_output(fmt))
+        suffix, codec, muxer, mime = FORMATS[fmt]
+        command = encoder_command("x", output=_output(fmt))
+        assert suffix == f".{fmt.value}" and codec in command and muxer in command
+        assert AUDIO_TYPES[suffix] == mime and mime.startswith("audio/")
 
 
 def _output(fmt: Format):

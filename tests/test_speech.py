@@ -24,6 +24,10 @@ class ToneEngine:
     def voice_key(self, voice):
         return voice.voice
 
+    def synthesize_many(self, items, voice):
+        for text, path in items:
+            self.synthesize(text, voice, path)
+
     def synthesize(self, text, voice, path: Path):
         self.calls.append(text)
         samples = np.sin(np.arange(len(text) * 500) * 0.1) * self.amplitude * 32767

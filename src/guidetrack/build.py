@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import socket
 import time
@@ -420,6 +421,15 @@ def _finish(job: Job, outcome: Callable[[], JobResult], out: Path, manifest: Man
     reporter.finished(job.name, False, 0.0, message)
 
 
+def start_worker(parent: int, log_level: int) -> None:
+    """Run first in each of the build's worker processes: they end with the build (see
+    `die_with_parent`), and log as the build does (`guidetrack -v build`)."""
+    die_with_parent(parent)
+    if log_level < logging.WARNING:
+        logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
+        logging.getLogger("guidetrack").setLevel(log_level)
+
+
 def die_with_parent(parent: int) -> None:
     """Run first in each of the build's helper processes: when the build is killed (even by
     SIGKILL), the kernel ends them too (Linux's parent-death signal), instead of leaving them
@@ -467,8 +477,8 @@ def _run_locally(pending: list[Job], library: Path, out: Path, manifest: Manifes
 
         listener = threading.Thread(target=relay, daemon=True)
         listener.start()
-        pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=die_with_parent,
-                                   initargs=(os.getpid(),))
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=start_worker,
+                                   initargs=(os.getpid(), logging.getLogger("guidetrack").getEffectiveLevel()))
         try:
             futures = {pool.submit(render_job, job, str(library), None, str(cache_dir) if cache_dir else None,
                                    progress): job for job in pending}

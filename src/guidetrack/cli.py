@@ -96,7 +96,7 @@ def _load(script: Path, variants: list[str] | None):
 
 FormatOption = Annotated[Optional[str], typer.Option(
     "--format", "-f", help="mp3, wav, opus (Ogg Opus) or m4a (AAC); default: the -o file's suffix, or mp3.")]
-BitrateOption = Annotated[str, typer.Option(help="Constant bitrate for mp3, opus and m4a.")]
+BitrateOption = Annotated[Optional[str], typer.Option(help="Constant bitrate for mp3, opus and m4a (default 128k).")]
 VbrOption = Annotated[Optional[int], typer.Option(
     min=0, max=9, help="MP3 variable bitrate quality, 0 (best) to 9, instead of --bitrate.")]
 MonoOption = Annotated[bool, typer.Option("--mono", help="One channel (a preset's mono target: -19 LUFS for podcast).")]
@@ -116,13 +116,13 @@ LoudnessOption = Annotated[Optional[str], typer.Option(
 MP3_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)  # what MPEG audio allows
 
 
-def _output(audio_format: str | None, bitrate: str, vbr: int | None, mono: bool, sample_rate: int | None,
+def _output(audio_format: str | None, bitrate: str | None, vbr: int | None, mono: bool, sample_rate: int | None,
             loudness: str | None, out: Path | None = None):
     """The output settings, checked. Without --format, an output file's suffix chooses it."""
     from .encode import FORMATS, Format, Output
     from .loudness import parse_loudness
 
-    by_suffix = {suffix: name for name, (suffix, _, _) in FORMATS.items()}
+    by_suffix = {suffix: name for name, (suffix, *_) in FORMATS.items()}
     named = by_suffix.get(out.suffix.lower()) if out is not None and out.suffix else None
     if audio_format is None:
         if out is not None and out.suffix and named is None:
@@ -135,6 +135,16 @@ def _output(audio_format: str | None, bitrate: str, vbr: int | None, mono: bool,
     if out is not None and out.suffix and named != audio_format:
         raise InvalidInput(f"-o {out} and --format {audio_format} disagree: name the file "
                            f"{out.with_suffix(FORMATS[chosen][0]).name}, or leave out --format")
+    unused = [flag for flag, given, applies in (
+        ("--vbr", vbr is not None, chosen is Format.MP3),
+        ("--bitrate", bitrate is not None, chosen is not Format.WAV and vbr is None),
+        ("--sample-rate", sample_rate is not None, chosen is not Format.OPUS),
+    ) if given and not applies]
+    if unused:
+        why = {"--vbr": "is for MP3 only", "--bitrate": "has no bitrate for WAV, nor beside --vbr",
+               "--sample-rate": "is for formats other than Opus, which is always 48000 Hz"}
+        raise InvalidInput(f"{unused[0]} {why[unused[0]]}; leave it out for {chosen.value}")
+    bitrate = bitrate or "128k"
     if not re.fullmatch(r"\d{1,3}k", bitrate) or not 8 <= int(bitrate[:-1]) <= 320:
         raise InvalidInput(f"--bitrate {bitrate}: give kilobits a second, from 8k to 320k (128k is usual)")
     if sample_rate is not None:
@@ -156,10 +166,11 @@ def _output(audio_format: str | None, bitrate: str, vbr: int | None, mono: bool,
 def render(
     script: Annotated[Path, typer.Argument(help="The sequence script (YAML).")],
     out: Annotated[Optional[Path], typer.Option(
-        "-o", "--out", help="Output MP3 (default out/<slug>.mp3; with variants, <name>-<variant>.mp3).")] = None,
+        "-o", "--out", help="Output MP3 (default out/<slug>.mp3 in the current folder; with variants, "
+                            "<name>-<variant>.mp3).")] = None,
     variant: VariantOption = None,
     audio_format: FormatOption = None,
-    bitrate: BitrateOption = "128k",
+    bitrate: BitrateOption = None,
     vbr: VbrOption = None,
     mono: MonoOption = False,
     sample_rate: SampleRateOption = None,
@@ -220,8 +231,10 @@ def _check_base_url(url: str) -> None:
 
 @app.command()
 def build(
-    library: Annotated[Path, typer.Argument(help="The library folder: every script in it and below.")] = Path("sessions"),
-    out: Annotated[Path, typer.Option("-o", "--out", help="The output folder; it mirrors the library's layout.")]
+    library: Annotated[Path, typer.Argument(help="The library folder: every script in it and below "
+                                                "(default: sessions, in the current folder).")] = Path("sessions"),
+    out: Annotated[Path, typer.Option("-o", "--out", help="The output folder; it mirrors the library's layout "
+                                                          "(default: out/library, in the current folder).")]
         = Path("out/library"),
     jobs: Annotated[Optional[int], typer.Option("--jobs", "-j", min=1, help="Renders at once (default: one a core).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Rebuild everything, changed or not.")] = False,
@@ -232,7 +245,7 @@ def build(
         help="Render on a Dask cluster: the scheduler's address, tcp://HOST:PORT (extra: cluster).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print a machine-readable summary on stdout.")] = False,
     audio_format: FormatOption = None,
-    bitrate: BitrateOption = "128k",
+    bitrate: BitrateOption = None,
     vbr: VbrOption = None,
     mono: MonoOption = False,
     sample_rate: SampleRateOption = None,
@@ -274,7 +287,9 @@ def build(
 def plan(
     script: Annotated[Path, typer.Argument(help="The sequence script (YAML).")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the timeline as JSON.")] = False,
-    variant: VariantOption = None,
+    variant: Annotated[Optional[list[str]], typer.Option(
+        "--variant", help="This variant (repeat for several; default: the first). With several, --json "
+                          "prints a list.")] = None,
     cache_dir: CacheOption = None,
 ) -> None:
     """Print SCRIPT's timeline: when each cue, chime and tone starts, without rendering audio."""
@@ -282,10 +297,11 @@ def plan(
     def action() -> None:
         from .render import plan_script
 
-        timelines = [plan_script(one, cache_dir)[0] for one in _load(script, variant)]
+        scripts = _load(script, variant) if variant else _load(script, None)[:1]
+        timelines = [plan_script(one, cache_dir)[0] for one in scripts]
         if as_json:
             shown = [t.to_json() for t in timelines]
-            typer.echo(json.dumps(shown[0] if len(shown) == 1 else shown, indent=2, ensure_ascii=False))
+            typer.echo(json.dumps(shown if variant and len(variant) > 1 else shown[0], indent=2, ensure_ascii=False))
             return
         for timeline in timelines:
             _warn(timeline)
@@ -341,7 +357,7 @@ def voices() -> None:
     """List the speech engines on this machine, their voices, and the voice profiles."""
 
     def action() -> ExitCode:
-        from .engines import ENGINES, engine_version, get_engine
+        from .engines import ENGINES, engine_version, get_engine, piper_voices
         from .script import voice_folders, voice_profiles
 
         typer.echo("engines:")
@@ -353,12 +369,17 @@ def voices() -> None:
             except GuidetrackError as err:
                 typer.echo(f"  {name:<9} not available: {err}")
                 continue
-            if name == "pyttsx3":
+            info = ENGINES[name]
+            if info.voices == "any":
                 english = [v for v in ids if v[:3].startswith("en")]
                 shown = f"{len(ids)} voices; English: {', '.join(english)}"
             else:
-                shown = f"voices: {', '.join(ids) or 'none installed'}"
-            if name == "piper":
+                aliases = {full: short for short, full in piper_voices.ALIASES.items()} if name == "piper" else {}
+                shown = "voices: " + (", ".join(f"{v} ({aliases[v]})" if v in aliases else v for v in ids)
+                                      or "none installed")
+            if info.voices == "bundled":
+                shown += " (inside the package; none is ever downloaded)"
+            if info.voices == "models":
                 shown += "".join(f"\n            {m}" for f in voice_folders() if f.is_dir() for m in sorted(f.glob("*.onnx")))
             typer.echo(f"  {name:<9} {engine.version}\n            {shown}")
         from .languages import known
@@ -373,8 +394,8 @@ def voices() -> None:
             typer.echo(f"  {tag:<3} {language.name:<11} espeak-ng {language.espeak:<6} "
                        f"{' / '.join(words.cues)}; {words.first_count('in')}, {', '.join(words.numbers[:2])}...; "
                        f"{' / '.join(words.sides)}" + (f"\n      also {regions}" if regions else ""))
-        typer.echo("profiles (voice: NAME in a script; voices/NAME.yaml beside the script or in its library "
-                   "overrides these):")
+        typer.echo("profiles (voice: NAME in a script, whose voices/ folder or its library's overrides these; "
+                   "`say --voice NAME` looks in ./voices/):")
         from .script import DEFAULT_VOICE, ESPEAK_VOICE
 
         default = {DEFAULT_VOICE: "  (the default in English)", ESPEAK_VOICE: "  (the default in other languages)"}

@@ -42,11 +42,17 @@ class Format(StrEnum):
     M4A = "m4a"  # AAC in MP4
 
 
-FORMATS: dict[Format, tuple[str, str, str]] = {  # -> (file suffix, ffmpeg codec, ffmpeg muxer)
-    Format.MP3: (".mp3", "libmp3lame", "mp3"),
-    Format.WAV: (".wav", "pcm_s16le", "wav"),
-    Format.OPUS: (".opus", "libopus", "ogg"),
-    Format.M4A: (".m4a", "aac", "ipod"),
+FORMATS: dict[Format, tuple[str, str, str, str]] = {  # -> (file suffix, ffmpeg codec, ffmpeg muxer, MIME type)
+    Format.MP3: (".mp3", "libmp3lame", "mp3", "audio/mpeg"),
+    Format.WAV: (".wav", "pcm_s16le", "wav", "audio/wav"),
+    Format.OPUS: (".opus", "libopus", "ogg", "audio/ogg"),
+    Format.M4A: (".m4a", "aac", "ipod", "audio/mp4"),
+}
+ENCODER_OPTIONS: dict[Format, list[str]] = {  # what else each format's encoder is told
+    Format.MP3: ["-id3v2_version", "0", "-write_id3v1", "0"],  # tags are mutagen's
+    Format.WAV: [],
+    Format.OPUS: [],
+    Format.M4A: ["-movflags", "+faststart"],  # the index first: players start before the whole file is there
 }
 
 
@@ -146,15 +152,14 @@ def limiter_command(output: Output = Output(), gain_db: float = 0.0, ceiling_db:
 def encoder_command(target: str, output: Output = Output()) -> list[str]:
     """ffmpeg reading float PCM at the output's rate and channels on stdin, writing an untagged,
     bit-exact file to `target`."""
-    _, codec, muxer = FORMATS[output.format]
+    _, codec, muxer, _ = FORMATS[output.format]
     quality = (["-q:a", str(output.quality)] if output.quality is not None and output.format is Format.MP3
                else [] if output.format is Format.WAV else ["-b:a", output.bitrate])
-    extra = {"mp3": ["-id3v2_version", "0", "-write_id3v1", "0"], "m4a": ["-movflags", "+faststart"]}
     return [
         ffmpeg_path(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
         "-f", "f32le", "-ar", str(output.rate), "-ac", str(output.channels), "-i", "pipe:0",
         "-map_metadata", "-1", "-fflags", "+bitexact", "-flags:a", "+bitexact",
-        "-c:a", codec, *quality, *extra.get(output.format, []), "-f", muxer, target,
+        "-c:a", codec, *quality, *ENCODER_OPTIONS[output.format], "-f", muxer, target,
     ]
 
 
@@ -221,7 +226,7 @@ def _write_tags(path: Path, tags: Tags, output: Output) -> None:
             picture.type, picture.mime, picture.data = 3, tags.cover_mime, tags.cover
             opus.tags["METADATA_BLOCK_PICTURE"] = base64.b64encode(picture.write()).decode("ascii")
         opus.save(padding=lambda info: 0)
-    else:
+    elif output.format is Format.M4A:
         from mutagen.mp4 import MP4, MP4Cover
 
         m4a = MP4(str(path))
@@ -233,6 +238,8 @@ def _write_tags(path: Path, tags: Tags, output: Output) -> None:
             kind = MP4Cover.FORMAT_PNG if tags.cover_mime == "image/png" else MP4Cover.FORMAT_JPEG
             m4a.tags["covr"] = [MP4Cover(tags.cover, imageformat=kind)]
         m4a.save(padding=lambda info: 0)
+    else:
+        raise ValueError(f"no tags for the format {output.format}")
 
 
 def _still_ours(temp: Path, encoded: os.stat_result) -> None:

@@ -59,11 +59,20 @@ def read_pcm(command: list[str], block_bytes: int) -> Generator[bytes, None, Non
     errors: list[bytes] = []
     reader = threading.Thread(target=lambda: errors.append(process.stderr.read()), daemon=True)  # type: ignore[union-attr]
     reader.start()
-    watchdog = threading.Timer(TIMEOUT, process.kill)
+    hung: list[bool] = []
+
+    def kill() -> None:
+        hung.append(True)
+        process.kill()
+
+    watchdog = threading.Timer(TIMEOUT, kill)
+    watchdog.daemon = True
     watchdog.start()
+    finished = False
     try:
         while data := process.stdout.read(block_bytes):
             yield data
+        finished = True  # read to its end, rather than left early by the reader
     finally:
         watchdog.cancel()
         process.stdout.close()
@@ -71,6 +80,11 @@ def read_pcm(command: list[str], block_bytes: int) -> Generator[bytes, None, Non
             process.kill()
         process.wait()
         reader.join()
+    if hung:
+        raise EncodeError("ffmpeg did not finish decoding", command)
+    if finished and process.returncode != 0:
+        said = errors[0].decode("utf-8", "replace") if errors else ""
+        raise EncodeError(f"ffmpeg failed with exit code {process.returncode}", command, said)
 
 
 def _keep(stream: IO[bytes]) -> str:

@@ -73,7 +73,8 @@ class Track:
         duration = _number(data["duration"])
         if duration < 0:
             raise ValueError("a negative duration")
-        loudness = data.get("loudness") or {}
+        loudness = data.get("loudness")
+        loudness = loudness if isinstance(loudness, dict) else {}  # only reported: missing is no harm
         return cls(
             title=_text(data["title"]), description=_text(data["description"]), author=_text(data["author"]),
             album=_text(data["album"]), variant=_text(data.get("variant") or ""),
@@ -138,9 +139,17 @@ class Entry:
                 return None
             return cls(_text(data["fingerprint"]), _text(data["script"]), _text(data.get("variant") or ""), files,
                        Track.from_json(data["track"]), _when(data["built"]), _when(data["published"]),
-                       _number(data.get("seconds", 0.0)))
+                       _seconds(data.get("seconds")))
         except (KeyError, TypeError, ValueError, AttributeError, RecursionError):
             return None
+
+
+def _seconds(value: Any) -> float:
+    """How long a render took: reported only, so anything but a number reads as 0."""
+    try:
+        return _number(value)
+    except ValueError:
+        return 0.0
 
 
 @dataclass
@@ -172,12 +181,8 @@ class Manifest:
         return cls(outputs, **settings, dropped=len(outputs) < len(data["outputs"]))
 
     def to_json(self) -> dict[str, Any]:
-        found: dict[str, Any] = {"guidetrack-build": 1,
-                                 "outputs": {name: entry.to_json() for name, entry in self.outputs.items()}}
-        for key in ("library", "title", "base_url"):
-            if getattr(self, key) is not None:
-                found[key] = getattr(self, key)
-        return found
+        return {"guidetrack-build": 1, "outputs": {name: entry.to_json() for name, entry in self.outputs.items()},
+                "library": self.library, "title": self.title, "base_url": self.base_url}
 
     def write(self, out: Path) -> None:
         write_atomically(out / MANIFEST, (json.dumps(self.to_json(), indent=1, sort_keys=True) + "\n").encode())

@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from pathlib import Path
 from typing import Any
 
 from .errors import InvalidInput, Location, Problem, Severity
@@ -94,16 +93,16 @@ class Plan:
     def speech(self) -> tuple[Event, ...]:
         return tuple(e for e in self.events if e.kind is Kind.SPEECH)
 
-    def cache_key(self) -> dict[str, Any]:
+    def cache_key(self, digest: Callable[[str], str]) -> dict[str, Any]:
         """Everything in the timeline that changes the mix's samples, and nothing about where the
-        script lies or how it is written (no paths, titles or line numbers): an audio file is named
-        by its file name, its bytes being keyed as a source of the script."""
+        script lies or how it is written (no paths, titles or line numbers): an audio file is
+        named by `digest`, its content's hash."""
         def sound(event: Event) -> str:
-            return Path(event.text).name if event.kind is Kind.SOUND else event.text
+            return digest(event.text) if event.kind is Kind.SOUND and event.text not in GENERATED_LENGTHS else event.text
 
         background = self.script.background
         return {"length": self.length, "sample_rate": SAMPLE_RATE, "bed": list(self.bed),
-                "background": background.cache_key() if background else None,
+                "background": background.cache_key(digest) if background else None,
                 "events": [[e.start, e.length, e.kind.value, sound(e), e.gain_db] for e in self.events]}
 
     def to_json(self) -> dict[str, Any]:
@@ -196,8 +195,10 @@ def _flatten(steps: Sequence[Step], side: str | None, gap: Samples, out: list[_I
             out.append(_Mark(fill(step.title), False, kind))
         elif isinstance(step, Breathe):
             out.append(_Breathing(step, words.over(dict(step.cues)) if step.cues else words))
-        else:
+        elif isinstance(step, (Pause, Chime)):
             out.append(step)
+        else:
+            raise TypeError(f"the plan has no place for a {type(step).__name__} step")
 
 
 def _bumper(bumper: Bumper | None, kind: str, gap: Samples, sound_length: SoundLength | None) -> list[_Item]:
@@ -364,7 +365,9 @@ def _fixed_length(item: _Item, spoken: Mapping[str, Samples]) -> Samples:
         return item.length
     if isinstance(item, _Breathing):
         return item.step.cycles * item.step.pattern.cycle
-    return 0
+    if isinstance(item, (_HoldItem, _Mark)):
+        return 0  # a hold's length is fitted; a mark takes no time
+    raise TypeError(f"no length for a {type(item).__name__}")
 
 
 def _lay_out(items: Sequence[_Item], spoken: Mapping[str, Samples], holds: Sequence[Samples],

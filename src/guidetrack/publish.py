@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import quote
 from xml.etree import ElementTree as ET
 
+from .encode import FORMATS
 from .files import write_atomically
 from .manifest import Manifest, StoredFile, Track
 from .sidecars import generated_cover
@@ -32,7 +33,7 @@ PODCAST_GUID_NAMESPACE = uuid.UUID("ead4c236-bf58-58c6-a2c6-a6b28d128cb6")  # Po
 FILE_TYPES = {"vtt": "text/vtt", "srt": "application/x-subrip", "chapters": "application/json+chapters"}
 
 
-AUDIO_TYPES = {".mp3": "audio/mpeg", ".wav": "audio/wav", ".opus": "audio/ogg", ".m4a": "audio/mp4"}
+AUDIO_TYPES = {suffix: mime for suffix, _, _, mime in FORMATS.values()}
 
 
 def _mime(path: str) -> str:

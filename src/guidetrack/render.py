@@ -85,12 +85,11 @@ def _gain_file(plan: Plan, speaker: Speaker, output: Output) -> Path:
     settings and guidetrack itself; never a path, a title or a line number, so a moved or
     reformatted library finds its gains again.
     """
-    script = plan.script
     fields = {
-        "plan": plan.cache_key(), "voice": speaker.voice.cache_key(),
+        "plan": plan.cache_key(lambda path: sha256_of(Path(path))),
+        # the voice's settings, and what names it to the engine (for Piper, its model's and config's bytes)
+        "voice": {**speaker.voice.cache_key(), "key": speaker.engine.voice_key(speaker.voice)},
         "engine": [speaker.engine.name, speaker.engine.version],
-        # audio files and voice models; what the YAML files say is in the plan's and voice's keys
-        "files": sorted(sha256_of(path) for path in script.sources if path.suffix not in (".yaml", ".yml")),
         "output": output.cache_key(), "guidetrack": __version__,
     }
     key = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()

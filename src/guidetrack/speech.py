@@ -283,9 +283,7 @@ class Speaker:
 
     def prefetch(self, chunks: Iterable[str]) -> None:
         """Speak every chunk missing from the cache in one batch, when the engine can."""
-        batch = getattr(self.engine, "synthesize_many", None)
-        if batch is None:
-            return
+        batch = self.engine.synthesize_many
         missing: dict[str, Path] = {}
         for chunk in dict.fromkeys(chunks):
             if chunk in self._lengths:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from importlib import import_module
 from pathlib import Path
 from types import ModuleType
-from typing import Protocol
+from typing import Literal, Protocol
 
 from ..errors import InvalidInput
 from ..voice import VoiceSpec
@@ -40,16 +40,24 @@ class Engine(Protocol):
 
 @dataclass(frozen=True)
 class EngineInfo:
+    """What the script checker and the CLI know of an engine without starting it."""
+
     name: str
+    label: str  # its name in messages
     module: str  # under guidetrack.engines
     default_voice: str  # the voice when a script names only the engine
     phonemes: str  # what [[...]] in a lexicon entry holds, for this engine
+    voices: Literal["any", "bundled", "models"]  # any id (checked when speaking); only `bundled_voices()`;
+    # or a model file (NAME.onnx in a voices/ folder, a path) besides the packaged ones
+    pitch: bool = False  # whether `pitch` means anything to it
+    multilingual: bool = False  # whether its voices speak more than English
 
 
 ENGINES: dict[str, EngineInfo] = {info.name: info for info in (
-    EngineInfo("pyttsx3", "pyttsx3_engine", "en-us", "espeak-ng's phoneme names"),
-    EngineInfo("piper", "piper_engine", "joe", "IPA"),
-    EngineInfo("hibari", "hibari_engine", "heart", "not supported (the text is said as written)"),
+    EngineInfo("pyttsx3", "espeak-ng", "pyttsx3_engine", "en-us", "espeak-ng's phoneme names", "any",
+               pitch=True, multilingual=True),
+    EngineInfo("piper", "Piper", "piper_engine", "joe", "IPA", "models"),
+    EngineInfo("hibari", "hibari", "hibari_engine", "heart", "its own phonemes (misaki's, IPA-like)", "bundled"),
 )}
 
 

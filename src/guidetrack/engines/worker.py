@@ -98,10 +98,12 @@ class WorkerEngine:
             deadline = time.monotonic() + patience
             pending = b""  # read the pipe ourselves: a buffered readline would hide lines from select
             fd = self._worker.stdout.fileno()
+            closed = False  # the worker closed its end: it died (a hang keeps it open)
             while len(answers) < len(requests):
                 while b"\n" not in pending:
                     ready, _, _ = select.select([fd], [], [], max(deadline - time.monotonic(), 0))
                     chunk = os.read(fd, 65536) if ready else b""
+                    closed = bool(ready) and not chunk
                     if not chunk:
                         break
                     pending += chunk
@@ -112,10 +114,13 @@ class WorkerEngine:
                 answers[answer.pop("id")] = answer
                 deadline = time.monotonic() + patience
         except (BrokenPipeError, OSError, ValueError) as err:
+            said = self._said()
             self.close()
-            return [answers.get(i, {"error": f"the worker failed ({err})"}) for i in range(len(requests))]
+            failed = f"the worker failed ({err})" + (f"; it said: {said}" if said else "")
+            log.info("the %s worker: %s", self.name, failed)
+            return [answers.get(i, {"error": failed}) for i in range(len(requests))]
         if len(answers) < len(requests):
-            dead = self._worker.poll() is not None
+            dead = closed or self._worker.poll() is not None
             said = self._said()
             self.close()  # hung or dead: the next call starts a new worker
             gone = "the worker crashed" if dead else f"timed out (no answer in {patience:.1f} s)"

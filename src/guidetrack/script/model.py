@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -49,10 +50,10 @@ class Background:
     def is_file(self) -> bool:
         return self.sound not in GENERATED_BACKGROUNDS
 
-    def cache_key(self) -> dict[str, Any]:
-        """What changes its sound: a file by its name (its bytes are keyed as a source), never where it is."""
+    def cache_key(self, digest: Callable[[str], str]) -> dict[str, Any]:
+        """What changes its sound, never where it is: a file is named by `digest`, its content's hash."""
         duck = [self.duck.depth_db, self.duck.attack, self.duck.release] if self.duck else None
-        return {"sound": Path(self.sound).name if self.is_file else self.sound, "level_db": self.level_db,
+        return {"sound": digest(self.sound) if self.is_file else self.sound, "level_db": self.level_db,
                 "fade_in": self.fade_in, "fade_out": self.fade_out, "duck": duck}
 
 
@@ -143,6 +144,9 @@ class Breathe:
     where: Location
     fade: int = 0  # spoken cues for this many cycles, softer each time, then tones only; 0: never
     cues: CueWords = ()  # the `cues:` of the blocks it is in, over the script's words
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "cue", Cue(self.cue))  # "count" given as text is the same cue
 
 
 @dataclass(frozen=True)

@@ -36,8 +36,8 @@ LEXICON_SCHEMA: dict[str, Any] = {
              "additionalProperties": False, "description": "per engine; engines not named say the word as written"},
         ]}},
     ],
-    "description": "word or phrase: how to say it: a respelling, or phonemes in [[...]] "
-                   "(espeak-ng's phoneme names for pyttsx3, IPA for piper)",
+    "description": "word or phrase: how to say it: a respelling, or phonemes in [[...]] ("
+                   + ", ".join(f"{info.phonemes} for {name}" for name, info in ENGINES.items()) + ")",
 }
 _VOICE_FIELDS = {
     "engine": {"type": "string", "enum": list(ENGINES)},

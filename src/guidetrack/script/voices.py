@@ -140,16 +140,23 @@ def _engine_voice(spec: VoiceSpec, given: dict[str, Any], here: Path, voices: Pa
     Piper, no pitch, and the model a voice names, found here so a missing one is reported at its
     line: a path to NAME.onnx (relative to `here`, the folder of the file that gives it),
     NAME.onnx in `voices` or another voices folder, or a voice that comes in a package."""
+    info = ENGINES[spec.engine]
     if "engine" in given and "voice" not in given:
-        spec = replace(spec, voice=ENGINES[spec.engine].default_voice)
-    if spec.engine == "hibari":
-        return _hibari_voice(spec, given, keys, check)
-    if spec.engine != "piper":
-        return spec
-    if "pitch" in given:
-        check.warn(keys + ("pitch",), "Piper voices have no pitch setting; it is ignored")
-    spec = replace(spec, pitch=None)
+        spec = replace(spec, voice=info.default_voice)
+    if not info.pitch:
+        if "pitch" in given:
+            check.warn(keys + ("pitch",), f"{info.label} voices have no pitch setting; it is ignored")
+        spec = replace(spec, pitch=None)
     where = keys + ("voice",) if "voice" in given else keys
+    if info.voices == "bundled":
+        return _bundled_voice(spec, where, check)
+    if info.voices == "models":
+        return _model_voice(spec, here, voices, where, check)
+    return spec
+
+
+def _model_voice(spec: VoiceSpec, here: Path, voices: Path, where: KeyPath, check: Checker) -> VoiceSpec | None:
+    """A Piper voice: a packaged one, NAME.onnx in a voices/ folder, or a path to a model file."""
     if spec.voice.endswith(".onnx"):
         model = named_file(spec.voice, here, where, check, "Piper model")
         if model is None:
@@ -173,18 +180,17 @@ def _engine_voice(spec: VoiceSpec, given: dict[str, Any], here: Path, voices: Pa
     return replace(spec, voice=str(model))
 
 
-def _hibari_voice(spec: VoiceSpec, given: dict[str, Any], keys: KeyPath, check: Checker) -> VoiceSpec | None:
-    """hibari speaks with a voice inside its installed package, never one it would download."""
-    if "pitch" in given:
-        check.warn(keys + ("pitch",), "hibari voices have no pitch setting; it is ignored")
-    bundled = engine_voices("hibari")
+def _bundled_voice(spec: VoiceSpec, where: KeyPath, check: Checker) -> VoiceSpec | None:
+    """An engine that speaks only with the voices inside its installed package (hibari), never
+    one it would download."""
+    bundled = engine_voices(spec.engine)
     if spec.voice not in bundled:
-        where = keys + ("voice",) if "voice" in given else keys
-        check.error(where, f"no hibari voice '{spec.voice}' in the installed package"
-                    f"{suggest(spec.voice, bundled)}; bundled: {', '.join(bundled) or 'none (is hibari-tts installed?)'}. "
+        name = ENGINES[spec.engine].label
+        check.error(where, f"no {name} voice '{spec.voice}' in the installed package"
+                    f"{suggest(spec.voice, bundled)}; bundled: {', '.join(bundled) or f'none (is {name} installed?)'}. "
                     "guidetrack never downloads a voice")
         return None
-    return replace(spec, pitch=None)
+    return spec
 
 
 def lexicon_for(value: Any, folder: Path, keys: KeyPath, check: Checker) -> Lexicon | None:
@@ -218,7 +224,7 @@ def merged_lexicon(base: Lexicon, extra: Lexicon) -> Lexicon:
 
 
 def voice_for_language(spec: VoiceSpec, given: Any, language: Language, check: Checker) -> VoiceSpec:
-    if spec.engine in ("piper", "hibari") and not is_english(language):
+    if not ENGINES[spec.engine].multilingual and not is_english(language):
         check.warn(("voice",), f"this {spec.engine} voice may not speak {language.name}; for espeak-ng's "
                    f"{language.name}, use voice: calm (or {{engine: pyttsx3, voice: {language.espeak}}})")
     return spec if isinstance(given, dict) and "voice" in given else voice_in_language(spec, language)
