@@ -15,7 +15,7 @@ CORPUS = Path(__file__).resolve().parent / "corpus"
 # file -> (line, what the message must say)
 EXPECTED = {
     "not-yaml.yaml": (3, "not valid YAML"),
-    "tab-indent.yaml": (4, "not valid YAML: found character '\\t'"),
+    "tab-indent.yaml": (4, "not valid YAML: a tab indents this line"),
     "binary.yaml": (1, "binary data, not a YAML script"),
     "empty.yaml": (1, "the file is empty"),
     "whitespace-only.yaml": (1, "the file is empty"),

@@ -33,12 +33,20 @@ def timestamp(ms: int, decimal: str = ".") -> str:
     return f"{ms // 3_600_000:02d}:{ms // 60_000 % 60:02d}:{ms // 1000 % 60:02d}{decimal}{ms % 1000:03d}"
 
 
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?|\.\d+)\s*(ms|h|m|s)", re.IGNORECASE)
+_UNIT_NAMES = {  # every way of writing a unit that people use -> its symbol
+    "h": "h", "hr": "h", "hrs": "h", "hour": "h", "hours": "h",
+    "m": "m", "min": "m", "mins": "m", "minute": "m", "minutes": "m",
+    "s": "s", "sec": "s", "secs": "s", "second": "s", "seconds": "s",
+    "ms": "ms",
+}
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?|\.\d+)\s*(" + "|".join(sorted(_UNIT_NAMES, key=len, reverse=True))
+                            + r")(?![a-z])", re.IGNORECASE)
 _UNIT_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
 
 
 def parse_duration(value: object) -> float:
-    """Parse `3`, `2.5`, `"4s"`, `"1.5s"`, `"1m30s"`, `"1h"` into seconds.
+    """Parse `3`, `2.5`, `"4s"`, `"1.5s"`, `"1m30s"`, `"1h"` (and `"20 min"`, `"5 mins"`, `"1 hr"`,
+    `"1 hour 30 minutes"`) into seconds.
 
     Raises ValueError with a message meant for the script's author.
     """
@@ -58,12 +66,12 @@ def parse_duration(value: object) -> float:
             if not parts or "".join(p.group(0) for p in parts) != compact:
                 raise ValueError(
                     f"'{value}' is not a duration: write seconds (4, 2.5) or "
-                    "a string like 4s, 1.5s, 2m, 1m30s, 1h"
+                    "a string like 4s, 1.5s, 2m, 1m30s, 20 min, 1h"
                 ) from None
-            units = [p.group(2).lower() for p in parts]
+            units = [_UNIT_NAMES[p.group(2).lower()] for p in parts]
             if len(set(units)) != len(units):
                 raise ValueError(f"'{value}' repeats a unit") from None
-            seconds = sum(float(p.group(1)) * _UNIT_SECONDS[p.group(2).lower()] for p in parts)
+            seconds = sum(float(p.group(1)) * _UNIT_SECONDS[unit] for p, unit in zip(parts, units, strict=True))
     else:
         raise ValueError(f"expected a duration like 4s or 1m30s, got {type(value).__name__}")
     if not math.isfinite(seconds):

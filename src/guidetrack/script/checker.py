@@ -13,6 +13,7 @@ from ..units import Samples, parse_duration, parse_level, to_samples
 from .model import FORMAT_VERSION, INLINE_PAUSE, PARAM_FIELD, SIDE_FIELD, split_inline
 from .yamltree import KeyPath, Tree, read_tree
 
+LOOSE_FIELD = re.compile(r"\{\s*([A-Za-z_][A-Za-z0-9_ ]*?)\s*\}")  # {Side}, { side }: fields written loosely
 CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # tabs and line breaks are fine
 
 
@@ -171,6 +172,12 @@ class Checker:
             if isinstance(part, str) and not any(ch.isalnum() for ch in part):
                 self.error(keys, f"'{part}' has no words to speak (a voice reads letters and numbers); "
                            "write words, or use `pause` for a silence")
+        for odd in LOOSE_FIELD.finditer(text):
+            name = odd.group(1).strip().lower().replace(" ", "_")
+            if PARAM_FIELD.fullmatch(odd.group(0)):
+                continue
+            self.error(keys, f"'{odd.group(0)}' is not a field: fields are written in lower case without spaces, "
+                       f"as {{{name}}}" + ("" if name == "side" else " (a parameter of this file)"))
         if SIDE_FIELD in text and not sides:
             self.error(keys, "{side} only works inside a `sides` block")
         for name in PARAM_FIELD.findall(text.replace(SIDE_FIELD, "")):

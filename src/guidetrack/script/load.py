@@ -124,7 +124,9 @@ def _build(path: Path, variant: str, data: dict[str, Any], params: dict[str, Any
     if voice is not None and "lexicon" in data:
         extra = lexicon_for(data["lexicon"], path.parent, ("lexicon",), check)
         voice = replace(voice, lexicon=merged_lexicon(voice.lexicon, extra)) if extra is not None else None
-    background = background_for(data["background"], path, check) if isinstance(data.get("background"), dict) else None
+    given = data.get("background")
+    given = {"sound": given} if isinstance(given, str) else given  # `background: ocean`
+    background = background_for(given, path, check) if isinstance(given, dict) else None
     for key in ("title", "author", "album", "description"):
         check.plain(data.get(key), (key,))
     steps_data = substitute(data.get("steps"), params)

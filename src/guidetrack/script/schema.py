@@ -81,7 +81,7 @@ _DUCK = {
     ],
     "description": "how far the background dips under the voice (default 6 dB; false: never)",
 }
-_BACKGROUND = {
+_BACKGROUND_FIELDS = {
     "type": "object",
     "properties": {
         "sound": {"type": "string", "minLength": 1},
@@ -92,6 +92,11 @@ _BACKGROUND = {
     },
     "required": ["sound"],
     "additionalProperties": False,
+}
+_BACKGROUND = {
+    "anyOf": [{"type": "string", "minLength": 1, "description": "the sound alone: `background: ocean`"},
+              _BACKGROUND_FIELDS],
+    "description": "a bed under the voice: brown-noise, pink-noise, white-noise, ocean, drone, or an audio file",
 }
 _BUMPER_SOUND = {"type": "string", "minLength": 1,
                  "description": f"an audio file relative to the script, or {' / '.join(GENERATED_SOUNDS)}"}

@@ -32,6 +32,33 @@ MAX_INCLUDE_DEPTH = 16
 MAX_STEPS = 20_000  # steps after includes are expanded: stops include bombs
 
 
+def _breathe_shorthand(value: Any, at: KeyPath, check: Checker) -> bool:
+    """Whether a `breathe` value is of a shape to check; if not, says what was meant."""
+    if isinstance(value, str) and value in BREATH_PRESETS:
+        check.error(at, f"`breathe: {value}` needs a length: write breathe: {{pattern: {value}, cycles: 6}} "
+                    f"or {{pattern: {value}, for: 2m}}")
+        return False
+    pattern = value.get("pattern") if isinstance(value, dict) else None
+    if isinstance(pattern, (int, float)) and not isinstance(pattern, bool):
+        digits = str(pattern).replace(".", "")
+        named = [n for n in BREATH_PRESETS if n.replace("-", "") == digits]
+        hint = f": did you mean '{named[0]}'? (quote it, or keep the dashes)" if named else \
+            f"; presets: {', '.join(BREATH_PRESETS)}, or {{in: 4s, out: 6s}}"
+        check.error(at + ("pattern",), f"{pattern} is not a breath pattern{hint}")
+        return False
+    return True
+
+
+def _inner_keys(kind: str) -> set[str]:
+    """The keys a step's value may have (`for`, `min`... under `hold:`)."""
+    schema = STEP_SCHEMAS[kind]["properties"][kind]
+    found: set[str] = set()
+    for branch in [schema, *schema.get("anyOf", [])]:
+        if isinstance(branch, dict):
+            found.update(branch.get("properties", {}))
+    return found
+
+
 def is_block(data: Any) -> bool:
     return isinstance(data, dict) and "block" in data
 
@@ -140,6 +167,14 @@ def _step(item: Any, keys: KeyPath, check: Checker, sides: bool) -> Step | None:
                         "put each in its own list item")
         return None
     kind = kinds[0]
+    if kind == "breathe" and not _breathe_shorthand(item[kind], keys + (kind,), check):
+        return None
+    stray = [k for k in item if k != kind and k in _inner_keys(kind)]
+    if item[kind] is None and stray and len(stray) == len(item) - 1:
+        check.error(keys + (stray[0],), f"{', '.join(stray)} belong{'s' if len(stray) == 1 else ''} to `{kind}:` "
+                    f"but {'is' if len(stray) == 1 else 'are'} not indented under it: indent "
+                    f"{'it' if len(stray) == 1 else 'them'} two spaces more than `{kind}`", at_key=True)
+        return None
     if not check.schema(item, STEP_SCHEMAS[kind], keys):
         return None
     value = item[kind]

@@ -74,6 +74,45 @@ class Tree:
         return self.marks.get(keys, Location(self.path, 1, 1))
 
 
+def explain(err: yaml.MarkedYAMLError, text: str) -> str:
+    """What to change, for the YAML mistakes people make in scripts; the parser's own words for
+    the rest."""
+    problem = err.problem or "not valid YAML"
+    mark, context = err.problem_mark, err.context_mark
+    if mark is None:
+        return problem
+    lines = text.splitlines()
+    line = lines[mark.line] if mark.line < len(lines) else ""
+    if "'\\t'" in problem or "\t" in problem:
+        return "a tab indents this line; YAML indents with spaces only: replace the tab with spaces"
+    if problem == "mapping values are not allowed here":
+        key, sep, value = line.partition(": ")
+        if sep and ": " in value or value.rstrip().endswith(":"):
+            quote = "'" if '"' in value else '"'
+            value = value.strip().replace("'", "''") if quote == "'" else value.strip()
+            return (f"text that contains a colon must be quoted: write {key.strip()}: {quote}{value}{quote}")
+        return ("this line is indented deeper than the one above it, so YAML reads it as more of that "
+                "line's text: line it up with the line above (a new step starts with '- ' in line with the others)")
+    if problem.startswith("expected <block end>") and context is not None:
+        above = lines[context.line] if context.line < len(lines) else ""
+        column = mark.column + 1
+        if err.context == "while parsing a block collection":
+            dash = context.column + 1
+            first = dash + 2 + len(above[context.column + 1:]) - len(above[context.column + 1:].lstrip(" ")) - 1
+            if column == dash:
+                return (f"this line has no '- ' in front, so it is not an item of the list started at line "
+                        f"{context.line + 1}: each step starts with a dash, as in - {line.strip()}")
+            return (f"this line is indented to column {column}, but the step above (line {context.line + 1}) "
+                    f"has its keys at column {first}: line it up with them to belong to that step, or start "
+                    f"a new step with '- ' at column {dash}")
+        return (f"this line is indented to column {column}, which lines up with nothing above it: "
+                "indent it like the key it belongs with (YAML reads the structure from the indentation)")
+    if err.context == "while scanning a quoted scalar" and context is not None:
+        return (f"the quote opened at line {context.line + 1}, column {context.column + 1} is never closed: "
+                "close it at the end of the text")
+    return problem
+
+
 def read_tree(path: Path) -> tuple[Any, Tree]:
     try:
         raw = path.read_bytes()
@@ -106,9 +145,10 @@ def read_tree(path: Path) -> tuple[Any, Tree]:
         data = tree.build(node)
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
+        if err.context == "while scanning a quoted scalar" and err.context_mark is not None:
+            mark = err.context_mark  # where the quote opens, not the end of the file
         where = Location(path, mark.line + 1, mark.column + 1) if mark else Location(path, 1, 1)
-        problem = err.problem or "not valid YAML"
-        raise InvalidInput(Problem(f"not valid YAML: {problem}", where)) from None
+        raise InvalidInput(Problem(f"not valid YAML: {explain(err, text)}", where)) from None
     except yaml.YAMLError as err:
         raise InvalidInput(Problem(f"not valid YAML: {err}", Location(path, 1, 1))) from None
     except RecursionError:
