@@ -60,3 +60,54 @@ def test_a_misspelt_shorthand_background_is_suggested(tmp_path):
         script = tmp_path / "s.yaml"
         script.write_text(HEAD + "background: oceans\nsteps:\n  - say: Rest.\n")
         load(script)
+
+
+def _voices(tmp_path, **files: str):
+    (tmp_path / "voices").mkdir(exist_ok=True)
+    for name, text in files.items():
+        (tmp_path / "voices" / f"{name}.yaml").write_text("guidetrack-voice: 1\n" + text)
+
+
+def test_a_profile_extends_another_and_keeps_its_lexicon_unless_it_says_otherwise(tmp_path):
+    _voices(tmp_path, soft="extends: calm\nrate: 120\nlexicon: {Tadasana: tah dah sah nah}\n",
+            bare="extends: calm\nlexicon: null\n", calm="extends: calm\npitch: 40\n")
+    script = tmp_path / "s.yaml"
+    builtin = load_profile_named("calm")
+    for name, words in (("soft", None), ("bare", 0)):
+        script.write_text(f"guidetrack: 1\ntitle: T\nvoice: {name}\nsteps:\n  - say: Rest.\n")
+        voice = load(script).voice
+        assert (voice.engine, voice.voice) == (builtin.engine, builtin.voice)
+        assert voice.pitch == 40  # from voices/calm.yaml, which extends the built-in calm in turn
+        if words is None:
+            said = dict(voice.lexicon)
+            assert voice.rate == 120 and said["Tadasana"] == "tah dah sah nah"
+            assert set(dict(builtin.lexicon)) < set(said)  # the yoga lexicon is kept
+        else:
+            assert voice.lexicon == ()
+
+
+def test_the_readme_profile_works_as_written_and_validate_checks_a_profile_as_one(tmp_path):
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    example = re.search(r"```yaml\n# voices/slow.yaml\n(.*?)```", readme, re.S).group(1)
+    (tmp_path / "voices").mkdir()
+    (tmp_path / "voices" / "slow.yaml").write_text(example)
+    script = tmp_path / "s.yaml"
+    script.write_text("guidetrack: 1\ntitle: T\nvoice: slow\nsteps:\n  - say: Rest in Savasana.\n")
+    assert load(script).voice.lexicon  # its lexicon file is the one that comes with guidetrack
+    checked = check_file(tmp_path / "voices" / "slow.yaml")
+    assert checked.kind == "profile" and not checked.problems
+    (tmp_path / "voices" / "loop.yaml").write_text("guidetrack-voice: 1\nextends: loop2\n")
+    (tmp_path / "voices" / "loop2.yaml").write_text("guidetrack-voice: 1\nextends: loop\n")
+    (tmp_path / "voices" / "half.yaml").write_text("guidetrack-voice: 1\nrate: 120\n")
+    assert any("in a circle" in str(p) for p in check_file(tmp_path / "voices" / "loop.yaml").problems)
+    assert any("missing the key 'engine' (or `extends: calm`" in str(p)
+               for p in check_file(tmp_path / "voices" / "half.yaml").problems)
+
+
+def load_profile_named(name: str):
+    from guidetrack.script import load_profile
+
+    return load_profile(name)

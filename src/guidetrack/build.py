@@ -107,7 +107,7 @@ def plan_jobs(library: Path, output: Output, hashes: _Hashes | None = None) -> t
     for path, _ in script_files([library]):
         relative = path.relative_to(library).as_posix()
         try:
-            scripts, _ = load_any(path, library)
+            scripts = list(load_any(path, library).scripts)
             if not scripts:
                 continue  # a block: built as part of the scripts that include it
             for engine in {s.voice.engine for s in scripts} - set(versions):

@@ -324,6 +324,7 @@ def validate(
 
     def action() -> ExitCode:
         from .render import check_file, script_files
+        from .script import FileKind
 
         files = failed = 0
         for path, root in script_files(paths):
@@ -335,8 +336,8 @@ def validate(
                 _say(str(problem) if problem.where else f"error: {problem}")
             if checked.failed(strict):
                 failed += 1
-            elif checked.block:
-                typer.echo(f"ok  {path}  (block)")
+            elif checked.kind is not FileKind.SCRIPT:
+                typer.echo(f"ok  {path}  ({checked.kind.value})")
             for timeline in checked.plans:
                 if not checked.failed(strict):
                     label = f" [{timeline.script.variant}]" if timeline.script.variant else ""

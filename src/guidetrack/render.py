@@ -17,7 +17,7 @@ from .files import check_writable, remove_stale_parts, sha256_of, write_atomical
 from .loudness import Figures, target_for
 from .mix import levels, mix
 from .plan import Plan, make_plan
-from .script import MAX_COVER_BYTES, Script, load_any
+from .script import MAX_COVER_BYTES, FileKind, Script, load_any
 from .sidecars import generated_cover, sidecar_files
 from .speech import ClipCache, Speaker
 from .units import to_ms
@@ -183,7 +183,7 @@ class Checked:
     """Everything found in one file: its plans (one per variant) and its problems."""
 
     path: Path
-    block: bool = False
+    kind: FileKind = FileKind.SCRIPT
     plans: list[Plan] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
 
@@ -210,15 +210,13 @@ def check_file(path: Path, root: Path | None = None, cache_dir: Path | None = No
     """
     checked = Checked(path)
     try:
-        scripts, block_warnings = load_any(path, root)
+        loaded = load_any(path, root)
     except InvalidInput as err:
         checked.problems.extend(err.problems)
         return checked
-    if not scripts:
-        checked.block = True
-        checked.problems.extend(block_warnings)
-        return checked
-    for script in scripts:
+    checked.kind = loaded.kind
+    checked.problems.extend(loaded.warnings)
+    for script in loaded.scripts:
         broken = audio_problems(script)
         checked.problems.extend(p for p in broken if p not in checked.problems)
         if broken:

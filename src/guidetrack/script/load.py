@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,15 @@ from .params import merge_params, substitute
 from .schema import TOP_SCHEMA
 from .sounds import background_for, bumper_for, cover_for
 from .steps import block_warnings, is_block, read_steps
-from .voices import DEFAULT_VOICE, ESPEAK_VOICE, lexicon_for, merged_lexicon, voice_for, voice_for_language
+from .voices import (
+    DEFAULT_VOICE,
+    ESPEAK_VOICE,
+    lexicon_for,
+    merged_lexicon,
+    profile_warnings,
+    voice_for,
+    voice_for_language,
+)
 from .yamltree import Tree
 
 
@@ -51,14 +60,31 @@ def load_all(path: str | Path, root: str | Path | None = None) -> list[Script]:
     return _scripts(path, context, data, tree)
 
 
-def load_any(path: str | Path, root: str | Path | None = None) -> tuple[list[Script], tuple[Problem, ...]]:
-    """A script or a block, read once: (the script's variants, ()) or, for a block, ([], its
-    warnings), the block checked on its own. Raises InvalidInput."""
+class FileKind(StrEnum):
+    SCRIPT = "script"
+    BLOCK = "block"  # has `block:`; rendered as part of the scripts that include it
+    PROFILE = "profile"  # a voice profile (`guidetrack-voice: 1`)
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """What a YAML file of the library is: a script's variants, or a block or voice profile
+    checked on its own (with its warnings)."""
+
+    kind: FileKind
+    scripts: tuple[Script, ...] = ()
+    warnings: tuple[Problem, ...] = ()
+
+
+def load_any(path: str | Path, root: str | Path | None = None) -> Loaded:
+    """A script, a block or a voice profile, read once and checked. Raises InvalidInput."""
     path = Path(path)
     context, data, tree = _open(path, root)
     if is_block(data):
-        return [], block_warnings(path, context, data, tree)
-    return _scripts(path, context, data, tree), ()
+        return Loaded(FileKind.BLOCK, warnings=block_warnings(path, context, data, tree))
+    if isinstance(data, dict) and "guidetrack-voice" in data:
+        return Loaded(FileKind.PROFILE, warnings=profile_warnings(path, context, data, tree))
+    return Loaded(FileKind.SCRIPT, tuple(_scripts(path, context, data, tree)))
 
 
 def _scripts(path: Path, context: Context, data: Any, tree: Tree) -> list[Script]:

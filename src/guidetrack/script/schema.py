@@ -56,8 +56,16 @@ VOICE_SCHEMA: dict[str, Any] = {
 PROFILE_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {"guidetrack-voice": {"const": 1, "description": "voice profile format version"},
-                   "description": {"type": "string"}, **_VOICE_FIELDS, "cues": CUES_SCHEMA},
-    "required": ["guidetrack-voice", "engine", "voice"],
+                   "description": {"type": "string"},
+                   "extends": {"type": "string", "minLength": 1,
+                               "description": "another profile (calm, gentle, or voices/NAME.yaml): this one "
+                                              "starts from its settings, lexicon and cues"},
+                   **_VOICE_FIELDS,
+                   "lexicon": {"anyOf": [LEXICON_SCHEMA, {"type": "null"}],
+                               "description": "pronunciations, over those of the profile it extends "
+                                              "(null: none at all)"},
+                   "cues": CUES_SCHEMA},
+    "required": ["guidetrack-voice"],  # and engine and voice, unless it extends another
     "additionalProperties": False,
 }
 

@@ -15,6 +15,7 @@ from ..voice import Lexicon, Said, VoiceSpec
 from .checker import Checker, Context, KeyPath, check_cues, named_file, suggest
 from .model import cue_pairs
 from .schema import LEXICON_SCHEMA, PROFILE_SCHEMA
+from .yamltree import Tree
 
 BUILTIN_VOICES = (Path(__file__).parent.parent / "voices").resolve()  # the top-level voices/ folder, shipped inside the package
 DEFAULT_VOICE = "gentle"  # for English: hibari's natural voice
@@ -109,6 +110,13 @@ def load_profile(name: str) -> VoiceSpec:
     return spec
 
 
+def profile_warnings(path: Path, context: Context, data: Any, tree: Tree) -> tuple[Problem, ...]:
+    """Check a voice profile file on its own (`guidetrack validate voices/slow.yaml`). Raises
+    InvalidInput with its errors."""
+    _profile_from(data, path, Checker(tree, context, (path.resolve(),)))
+    return tuple(context.settle())
+
+
 def _profile(path: Path, check: Checker) -> VoiceSpec | None:
     origin = f" (the voice profile named at {check.tree.where(check.mapped(('voice',)))})"
     try:
@@ -122,12 +130,24 @@ def _profile(path: Path, check: Checker) -> VoiceSpec | None:
 def _profile_from(data: Any, path: Path, inner: Checker) -> VoiceSpec | None:
     if not inner.schema(data, PROFILE_SCHEMA, ()):
         return None
-    lexicon = lexicon_for(data["lexicon"], path.parent, ("lexicon",), inner) if "lexicon" in data else ()
+    base = _extended(data["extends"], path, inner) if "extends" in data else None
+    if "extends" in data and base is None:
+        return None
+    if base is None:
+        missing = [key for key in ("engine", "voice") if key not in data]
+        if missing:
+            inner.error((), f"missing the key '{missing[0]}' (or `extends: calm`, say, to start from another profile)")
+            return None
+        base = VoiceSpec()
+    own = data.get("lexicon", ())
+    lexicon = lexicon_for(own, path.parent, ("lexicon",), inner) if own else ()
     if lexicon is None:
         return None
+    lexicon = () if "lexicon" in data and own is None else merged_lexicon(base.lexicon, lexicon)
     fields = {k: data[k] for k in VOICE_SETTINGS if k in data}
     check_cues(data.get("cues"), ("cues",), inner)
-    spec = _engine_voice(VoiceSpec(**fields, lexicon=lexicon, profile=path.stem, cues=cue_pairs(data.get("cues", {}))),
+    cues = cue_pairs({**{k: list(v) if isinstance(v, tuple) else v for k, v in base.cues}, **data.get("cues", {})})
+    spec = _engine_voice(replace(base, **fields, lexicon=lexicon, profile=path.stem, cues=cues),
                          fields, path.parent, path.parent, (), inner)
     if spec is not None:
         _warn_if_fast(spec.rate, ("rate",), inner)
@@ -193,10 +213,38 @@ def _bundled_voice(spec: VoiceSpec, where: KeyPath, check: Checker) -> VoiceSpec
     return spec
 
 
+def _extended(name: str, path: Path, inner: Checker) -> VoiceSpec | None:
+    """The profile `extends:` names: beside this one, in the library's voices/, or built in (a
+    profile that extends its own name, as voices/calm.yaml extending calm, finds the next one)."""
+    folders = list(dict.fromkeys([path.parent.resolve(), (inner.context.root / "voices").resolve(), BUILTIN_VOICES]))
+    found = [folder / f"{name}.yaml" for folder in folders if (folder / f"{name}.yaml").is_file()]
+    found = [f for f in found if f.resolve() != path.resolve()]
+    if not found:
+        profiles = voice_profiles(folders)
+        inner.error(("extends",), _unknown_profile(name, profiles))
+        return None
+    base = found[0].resolve()
+    if base in inner.chain:
+        inner.error(("extends",), f"'{name}' extends this profile in turn: profiles cannot extend each other in a circle")
+        return None
+    try:
+        data, tree = inner.context.read(base)
+    except InvalidInput as err:
+        inner.problems.extend(err.problems)
+        return None
+    return _profile_from(data, base, inner.child(tree, base, inner.origin))
+
+
 def lexicon_for(value: Any, folder: Path, keys: KeyPath, check: Checker) -> Lexicon | None:
-    """A lexicon given inline, or a file of `word: how to say it` lines relative to `folder`."""
+    """A lexicon given inline, or a file of `word: how to say it` lines relative to `folder`, or
+    one that comes with guidetrack (`yoga-terms.lexicon.yaml`), named by its file name."""
     if isinstance(value, str):
-        file = named_file(value, folder, keys, check, "lexicon")
+        builtin = BUILTIN_VOICES / value
+        if "/" not in value and not (folder / value).exists() and builtin.is_file():
+            check.context.sources[builtin] = None
+            file: Path | None = builtin
+        else:
+            file = named_file(value, folder, keys, check, "lexicon")
         if file is None:
             return None
         try:
