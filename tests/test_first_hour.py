@@ -111,3 +111,39 @@ def load_profile_named(name: str):
     from guidetrack.script import load_profile
 
     return load_profile(name)
+
+
+@pytest.mark.integration
+def test_guidetrack_never_puts_its_own_name_in_a_teachers_tags(tmp_path):
+    import subprocess
+    import sys
+
+    from mutagen.id3 import ID3
+
+    script = tmp_path / "s.yaml"
+    script.write_text(HEAD + "steps:\n  - say: Rest.\n")
+    out = tmp_path / "s.mp3"
+    subprocess.run([sys.executable, "-m", "guidetrack", "render", str(script), "-o", str(out)], check=True,
+                   capture_output=True)
+    tags = ID3(out)
+    assert str(tags["TIT2"]) == "T"
+    assert not {"TPE1", "TALB"} & set(tags.keys()) and not tags.getall("COMM")
+    assert "guidetrack" not in " ".join(str(frame) for key, frame in tags.items() if key != "APIC:Cover").lower()
+
+
+def test_plan_shows_holds_as_fitted_pauses_sides_the_beds_fades_and_a_summary(tmp_path):
+    import subprocess
+    import sys
+
+    script = tmp_path / "s.yaml"
+    script.write_text(HEAD + "duration: 1m\nbackground: {sound: pink-noise, fade_in: 2s, fade_out: 4s}\n"
+                      "steps:\n  - sides: [right, left]\n    steps:\n      - say: Stretch the {side} leg.\n"
+                      "      - hold: {for: 10s, min: 5s, max: 40s}\n  - pause: 3s\n")
+    done = subprocess.run([sys.executable, "-m", "guidetrack", "plan", str(script)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert "T  (1:00)" in out and "-- right side --" in out and "-- left side --" in out
+    assert "hold    " in out and "(written 0:10, fitting added" in out and "[min 0:05, max 0:40]" in out
+    assert "pause   0:03" in out and "bed     pink-noise starts, fading in over 0:02" in out
+    assert "0:56  bed     pink-noise fades out over 0:04" in out
+    assert out.splitlines()[1].strip().startswith("speech ") and "words a minute" in out.splitlines()[1]

@@ -132,7 +132,7 @@ def test_fit_rounds_to_exact_samples():
 
 
 def test_fit_impossible_names_the_bounds():
-    with pytest.raises(ValueError, match=r"between 0:02.0 and 0:05.0"):
+    with pytest.raises(ValueError, match=r"between 0:02 and 0:05"):
         fit(SAMPLE_RATE, [Elastic(2 * SAMPLE_RATE, SAMPLE_RATE, 4 * SAMPLE_RATE)], 10 * SAMPLE_RATE)
 
 
@@ -148,7 +148,7 @@ def test_impossible_duration_is_invalid_input(tmp_path):
     with pytest.raises(InvalidInput) as caught:
         plan_of(tmp_path, "duration: 10m\nsteps:\n  - hold: {for: 1m, min: 30s, max: 2m}\n")
     message = str(caught.value)
-    assert "s.yaml:3:" in message and "0:30.0 and 2:00.0" in message
+    assert "s.yaml:3:" in message and "0:30 and 2:00" in message
 
 
 def test_holds_without_bounds_do_not_stretch(tmp_path):

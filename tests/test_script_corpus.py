@@ -53,7 +53,7 @@ EXPECTED = {
     "duck-not-a-level.yaml": (5, "background.duck.depth: 'lots' is not a level"),
     "unknown-outro-sound.yaml": (3, "'bowel' is neither a generated sound (chime, bowl) (did you mean 'bowl'?)"),
     "broken-intro.yaml": (3, "intro.sound: "),
-    "impossible-duration.yaml": (3, "cannot fit duration: the script can be between 2:05.0 and 2:20.0 long"),
+    "impossible-duration.yaml": (3, "cannot fit duration: the script can be between 2:05 and 2:20 long"),
     "include-cycle.yaml": (5, "include cycle: cycle-block.yaml -> cycle-block.yaml"),
     "cycle-block.yaml": (5, "include cycle: cycle-block.yaml -> cycle-block.yaml"),
     "include-outside.yaml": (4, "is outside the library folder"),

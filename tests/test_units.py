@@ -44,3 +44,10 @@ def test_timestamps_for_transcripts_and_chapters():
     assert to_ms(44_100 * 3_725 + 44_099) == 3_725_999  # rounded down, never ahead of the audio
     assert timestamp(3_725_999) == "01:02:05.999"
     assert timestamp(61_005, ",") == "00:01:01,005"
+
+
+def test_clock_times_read_as_people_write_them():
+    from guidetrack.units import SAMPLE_RATE, format_clock
+
+    assert [format_clock(round(s * SAMPLE_RATE)) for s in (600, 4.7, 59.96, 3600, 8 * 3600, 3725.26, 0)] == \
+        ["10:00", "0:04.7", "1:00", "1:00:00", "8:00:00", "1:02:05.3", "0:00"]

@@ -38,7 +38,7 @@ from .render import script_files
 from .script import BUILTIN_VOICES, Script, load_any
 from .units import to_seconds
 
-RENDER_VERSION = 3  # bump when a change to guidetrack changes what a render writes (3: languages, hibari)
+RENDER_VERSION = 4  # bump when a change to guidetrack changes what a render writes (3: languages, hibari; 4: no tags of guidetrack's own)
 PACKAGE = Path(__file__).resolve().parent
 
 

@@ -16,12 +16,15 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
 from .errors import ExitCode, GuidetrackError, InvalidInput, Severity
-from .units import format_clock, to_seconds
+from .units import SAMPLE_RATE, format_clock, to_seconds
+
+if TYPE_CHECKING:
+    from .plan import Plan
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -306,12 +309,56 @@ def plan(
         for timeline in timelines:
             _warn(timeline)
             typer.echo(f"{timeline.script.title}  ({format_clock(timeline.length)})")
-            marks = [(c.start, 0, f"== {c.title} ==") for c in timeline.chapters]
-            marks += [(e.start, 1, f"{e.kind:6}  {e.text}") for e in timeline.events]
-            for start, _, text in sorted(marks):
-                typer.echo(f"{format_clock(start):>8}  {text}")
+            typer.echo(f"  {_summary(timeline)}")
+            for start, _, text in sorted(_timeline_lines(timeline)):
+                typer.echo(f"{format_clock(start):>9}  {text}")
 
     _guarded(action)
+
+
+def _summary(timeline: Plan) -> str:
+    """Speech, silence and breath-guided time, and the pace, in one line."""
+    from .plan import Kind, SpanKind
+
+    speech = sum(e.length for e in timeline.events if e.kind is Kind.SPEECH)
+    breath = sum(s.length for s in timeline.spans if s.kind is SpanKind.BREATHE)
+    words = sum(len(e.text.split()) for e in timeline.events if e.kind is Kind.SPEECH)
+    minutes = speech / SAMPLE_RATE / 60
+    pace = f", {words / minutes:.0f} words a minute while speaking" if minutes else ""
+    return (f"speech {format_clock(speech)}, breath-guided {format_clock(breath)}, "
+            f"quiet {format_clock(max(timeline.length - speech, 0))}{pace}")
+
+
+def _timeline_lines(timeline: Plan) -> list[tuple[int, int, str]]:
+    """(start, order, text) for every chapter, event, hold, pause, breath and side, and the bed's fades."""
+    from .plan import SpanKind
+
+    lines = [(c.start, 0, f"== {c.title} ==") for c in timeline.chapters]
+    lines += [(e.start, 2, f"{e.kind:7} {e.text}") for e in timeline.events]
+    for span in timeline.spans:
+        clock = format_clock(span.length)
+        if span.kind is SpanKind.SIDE:
+            lines.append((span.start, 1, f"-- {span.label} side --"))
+        elif span.kind is SpanKind.HOLD:
+            moved = span.length - span.nominal
+            fitted = (f" (written {format_clock(span.nominal)}, fitting {'added' if moved > 0 else 'took'} "
+                      f"{format_clock(abs(moved))})" if moved else "")
+            bounds = f" [min {format_clock(span.low)}, max {format_clock(span.high)}]" if span.low != span.high else ""
+            lines.append((span.start, 1, f"hold    {clock}{fitted}{bounds}"))
+        elif span.kind is SpanKind.BREATHE:
+            lines.append((span.start, 1, f"breathe {span.label} ({clock})"))
+        else:
+            lines.append((span.start, 1, f"pause   {clock}"))
+    background = timeline.script.background
+    if background is not None:
+        start, end = timeline.bed
+        name = background.sound.rsplit("/", 1)[-1]
+        fade_in = f", fading in over {format_clock(background.fade_in)}" if background.fade_in else ""
+        lines.append((start, 1, f"bed     {name} starts{fade_in}"))
+        if background.fade_out:
+            lines.append((end - background.fade_out, 1, f"bed     {name} fades out over {format_clock(background.fade_out)}"))
+        lines.append((end, 3, f"bed     {name} ends"))
+    return lines
 
 
 @app.command()

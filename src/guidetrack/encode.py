@@ -166,8 +166,10 @@ def encoder_command(target: str, output: Output = Output()) -> list[str]:
 def _id3_frames(tags: Tags) -> list[Any]:
     from mutagen.id3 import APIC, CHAP, COMM, CTOC, TALB, TIT2, TPE1, CTOCFlags
 
-    frames: list[Any] = [TIT2(encoding=3, text=tags.title), TPE1(encoding=3, text=tags.artist),
-              TALB(encoding=3, text=tags.album), COMM(encoding=3, lang="eng", desc="", text=tags.comment)]
+    frames: list[Any] = [TIT2(encoding=3, text=tags.title)]
+    frames += [TPE1(encoding=3, text=tags.artist)] if tags.artist else []
+    frames += [TALB(encoding=3, text=tags.album)] if tags.album else []
+    frames += [COMM(encoding=3, lang="eng", desc="", text=tags.comment)] if tags.comment else []
     if tags.chapters:
         ids = [f"chp{i}" for i in range(len(tags.chapters))]
         frames.append(CTOC(element_id="toc", flags=CTOCFlags.TOP_LEVEL | CTOCFlags.ORDERED,
@@ -217,7 +219,8 @@ def _write_tags(path: Path, tags: Tags, output: Output) -> None:
         opus = OggOpus(str(path))
         assert opus.tags is not None  # an Ogg Opus file always has its comment header
         opus.tags.clear()
-        opus.tags.update({"TITLE": tags.title, "ARTIST": tags.artist, "ALBUM": tags.album, "COMMENT": tags.comment})
+        opus.tags.update({k: v for k, v in {"TITLE": tags.title, "ARTIST": tags.artist, "ALBUM": tags.album,
+                                            "COMMENT": tags.comment}.items() if v})
         for i, chapter in enumerate(tags.chapters, 1):  # the Vorbis comment chapter convention
             opus.tags[f"CHAPTER{i:03d}"] = timestamp(chapter.start_ms)
             opus.tags[f"CHAPTER{i:03d}NAME"] = chapter.title
@@ -233,7 +236,8 @@ def _write_tags(path: Path, tags: Tags, output: Output) -> None:
         if m4a.tags is None:
             m4a.add_tags()
         assert m4a.tags is not None
-        m4a.tags.update({"\xa9nam": tags.title, "\xa9ART": tags.artist, "\xa9alb": tags.album, "\xa9cmt": tags.comment})
+        m4a.tags.update({k: v for k, v in {"\xa9nam": tags.title, "\xa9ART": tags.artist, "\xa9alb": tags.album,
+                                           "\xa9cmt": tags.comment}.items() if v})
         if tags.cover:
             kind = MP4Cover.FORMAT_PNG if tags.cover_mime == "image/png" else MP4Cover.FORMAT_JPEG
             m4a.tags["covr"] = [MP4Cover(tags.cover, imageformat=kind)]

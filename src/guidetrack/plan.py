@@ -73,6 +73,35 @@ class Event:
             object.__setattr__(self, "kind", Kind(self.kind))
 
 
+class SpanKind(StrEnum):
+    """A stretch of the timeline that is not an event: what `plan` shows besides the sounds."""
+
+    HOLD = "hold"  # a held pose: its fitted length, and what the script asked
+    PAUSE = "pause"
+    BREATHE = "breathe"  # paced breathing: whole cycles of its pattern
+    SIDE = "side"  # where a side of a `sides` block begins (no length)
+
+
+@dataclass(frozen=True)
+class Span:
+    start: Samples
+    length: Samples
+    kind: SpanKind
+    label: str = ""  # a side's name; a breath pattern's name and cycles
+    nominal: Samples = 0  # a hold's written length (`for:`)
+    low: Samples = 0  # a hold's `min`, `max` (equal to nominal when it is not elastic)
+    high: Samples = 0
+
+    def to_json(self) -> dict[str, Any]:
+        found: dict[str, Any] = {"start": round(to_seconds(self.start), 6), "duration": round(to_seconds(self.length), 6),
+                                 "kind": self.kind.value}
+        if self.label:
+            found["label"] = self.label
+        if self.kind is SpanKind.HOLD:
+            found.update(written=to_seconds(self.nominal), min=to_seconds(self.low), max=to_seconds(self.high))
+        return found
+
+
 @dataclass(frozen=True)
 class Chapter:
     title: str
@@ -89,6 +118,7 @@ class Plan:
     warnings: tuple[Problem, ...] = ()
     holds: tuple[Samples, ...] = field(default=())  # each hold's fitted length, in script order
     bed: tuple[Samples, Samples] = (0, 0)  # where the background plays: between intro and outro
+    spans: tuple[Span, ...] = ()  # holds, pauses, breathing and sides, in time order
 
     def speech(self) -> tuple[Event, ...]:
         return tuple(e for e in self.events if e.kind is Kind.SPEECH)
@@ -124,6 +154,7 @@ class Plan:
                 {"title": c.title, "start": round(to_seconds(c.start), 6), "end": round(to_seconds(c.end), 6)}
                 for c in self.chapters
             ],
+            "spans": [s.to_json() for s in self.spans],
             "warnings": [str(w) for w in self.warnings],
         }
 
@@ -143,6 +174,13 @@ class _HoldItem:
     hold: Hold
     reminders: tuple[str, ...]
     index: int  # position among all holds, for fitting
+
+
+@dataclass(frozen=True)
+class _Side:
+    """Where a side of a `sides` block begins."""
+
+    name: str
 
 
 @dataclass(frozen=True)
@@ -169,7 +207,7 @@ class _Breathing:
     words: Words
 
 
-_Item = _Utterances | Pause | Chime | _Breathing | _HoldItem | _Mark | _Sound
+_Item = _Utterances | Pause | Chime | _Breathing | _HoldItem | _Mark | _Sound | _Side
 
 
 def _flatten(steps: Sequence[Step], side: str | None, gap: Samples, out: list[_Item], holds: list[Hold],
@@ -185,6 +223,7 @@ def _flatten(steps: Sequence[Step], side: str | None, gap: Samples, out: list[_I
             holds.append(step)
         elif isinstance(step, Sides):
             for name in step.sides:
+                out.append(_Side(words.side(name)))
                 _flatten(step.steps, name, gap, out, holds, section_chimes, words)
         elif isinstance(step, Section):
             kind = "pose" if step.pose else "section"
@@ -347,11 +386,11 @@ def make_plan(script: Script, measure: Measure, sound_length: SoundLength | None
         for index, slot in elastic_of.items():
             lengths[index] = fitted[slot]
 
-    events, chapters, length, bed = _lay_out(items, spoken, lengths, warnings)
+    events, chapters, length, bed, spans = _lay_out(items, spoken, lengths, warnings)
     if length > MAX_TRACK:
         raise InvalidInput(Problem(f"the track would be {format_clock(length)} long; the limit is 48 hours",
                                    Location(script.path, 1, 1)))
-    return Plan(script, length, tuple(events), tuple(chapters), tuple(warnings), tuple(lengths), bed)
+    return Plan(script, length, tuple(events), tuple(chapters), tuple(warnings), tuple(lengths), bed, tuple(spans))
 
 
 def _fixed_length(item: _Item, spoken: Mapping[str, Samples]) -> Samples:
@@ -365,15 +404,16 @@ def _fixed_length(item: _Item, spoken: Mapping[str, Samples]) -> Samples:
         return item.length
     if isinstance(item, _Breathing):
         return item.step.cycles * item.step.pattern.cycle
-    if isinstance(item, (_HoldItem, _Mark)):
+    if isinstance(item, (_HoldItem, _Mark, _Side)):
         return 0  # a hold's length is fitted; a mark takes no time
     raise TypeError(f"no length for a {type(item).__name__}")
 
 
 def _lay_out(items: Sequence[_Item], spoken: Mapping[str, Samples], holds: Sequence[Samples],
-             warnings: list[Problem]):
+             warnings: list[Problem]) -> tuple[list[Event], list[Chapter], Samples, tuple[Samples, Samples], list[Span]]:
     """Events, chapters, the track's length, and where the bed plays."""
     events: list[Event] = []
+    spans: list[Span] = []
     groups: list[_Group] = []  # every section, pose, intro and outro, in the order they open
     open_groups: list[_Group] = []
     bed = [0, -1]
@@ -388,7 +428,10 @@ def _lay_out(items: Sequence[_Item], spoken: Mapping[str, Samples], holds: Seque
                     now += part
             now += item.gap
         elif isinstance(item, Pause):
+            spans.append(Span(now, item.length, SpanKind.PAUSE))
             now += item.length
+        elif isinstance(item, _Side):
+            spans.append(Span(now, 0, SpanKind.SIDE, item.name))
         elif isinstance(item, Chime):
             length = GENERATED_LENGTHS[item.sound]
             events.append(Event(now, length, Kind.CHIME, "" if item.sound == "chime" else item.sound))
@@ -398,10 +441,15 @@ def _lay_out(items: Sequence[_Item], spoken: Mapping[str, Samples], holds: Seque
             now += item.length
         elif isinstance(item, _Breathing):
             events.extend(_breath_events(item, now, spoken, warnings))
-            now += item.step.cycles * item.step.pattern.cycle
+            step = item.step
+            spans.append(Span(now, step.cycles * step.pattern.cycle, SpanKind.BREATHE,
+                              f"{step.cycles} x {step.pattern.name}"))
+            now += step.cycles * step.pattern.cycle
         elif isinstance(item, _HoldItem):
             length = holds[item.index]
             events.extend(_reminder_events(item, now, length, spoken, warnings))
+            hold = item.hold
+            spans.append(Span(now, length, SpanKind.HOLD, "", hold.length, hold.min, hold.max))
             now += length
         elif isinstance(item, _Mark):
             if item.opening:
@@ -415,7 +463,7 @@ def _lay_out(items: Sequence[_Item], spoken: Mapping[str, Samples], holds: Seque
                 if item.kind == "intro":
                     bed[0] = now
     bed[1] = now if bed[1] < 0 else bed[1]
-    return events, _chapters(groups, now), now, (bed[0], bed[1])
+    return events, _chapters(groups, now), now, (bed[0], bed[1]), spans
 
 
 @dataclass(eq=False)

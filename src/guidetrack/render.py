@@ -54,14 +54,14 @@ def tags_for(script: Script, plan: Plan | None = None) -> Tags:
             raise InvalidInput(f"{script.cover}: the cover grew past {MAX_COVER_BYTES // 1_000_000} MB while rendering")
         mime = "image/png" if cover.startswith(b"\x89PNG") else "image/jpeg"
     else:
-        cover, mime = generated_cover(script.title, script.author or "guidetrack"), "image/png"
+        cover, mime = generated_cover(script.title, script.author), "image/png"
     chapters = tuple(Chapter(c.title, to_ms(c.start), to_ms(c.end))
                      for c in plan.chapters) if plan else ()
     return Tags(
         title=script.title,
-        artist=script.author or "guidetrack",
-        album=script.album or "guidetrack sessions",
-        comment=script.description or f"Rendered by guidetrack {__version__} from {script.path.name}",
+        artist=script.author,  # the teacher's words only: with no author, no artist tag
+        album=script.album,
+        comment=script.description,
         chapters=chapters,
         cover=cover,
         cover_mime=mime,

@@ -106,7 +106,11 @@ def db_to_gain(db: float) -> float:
 
 
 def format_clock(samples: Samples) -> str:
-    """`m:ss.s` for people."""
-    seconds = to_seconds(samples)
-    minutes, rest = divmod(seconds, 60)
-    return f"{int(minutes)}:{rest:04.1f}"
+    """A time for people: `m:ss`, with tenths when there are any (`0:04.7`), and `h:mm:ss` from an
+    hour on (`8:00:00`, not `480:00.0`)."""
+    tenths = round(samples * 10 / SAMPLE_RATE)
+    whole, tenth = divmod(tenths, 10)
+    hours, rest = divmod(whole, 3600)
+    minutes, seconds = divmod(rest, 60)
+    clock = f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes}:{seconds:02d}"
+    return f"{clock}.{tenth}" if tenth else clock
