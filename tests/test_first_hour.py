@@ -147,3 +147,50 @@ def test_plan_shows_holds_as_fitted_pauses_sides_the_beds_fades_and_a_summary(tm
     assert "pause   0:03" in out and "bed     pink-noise starts, fading in over 0:02" in out
     assert "0:56  bed     pink-noise fades out over 0:04" in out
     assert out.splitlines()[1].strip().startswith("speech ") and "words a minute" in out.splitlines()[1]
+
+
+def _plan(tmp_path, body: str):
+    from guidetrack.render import plan_script
+
+    script = tmp_path / "s.yaml"
+    script.write_text(HEAD + body)
+    return plan_script(load(script), tmp_path / "cache")[0]
+
+
+def test_an_elastic_breathe_step_fits_whole_cycles_and_the_holds_take_the_rest(tmp_path):
+    from guidetrack.plan import SpanKind
+    from guidetrack.units import to_samples
+
+    plan = _plan(tmp_path, "duration: 3m\nsteps:\n  - say: Breathe with me.\n"
+                 "  - breathe: {pattern: relax, cycles: 6, min: 3 cycles, max: 4m, cue: tone}\n"
+                 "  - hold: {for: 20s, min: 10s, max: 30s}\n")
+    assert plan.length == to_samples(180)
+    breathe = next(s for s in plan.spans if s.kind is SpanKind.BREATHE)
+    cycle = to_samples(10)  # relax: 4 in, 6 out
+    assert breathe.length % cycle == 0 and breathe.length // cycle > 6  # stretched, in whole cycles
+    hold = next(s for s in plan.spans if s.kind is SpanKind.HOLD)
+    assert to_samples(10) <= hold.length <= to_samples(30)
+    tones = [e for e in plan.events if e.kind == "tone"]
+    assert len(tones) == 2 * breathe.length // cycle
+    assert all((e.start - breathe.start) % cycle in (0, to_samples(4)) for e in tones)  # on the grid
+
+
+def test_a_tone_marks_every_phase_with_its_own_tone_for_holds(tmp_path):
+    import numpy as np
+
+    from guidetrack.mix import tone
+
+    plan = _plan(tmp_path, "steps:\n  - breathe: {pattern: box, cycles: 2, cue: tone}\n")
+    assert [e.text for e in plan.events] == ["in", "hold", "out", "rest"] * 2
+    assert [e.start for e in plan.events] == [k * 4 * 44100 for k in range(8)]
+
+    def pitch(phase: str) -> float:
+        audio = tone(17640, phase)
+        return float(np.argmax(np.abs(np.fft.rfft(audio))) * 44100 / len(audio))
+
+    assert pitch("in") > pitch("hold") > pitch("out") and pitch("hold") == pitch("rest")
+
+
+def test_breathe_bounds_are_checked_at_their_line(tmp_path):
+    found = problems(tmp_path, "steps:\n  - breathe: {pattern: relax, cycles: 6, min: 8 cycles}\n")
+    assert len(found) == 1 and "s.yaml:5:" in found[0] and "needs min <= cycles <= max; here 8 <= 6 <= 6" in found[0]

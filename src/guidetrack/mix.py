@@ -93,10 +93,14 @@ def bowl(length: Samples) -> np.ndarray:
 GENERATED = {"chime": chime, "bowl": bowl}
 
 
+TONE_HZ = {"in": 528.0, "hold": 462.0, "out": 396.0, "rest": 462.0}  # a hold, full or empty, sits between
+
+
 @lru_cache(maxsize=8)
 def tone(length: Samples, phase: str) -> np.ndarray:
-    """A soft sine with raised-cosine edges: higher for breathing in, lower for out."""
-    freq = 528.0 if phase == "in" else 396.0
+    """A soft sine with raised-cosine edges: higher for breathing in, lower for out, between the
+    two for a hold (after in or after out)."""
+    freq = TONE_HZ.get(phase, 396.0)
     t = np.arange(length) / SAMPLE_RATE
     window = np.sin(np.pi * np.arange(length) / max(length - 1, 1)) ** 2
     out = np.sin(2 * np.pi * freq * t) * window

@@ -8,7 +8,7 @@ of each utterance, asked for once through `measure`.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
@@ -356,6 +356,9 @@ def make_plan(script: Script, measure: Measure, sound_length: SoundLength | None
     spoken = measure(_texts(items))
     warnings: list[Problem] = list(script.warnings)
 
+    breath = [i.step.pattern.cycle for i in items if isinstance(i, _Breathing) and i.step.elastic]
+    if script.duration is not None:
+        items = _fit_breathing(items, spoken, script.duration)
     fixed = 0
     elastic: list[Elastic] = []
     elastic_of: dict[int, int] = {}
@@ -382,6 +385,9 @@ def make_plan(script: Script, measure: Measure, sound_length: SoundLength | None
         except ValueError as err:
             hint = (" Give holds `min`/`max` so they can stretch, or change `duration`."
                     if not elastic else " Widen the holds' `min`/`max`, or change `duration`.")
+            if breath:
+                hint += (f" Breathing fits whole cycles ({to_seconds(min(breath)):.1f} s or more each), so a hold "
+                         "with `min`/`max` or a different `duration` must take up the rest.")
             raise InvalidInput(Problem(f"cannot fit duration: {err}.{hint}", script.duration_where)) from None
         for index, slot in elastic_of.items():
             lengths[index] = fitted[slot]
@@ -391,6 +397,45 @@ def make_plan(script: Script, measure: Measure, sound_length: SoundLength | None
         raise InvalidInput(Problem(f"the track would be {format_clock(length)} long; the limit is 48 hours",
                                    Location(script.path, 1, 1)))
     return Plan(script, length, tuple(events), tuple(chapters), tuple(warnings), tuple(lengths), bed, tuple(spans))
+
+
+def _fit_breathing(items: list[_Item], spoken: Mapping[str, Samples], target: Samples) -> list[_Item]:
+    """Elastic `breathe` steps (with `min`/`max`) given whole cycles: everything elastic is fitted
+    together first, then each breathe step takes the whole number of cycles nearest its share
+    (within its bounds), and the holds are fitted to what is left."""
+    breathing = [i for i, item in enumerate(items) if isinstance(item, _Breathing) and item.step.elastic]
+    if not breathing:
+        return items
+    fixed, elastic = 0, []
+    for index, item in enumerate(items):
+        if index in breathing:
+            assert isinstance(item, _Breathing)
+            step = item.step
+            cycle = step.pattern.cycle
+            elastic.append(Elastic(step.cycles * cycle, step.low * cycle, step.high * cycle))
+        elif isinstance(item, _HoldItem):
+            hold = item.hold
+            if hold.elastic:
+                elastic.append(Elastic(hold.length, hold.min, hold.max))
+            else:
+                fixed += hold.length
+        else:
+            fixed += _fixed_length(item, spoken)
+    try:
+        shares = fit(fixed, elastic, target)
+    except ValueError:
+        return items  # the holds' fitting says why, with the breathing as it is written
+    fitted = list(items)
+    order = iter(shares)  # in the order the elastic parts were listed
+    for index, item in enumerate(items):
+        if index in breathing or (isinstance(item, _HoldItem) and item.hold.elastic):
+            share = next(order)
+            if index in breathing:
+                assert isinstance(item, _Breathing)
+                step = item.step
+                cycles = min(max(round(share / step.pattern.cycle), step.low), step.high)
+                fitted[index] = _Breathing(replace(step, cycles=cycles, low=cycles, high=cycles), item.words)
+    return fitted
 
 
 def _fixed_length(item: _Item, spoken: Mapping[str, Samples]) -> Samples:
@@ -525,10 +570,11 @@ def _breath_events(item: _Breathing, start: Samples, spoken: Mapping[str, Sample
             gain = -FADE_STEP_DB * k if step.fade else 0.0
             events.extend(Event(base + offset, spoken[text], Kind.SPEECH, text, gain) for offset, text in cues)
     if step.cue is Cue.TONE or step.fade:
-        # tones mark in and out; after a fade they carry on where the words stopped
+        # tones mark every phase (holds with a tone of their own); after a fade they carry on
+        # where the words stopped
         offset = 0
         for phase, length in step.pattern.phases():
-            if length > 0 and phase in ("in", "out"):
+            if length > 0:
                 for k in range(len(spoken_cycles), step.cycles):
                     events.append(Event(start + k * cycle + offset, min(TONE_LENGTH, length), Kind.TONE, phase))
             offset += length

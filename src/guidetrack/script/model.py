@@ -144,9 +144,17 @@ class Breathe:
     where: Location
     fade: int = 0  # spoken cues for this many cycles, softer each time, then tones only; 0: never
     cues: CueWords = ()  # the `cues:` of the blocks it is in, over the script's words
+    low: int = 0  # the fewest and most cycles fitting may make (0: as many as `cycles`)
+    high: int = 0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "cue", Cue(self.cue))  # "count" given as text is the same cue
+        object.__setattr__(self, "low", self.low or self.cycles)
+        object.__setattr__(self, "high", self.high or self.cycles)
+
+    @property
+    def elastic(self) -> bool:
+        return self.low < self.cycles or self.high > self.cycles
 
 
 @dataclass(frozen=True)

@@ -196,6 +196,9 @@ _PATTERN = {
     ]
 }
 
+_BREATH_BOUND = {"anyOf": [{"type": "integer", "minimum": 1, "maximum": MAX_CYCLES, "description": "seconds"},
+                           {"type": ["number", "string"]}]}
+
 STEP_SCHEMAS: dict[str, dict[str, Any]] = {
     "say": {"properties": {"say": _TEXT}},
     "pause": {"properties": {"pause": _DURATION}},
@@ -213,6 +216,8 @@ STEP_SCHEMAS: dict[str, dict[str, Any]] = {
                     "cue": {"enum": list(CUES)},
                     "fade": {"type": "integer", "minimum": 1, "maximum": MAX_CYCLES,
                              "description": "speak the cues for this many cycles, softer each time, then only tones"},
+                    "min": {**_BREATH_BOUND, "description": "the fewest cycles fitting may leave: '3 cycles' or a time"},
+                    "max": {**_BREATH_BOUND, "description": "the most cycles fitting may make: '12 cycles' or a time"},
                 },
                 "additionalProperties": False,
             }

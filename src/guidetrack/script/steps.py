@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -241,12 +242,40 @@ def _breathe(value: dict[str, Any], at: KeyPath, check: Checker, where: Location
         if cycles > MAX_CYCLES:
             check.error(at + ("for",), f"makes {cycles} cycles; at most {MAX_CYCLES}")
             return None
+    low = _cycles_bound(value["min"], pattern.cycle, at + ("min",), check) if "min" in value else cycles
+    high = _cycles_bound(value["max"], pattern.cycle, at + ("max",), check) if "max" in value else cycles
+    if low is None or high is None:
+        return None
+    if not low <= cycles <= high:
+        check.error(at, f"needs min <= cycles <= max; here {low} <= {cycles} <= {high} cycles")
+        return None
     cue = value.get("cue", "words")
     fade = value.get("fade", 0)
     if fade and cue not in ("words", "count"):
         check.error(at + ("fade",), f"fades out spoken cues, so it needs cue: words or count, not {cue}")
         return None
-    return Breathe(pattern, int(cycles), Cue(cue), where, fade, cue_pairs(check.cues))
+    return Breathe(pattern, int(cycles), Cue(cue), where, fade, cue_pairs(check.cues), int(low), int(high))
+
+
+CYCLES = re.compile(r"^\s*(\d+)\s*cycles?\s*$", re.IGNORECASE)
+
+
+def _cycles_bound(value: Any, cycle: int, at: KeyPath, check: Checker) -> int | None:
+    """A breathe step's `min` or `max`, in whole cycles: `'3 cycles'`, or a time (the whole cycles that
+    fit in it)."""
+    found = CYCLES.match(value) if isinstance(value, str) else None
+    if found:
+        count = int(found.group(1))
+    else:
+        span = check.duration(value, at, positive=True)
+        if span is None:
+            return None
+        count = span // cycle  # the whole cycles that fit in it, as `for:` counts them
+    if not 1 <= count <= MAX_CYCLES:
+        check.error(at, f"makes {count} cycles; give between 1 and {MAX_CYCLES} (one cycle is "
+                    f"{cycle / 44100:.1f} s)")
+        return None
+    return int(count)
 
 
 def _hold(value: Any, at: KeyPath, check: Checker, sides: bool, where: Location) -> Hold | None:
