@@ -194,3 +194,24 @@ def test_a_tone_marks_every_phase_with_its_own_tone_for_holds(tmp_path):
 def test_breathe_bounds_are_checked_at_their_line(tmp_path):
     found = problems(tmp_path, "steps:\n  - breathe: {pattern: relax, cycles: 6, min: 8 cycles}\n")
     assert len(found) == 1 and "s.yaml:5:" in found[0] and "needs min <= cycles <= max; here 8 <= 6 <= 6" in found[0]
+
+
+@pytest.mark.integration
+def test_a_render_tells_its_stages_off_a_terminal_and_quiet_silences_them(tmp_path):
+    import subprocess
+    import sys
+
+    script = tmp_path / "s.yaml"
+    script.write_text(HEAD + "steps:\n  - say: Let the breath settle by itself.\n")
+
+    def render(*extra: str) -> str:
+        done = subprocess.run([sys.executable, "-m", "guidetrack", "render", str(script), "-o", str(tmp_path / "s.mp3"),
+                               "--cache-dir", str(tmp_path / "cache"), *extra], capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        return done.stderr
+
+    lines = render().splitlines()
+    assert lines[:4] == ["  speaking 1 new clip", "  setting the levels", "  mixing and encoding",
+                         "  measuring the finished file"]
+    quiet = render("--quiet")
+    assert quiet.startswith("wrote ") and "mixing" not in quiet

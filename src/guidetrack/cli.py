@@ -181,6 +181,7 @@ def render(
     cache_dir: CacheOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print what was written and its measured loudness "
                                           "as JSON on stdout.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress while rendering.")] = False,
 ) -> None:
     """Render SCRIPT to audio (MP3 by default), one file per variant, with transcripts and chapters beside it."""
 
@@ -191,9 +192,20 @@ def render(
         output = _output(audio_format, bitrate, vbr, mono, sample_rate, loudness, out)
         scripts = _load(script, variant)
         written = []
+        from .progress import stages_for
+        from .report import SILENT
+
         for one in scripts:
             started = time.perf_counter()
-            result = render_script(one, output_path(one, out, len(scripts) > 1, output), cache_dir, output)
+            target = output_path(one, out, len(scripts) > 1, output)
+            stages = stages_for(sys.stderr, quiet)
+            if stages is not None and len(scripts) > 1:
+                _say(f"{target}:")
+            try:
+                result = render_script(one, target, cache_dir, output, stages or SILENT)
+            finally:
+                if stages is not None:
+                    stages.close()
             _warn(result.plan)
             spoken = result.cache_hits + result.cache_misses
             _say(

@@ -26,6 +26,7 @@ from .errors import EncodeError
 from .ffmpeg import ffmpeg_path, run
 from .files import replacing, sha256_of
 from .loudness import Figures, measure_file, target_for
+from .report import SILENT, Progress
 from .units import CHANNELS, SAMPLE_RATE, Samples, timestamp
 
 TRUE_PEAK_LIMIT = -1.0  # dBTP: the most a finished file may read (the podcast and streaming norm)
@@ -287,7 +288,7 @@ class Encoded:
 def encode(blocks: Callable[[], Iterable[np.ndarray]], out: Path, tags: Tags, output: Output = Output(),
            gain_db: float = 0.0, spans: Sequence[tuple[Samples, Samples]] = (),
            ceiling_db: float = CEILING_DB, known: tuple[str, Figures] | None = None,
-           beside: Mapping[Path, bytes] | None = None) -> Encoded:
+           beside: Mapping[Path, bytes] | None = None, progress: Progress = SILENT) -> Encoded:
     """Write the mix to `out` with the voice at the output's loudness target.
 
     `blocks` makes the mix afresh for each pass; `gain_db` is the gain expected to bring the
@@ -300,12 +301,14 @@ def encode(blocks: Callable[[], Iterable[np.ndarray]], out: Path, tags: Tags, ou
     target = output.target_lufs
     with replacing(out, beside=beside) as temp:
         for attempt in range(1, MAX_ENCODES + 1):
+            progress.stage("mixing and encoding" if attempt == 1 else "encoding again (the first missed the target)")
             written, _ = run([limiter_command(output, gain_db, ceiling_db), encoder_command(str(temp), output)],
                              blocks())
             digest = sha256_of(temp)
             if known is not None and known[0] == digest:
                 figures = known[1]
             else:
+                progress.stage("measuring the finished file")
                 figures = measure_file(temp, spans, output.channels, output.rate)
             miss = target - figures.speech_lufs if figures.speech_lufs is not None else 0.0
             over = figures.true_peak - TRUE_PEAK_LIMIT

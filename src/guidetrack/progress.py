@@ -106,3 +106,55 @@ def summary_table(summary: Summary, out, stream: IO[str]) -> None:
     if summary.interrupted:
         totals += "\ninterrupted: every finished render is kept; run the same build again to continue"
     print("\n".join([*lines, totals]), file=stream, flush=True)
+
+
+class PlainStages:
+    """A render's progress where nobody watches a terminal: one line per stage."""
+
+    def __init__(self, stream: IO[str]):
+        self.stream = stream
+
+    def stage(self, name: str, total: int = 0) -> None:
+        if name:
+            print(f"  {name}", file=self.stream, flush=True)
+
+    def advance(self, done: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class LiveStages:
+    """A render's progress on a terminal: the stage, a bar, the percentage and the time left."""
+
+    def __init__(self, stream: IO[str]):
+        from rich.console import Console
+        from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+
+        self.progress = Progress(TextColumn("  {task.description}"), BarColumn(), TaskProgressColumn(),
+                                 TimeRemainingColumn(), console=Console(file=stream), transient=True)
+        self.task: Any = None
+        self.progress.start()
+
+    def stage(self, name: str, total: int = 0) -> None:
+        if self.task is not None and not name:
+            self.progress.update(self.task, total=total or None, completed=0)
+            return
+        if self.task is not None:
+            self.progress.remove_task(self.task)
+        self.task = self.progress.add_task(name, total=total or None)
+
+    def advance(self, done: int) -> None:
+        if self.task is not None:
+            self.progress.update(self.task, completed=done)
+
+    def close(self) -> None:
+        self.progress.stop()
+
+
+def stages_for(stream: IO[str], quiet: bool = False) -> PlainStages | LiveStages | None:
+    """A live bar on a terminal, plain lines otherwise, nothing with --quiet."""
+    if quiet:
+        return None
+    return LiveStages(stream) if stream.isatty() else PlainStages(stream)

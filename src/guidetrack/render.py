@@ -9,6 +9,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from . import __version__
 from .decoded import decoded
 from .encode import CEILING_DB, MAX_GAIN_DB, Chapter, Output, Tags, codec_loss, encode
@@ -17,6 +19,7 @@ from .files import check_writable, remove_stale_parts, sha256_of, write_atomical
 from .loudness import Figures, target_for
 from .mix import levels, mix
 from .plan import Plan, make_plan
+from .report import SILENT, Progress
 from .script import MAX_COVER_BYTES, FileKind, Script, load_any
 from .sidecars import generated_cover, sidecar_files
 from .speech import ClipCache, Speaker
@@ -41,8 +44,9 @@ class Rendered:
     cache_problem: str = ""  # why new clips could not be cached (the render went on without)
 
 
-def plan_script(script: Script, cache_dir: Path | None = None) -> tuple[Plan, Speaker]:
+def plan_script(script: Script, cache_dir: Path | None = None, progress: Progress = SILENT) -> tuple[Plan, Speaker]:
     speaker = Speaker(script.voice, ClipCache(cache_dir))
+    speaker.progress = progress
     return make_plan(script, speaker.lengths, lambda path: len(decoded(path))), speaker
 
 
@@ -137,7 +141,8 @@ def _check(body: dict) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
-def render(script: Script, out: Path, cache_dir: Path | None = None, output: Output = Output()) -> Rendered:
+def render(script: Script, out: Path, cache_dir: Path | None = None, output: Output = Output(),
+           progress: Progress = SILENT) -> Rendered:
     """Render one script. The voice is brought to the loudness target (the script's, unless the
     command line gives one) and every other sound placed relative to it; the finished file is
     measured. The gain and ceiling that put a mix on target are remembered, so a later render of
@@ -153,7 +158,8 @@ def render(script: Script, out: Path, cache_dir: Path | None = None, output: Out
     remove_stale_parts(out.parent)  # what a killed render left; a live one's are kept
     output = output.for_script(script.loudness)
     target = target_for(output.loudness, output.channels)
-    plan, speaker = plan_script(script, cache_dir)
+    plan, speaker = plan_script(script, cache_dir, progress)
+    progress.stage("setting the levels")
     where = levels(plan, speaker.clip, target.bed_db, output.channels)
     state = _gain_file(plan, speaker, output)
     remembered = _Remembered.read(state)
@@ -163,8 +169,16 @@ def render(script: Script, out: Path, cache_dir: Path | None = None, output: Out
         gain = min(target.speech_lufs - where.voice_lufs + codec_loss(output), MAX_GAIN_DB)
         ceiling, known = CEILING_DB, None
     sidecars = sidecar_files(plan, out)
-    done = encode(lambda: mix(plan, speaker.clip, where), out, tags_for(script, plan), output, gain,
-                  where.spans, ceiling, known, beside=sidecars)
+    def blocks() -> Iterator[np.ndarray]:
+        done = 0
+        progress.stage("", plan.length)  # the stage encode names, now with its length
+        for block in mix(plan, speaker.clip, where):
+            yield block
+            done += len(block)
+            progress.advance(done)
+
+    done = encode(blocks, out, tags_for(script, plan), output, gain, where.spans, ceiling, known,
+                  beside=sidecars, progress=progress)
     try:
         write_atomically(state, _Remembered(done.gain_db, done.ceiling_db, done.sha256, done.figures).to_bytes())
     except OSError:

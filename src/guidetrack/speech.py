@@ -24,6 +24,7 @@ import numpy as np
 from .engines import Engine, get_engine
 from .errors import EngineError, InvalidInput
 from .files import remove_stale_parts, temporary_folder, write_atomically, write_new
+from .report import SILENT, Progress
 from .script import slugify
 from .units import SAMPLE_RATE, Samples, db_to_gain
 from .voice import Lexicon, VoiceSpec, said_by
@@ -36,6 +37,7 @@ SILENCE_DB = -50.0  # below this (dBFS) counts as silence when trimming
 EDGE_FADE = int(0.008 * SAMPLE_RATE)  # samples faded at each end so nothing clicks
 _CHECKSUM_CHUNK = b"gtsm"
 RECENT_SAMPLES = 120 * SAMPLE_RATE  # whole clips kept in memory (about 21 MB), the most recently used
+BATCH = 24  # chunks sent to the engine at once: big enough to keep its workers busy, small enough to tell progress
 
 
 def default_cache_dir() -> Path:
@@ -246,6 +248,7 @@ class Speaker:
         self._lengths: dict[str, Samples] = {}  # what the engine speaks in one call -> its length
         self._held: dict[str, np.ndarray] = {}  # chunks the cache could not store
         self._recent: OrderedDict[str, np.ndarray] = OrderedDict()  # whole texts, joined from chunks
+        self.progress: Progress = SILENT
 
     @property
     def engine(self) -> Engine:
@@ -297,12 +300,17 @@ class Speaker:
                 self._lengths[chunk] = len(clip)
         if not missing:
             return
+        self.progress.stage(f"speaking {len(missing)} new clip{'s' if len(missing) > 1 else ''}", len(missing))
         with temporary_folder("speech") as folder:
             raws = {chunk: Path(folder) / f"{index}.wav" for index, chunk in enumerate(missing)}
-            batch([(pronounce(chunk, self.voice.lexicon, self.voice.engine), raw) for chunk, raw in raws.items()], self.voice)
-            for chunk, raw in raws.items():
-                self._keep(chunk, missing[chunk], self._check(chunk, raw))
-                self.cache.misses += 1
+            todo = list(raws.items())
+            for start in range(0, len(todo), BATCH):  # in batches, so that progress can be told
+                part = todo[start: start + BATCH]
+                batch([(pronounce(chunk, self.voice.lexicon, self.voice.engine), raw) for chunk, raw in part], self.voice)
+                for chunk, raw in part:
+                    self._keep(chunk, missing[chunk], self._check(chunk, raw))
+                    self.cache.misses += 1
+                self.progress.advance(start + len(part))
 
     def _length(self, chunk: str) -> Samples:
         if chunk not in self._lengths:
