@@ -22,7 +22,7 @@ import socket
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -35,7 +35,7 @@ from .files import check_writable, remove_stale_parts, replacing, sha256_of, tem
 from .languages import FOLDER as LANGUAGE_FILES
 from .manifest import Entry, JobResult, Manifest, StoredFile, Track, TrackChapter
 from .render import script_files
-from .script import BUILTIN_VOICES, Script, load_any
+from .script import BUILTIN_VOICES, LibrarySettings, Script, load_any, read_library
 from .units import to_seconds
 
 RENDER_VERSION = 4  # bump when a change to guidetrack changes what a render writes (3: languages, hibari; 4: no tags of guidetrack's own)
@@ -57,6 +57,9 @@ class Job:
     title: str
     sources: tuple[Path, ...] = ()  # every file the render reads, for a cluster worker
     length: float = 0.0  # seconds, when the script gives a duration: the longest renders start first
+    author: str = ""  # the library's author and title (library.yaml), for a script that names no author or album
+    album: str = ""
+    order: int = 0  # the variant's place in its script: the main (first) variant is 0
 
 
 @dataclass
@@ -96,11 +99,14 @@ def _source_name(path: Path, library: Path) -> str:
     return str(path)
 
 
-def plan_jobs(library: Path, output: Output, hashes: _Hashes | None = None) -> tuple[list[Job], list[Failure]]:
+def plan_jobs(library: Path, output: Output, hashes: _Hashes | None = None,
+              settings: LibrarySettings | None = None) -> tuple[list[Job], list[Failure]]:
     """Every output the library should have, with its fingerprint; scripts that cannot be read
     are failures (with every problem, at its file and line)."""
     library = library.resolve()
     hashes = hashes or _Hashes()
+    settings = settings or LibrarySettings()
+    shared = [settings.source] if settings.source else []  # library.yaml: every class's tags may come from it
     jobs: list[Job] = []
     failures: list[Failure] = []
     versions: dict[str, str] = {}
@@ -118,8 +124,8 @@ def plan_jobs(library: Path, output: Output, hashes: _Hashes | None = None) -> t
         except GuidetrackError as err:
             failures.append(Failure(relative, str(err)))
             continue
-        sources = sorted((_source_name(s, library), hashes(s)) for s in scripts[0].sources)
-        for script in scripts:
+        sources = sorted((_source_name(s, library), hashes(s)) for s in [*scripts[0].sources, *shared])
+        for order, script in enumerate(scripts):
             fields = {
                 "render_version": RENDER_VERSION, "guidetrack": __version__, "script": relative,
                 "variant": script.variant, "sources": sources, "output": asdict(output),
@@ -128,7 +134,8 @@ def plan_jobs(library: Path, output: Output, hashes: _Hashes | None = None) -> t
             fingerprint = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
             name = output_name(script, library, output)
             length = to_seconds(script.duration) if script.duration else 0.0
-            jobs.append(Job(name, relative, script.variant, output, fingerprint, script.title, script.sources, length))
+            jobs.append(Job(name, relative, script.variant, output, fingerprint, script.title, script.sources, length,
+                            settings.author, settings.title, order))
     return _without_clashes(jobs, failures)
 
 
@@ -201,6 +208,7 @@ def render_job(job: Job, library: str | None, files: dict[str, bytes] | None, ca
         else:
             root = Path(library or ".")
         script = load(root / job.script, job.variant or None, root)
+        script = replace(script, author=script.author or job.author, album=script.album or job.album)
         audio = Path(folder) / "out" / Path(job.name).name
         rendered = render(script, audio, Path(cache_dir) if cache_dir else None, job.output)
         written = {"audio": audio, **sidecar_paths(audio)}
@@ -211,6 +219,8 @@ def render_job(job: Job, library: str | None, files: dict[str, bytes] | None, ca
             chapters=tuple(TrackChapter(c.title, round(to_seconds(c.start), 3)) for c in plan.chapters),
             transcript=tuple(e.text for e in plan.speech()),
             loudness={"target_lufs": rendered.target_lufs, **rendered.figures.to_json()},
+            spoken=tuple((round(to_seconds(e.start), 3), e.text) for e in plan.speech()),
+            props=script.props, level=script.level, order=job.order,
         )
         result = JobResult({kind: path.read_bytes() for kind, path in written.items()}, track,
                            round(time.perf_counter() - started, 2), worker)
@@ -340,7 +350,8 @@ def build(library: Path, out: Path, *, output: Output = Output(), jobs: int | No
         raise GuidetrackError(unwritable)
     _remove_litter(out)
     summary = Summary()
-    todo, summary.failed = plan_jobs(library, output)
+    settings = read_library(library)[0]  # InvalidInput: the build stops before anything is written
+    todo, summary.failed = plan_jobs(library, output, settings=settings)
     manifest = Manifest.read(out)
     _check_owner(manifest, library, out, bool(todo or summary.failed), force)
     manifest.library = _library_id(library)
@@ -385,12 +396,15 @@ def build(library: Path, out: Path, *, output: Output = Output(), jobs: int | No
         from .publish import publish
 
         # the feed's address and the library's title are kept, so a later plain `build` keeps the feed
-        settings = (base_url or manifest.base_url, title or manifest.title)
+        # the feed's address and title given once are kept, so a later plain `build` keeps the feed;
+        # library.yaml's come before remembered ones, the command line's before both
+        remembered = (base_url or manifest.base_url, title or manifest.title)
         try:
-            if settings != (manifest.base_url, manifest.title):
-                manifest.base_url, manifest.title = settings
+            if remembered != (manifest.base_url, manifest.title):
+                manifest.base_url, manifest.title = remembered
                 manifest.write(out)
-            publish(out, manifest, base_url=manifest.base_url, title=manifest.title or "")
+            publish(out, manifest, base_url=base_url or settings.base_url or manifest.base_url,
+                    title=title or settings.title or manifest.title or "", settings=settings)
         except OSError as err:  # a full disk: reported with the rest; the next build publishes again
             summary.failed.append(Failure("publishing", f"cannot write {err.filename or out}: {err.strerror or err}"))
     summary.seconds = time.perf_counter() - started

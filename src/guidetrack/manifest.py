@@ -60,12 +60,18 @@ class Track:
     chapters: tuple[TrackChapter, ...]
     transcript: tuple[str, ...]  # every utterance, in order
     loudness: dict[str, float | None] = field(default_factory=dict)  # target_lufs and the measured figures
+    spoken: tuple[tuple[float, str], ...] = ()  # (start in seconds, text) of every utterance: the page's transcript
+    props: tuple[str, ...] = ()
+    level: str = ""
+    order: int = 0  # the variant's place in its script: 0 is the main one
 
     def to_json(self) -> dict[str, Any]:
         return {"title": self.title, "description": self.description, "author": self.author, "album": self.album,
                 "variant": self.variant, "language": self.language, "duration": self.duration,
                 "chapters": [{"title": c.title, "start": c.start} for c in self.chapters],
-                "transcript": list(self.transcript), "loudness": dict(self.loudness)}
+                "transcript": list(self.transcript), "loudness": dict(self.loudness),
+                "spoken": [list(line) for line in self.spoken], "props": list(self.props), "level": self.level,
+                "order": self.order}
 
     @classmethod
     def from_json(cls, data: Any) -> Track:
@@ -82,6 +88,9 @@ class Track:
             chapters=tuple(TrackChapter(_text(c["title"]), _number(c["start"])) for c in data["chapters"]),
             transcript=tuple(_text(line) for line in data["transcript"]),
             loudness={_text(k): None if v is None else _number(v) for k, v in loudness.items()},
+            spoken=tuple((_number(start), _text(text)) for start, text in data.get("spoken") or ()),
+            props=tuple(_text(p) for p in data.get("props") or ()), level=_text(data.get("level") or ""),
+            order=int(_number(data.get("order") or 0)),
         )
 
 

@@ -19,6 +19,7 @@ from xml.etree import ElementTree as ET
 from .encode import FORMATS
 from .files import write_atomically
 from .manifest import Manifest, StoredFile, Track
+from .script import LibrarySettings
 from .sidecars import generated_cover
 from .units import SAMPLE_RATE, format_clock
 
@@ -58,7 +59,7 @@ class Record:
         """The class in catalog.json: the track without its transcript, the files with their types
         (and without the build machine's own `stat`)."""
         track = self.track.to_json()
-        del track["transcript"]
+        del track["transcript"], track["spoken"]
         files = {kind: {"path": f.path, "bytes": f.bytes, "sha256": f.sha256,
                         "type": _mime(f.path) if kind == "audio" else FILE_TYPES.get(kind, "")}
                  for kind, f in self.files.items()}
@@ -72,10 +73,23 @@ def tracks(manifest: Manifest) -> list[Record]:
             for name, entry in sorted(manifest.outputs.items(), key=lambda item: (item[1].script, item[0]))]
 
 
-def library_language(records: list[Record]) -> str:
-    """The language most of the library's classes are in (the feed and the page have one)."""
+def library_language(records: list[Record], settings: LibrarySettings = LibrarySettings()) -> str:
+    """The library's language: library.yaml's, or the one most of its classes are in."""
     languages = Counter(r.track.language for r in records)
-    return languages.most_common(1)[0][0] if languages else "en"
+    return settings.language or (languages.most_common(1)[0][0] if languages else "en")
+
+
+def classes(records: list[Record]) -> list[list[Record]]:
+    """The records grouped by class (script), each class's main variant first."""
+    grouped: dict[str, list[Record]] = {}
+    for record in records:
+        grouped.setdefault(record.script, []).append(record)
+    return [sorted(group, key=lambda r: (r.track.order, r.id)) for group in grouped.values()]
+
+
+def class_title(record: Record) -> str:
+    """A class's title without its variant's name."""
+    return record.track.title.removesuffix(f" ({record.track.variant})") if record.track.variant else record.track.title
 
 
 def library_title(records: list[Record], fallback: str) -> str:
@@ -83,20 +97,25 @@ def library_title(records: list[Record], fallback: str) -> str:
     return albums.most_common(1)[0][0] if albums else fallback
 
 
-def publish(out: Path, manifest: Manifest, base_url: str | None = None, title: str = "") -> None:
-    """Write catalog.json, cover.png, index.html and (given the address the folder is served at)
-    feed.xml. `title` defaults to the album most tracks share."""
+def publish(out: Path, manifest: Manifest, base_url: str | None = None, title: str = "",
+            settings: LibrarySettings = LibrarySettings()) -> None:
+    """Write catalog.json, the cover, index.html and (given the address the folder is served at)
+    feed.xml. `title` defaults to the album most tracks share; `settings` are library.yaml's."""
     records = tracks(manifest)
-    name = title or library_title(records, "guidetrack library")
+    name = title or library_title(records, "Practice library")
     catalog = {"guidetrack-catalog": 1, "title": name, "tracks": [r.to_json() for r in records]}
     # keys sorted: a rebuild that changes nothing writes the same bytes
     _write(out / CATALOG, json.dumps(catalog, indent=1, ensure_ascii=False, sort_keys=True) + "\n")
-    cover = generated_cover(name, f"{len(records)} classes")
-    if not (out / COVER).is_file() or (out / COVER).read_bytes() != cover:
-        write_atomically(out / COVER, cover)
-    _write(out / INDEX, index_html(name, records, feed=bool(base_url)))
+    count = len(classes(records))
+    if settings.cover is not None:
+        cover, cover_name = settings.cover.read_bytes(), COVER if settings.cover.suffix.lower() == ".png" else "cover.jpg"
+    else:
+        cover, cover_name = generated_cover(name, f"{count} class{'es' if count != 1 else ''}"), COVER
+    if not (out / cover_name).is_file() or (out / cover_name).read_bytes() != cover:
+        write_atomically(out / cover_name, cover)
+    _write(out / INDEX, index_html(name, records, feed=bool(base_url), settings=settings, cover=cover_name))
     if base_url:
-        _write(out / FEED, feed_xml(name, records, base_url))
+        _write(out / FEED, feed_xml(name, records, base_url, settings=settings, cover=cover_name))
 
 
 def _write(path: Path, text: str) -> None:
@@ -108,7 +127,10 @@ def _write(path: Path, text: str) -> None:
 # ---------------------------------------------------------------- the feed
 
 
-def feed_xml(title: str, records: list[Record], base_url: str) -> str:
+def feed_xml(title: str, records: list[Record], base_url: str, settings: LibrarySettings = LibrarySettings(),
+             cover: str = COVER) -> str:
+    """The podcast feed: one episode per output (a class with variants has an episode per length,
+    its main one first), newest class first."""
     base = base_url if base_url.endswith("/") else base_url + "/"
 
     def url(path: str) -> str:
@@ -119,7 +141,7 @@ def feed_xml(title: str, records: list[Record], base_url: str) -> str:
     rss = ET.Element("rss", {"version": "2.0"})
     channel = ET.SubElement(rss, "channel")
     authors = Counter(r.track.author for r in records if r.track.author)
-    author = authors.most_common(1)[0][0] if authors else "guidetrack"
+    author = settings.author or (authors.most_common(1)[0][0] if authors else "")
 
     def add(parent: ET.Element, tag: str, text: str | None = None, **attributes: str) -> ET.Element:
         element = ET.SubElement(parent, tag, attributes)
@@ -129,23 +151,37 @@ def feed_xml(title: str, records: list[Record], base_url: str) -> str:
 
     add(channel, "title", title)
     add(channel, "link", base)
-    add(channel, "description", f"{title}: guided practice for eyes-closed listening, {len(records)} classes.")
-    add(channel, "language", library_language(records))
+    count = len(classes(records))
+    add(channel, "description", settings.description or
+        f"{title}: guided practice for eyes-closed listening, {count} class{'es' if count != 1 else ''}.")
+    add(channel, "language", library_language(records, settings))
+    if settings.copyright:
+        add(channel, "copyright", settings.copyright)
     add(channel, "generator", "guidetrack")
     add(channel, f"{{{ATOM}}}link", href=url(FEED), rel="self", type="application/rss+xml")
-    add(channel, f"{{{ITUNES}}}author", author)
-    add(channel, f"{{{ITUNES}}}image", href=url(COVER))
+    if author:
+        add(channel, f"{{{ITUNES}}}author", author)
+    if settings.owner_name or settings.owner_email:
+        owner = add(channel, f"{{{ITUNES}}}owner")
+        if settings.owner_name:
+            add(owner, f"{{{ITUNES}}}name", settings.owner_name)
+        if settings.owner_email:
+            add(owner, f"{{{ITUNES}}}email", settings.owner_email)
+    add(channel, f"{{{ITUNES}}}image", href=url(cover))
     image = add(channel, "image")
-    add(image, "url", url(COVER))
+    add(image, "url", url(cover))
     add(image, "title", title)
     add(image, "link", base)
-    category = add(channel, f"{{{ITUNES}}}category", text="Health & Fitness")
-    add(category, f"{{{ITUNES}}}category", text="Alternative Health")
+    main, _, sub_category = settings.category.partition("/")
+    category = add(channel, f"{{{ITUNES}}}category", text=main)
+    if sub_category:
+        add(category, f"{{{ITUNES}}}category", text=sub_category)
     add(channel, f"{{{ITUNES}}}explicit", "false")
     add(channel, f"{{{ITUNES}}}type", "episodic")
     add(channel, f"{{{PODCAST}}}guid", str(uuid.uuid5(PODCAST_GUID_NAMESPACE, base.split("://", 1)[-1].rstrip("/"))))
     add(channel, f"{{{PODCAST}}}medium", "podcast")
-    for record in sorted(records, key=lambda r: (r.published, r.id), reverse=True):
+    newest = sorted(classes(records), key=lambda group: max(r.published for r in group), reverse=True)
+    for record in (record for group in newest for record in group):
         track, files = record.track, record.files
         item = add(channel, "item")
         add(item, "title", track.title)
@@ -189,16 +225,34 @@ PAGE = """<!doctype html>
   ol.chapters {{ padding-left: 1.25rem; font-size: .95rem; }}
   ol.chapters button {{ background: none; border: 0; color: #3d5a80; cursor: pointer; padding: 0; font: inherit; }}
   details p {{ margin: .3rem 0; }}
+  details h4 {{ margin: .8rem 0 .2rem; font-size: .95rem; }}
+  .lengths button {{ border: 1px solid #c9c2b8; background: #fff; border-radius: 6px; padding: .2rem .6rem;
+                    cursor: pointer; font: inherit; margin-right: .3rem; }}
+  .lengths button[aria-pressed="true"] {{ background: #3d5a80; color: #fff; border-color: #3d5a80; }}
 </style>
 </head>
 <body>
-<header><img src="{cover}" alt=""><div><h1>{title}</h1><p class="meta">{count} classes{feed}</p></div></header>
+<header><img src="{cover}" alt=""><div><h1>{title}</h1><p class="meta">{count}{feed}</p>{about}</div></header>
 {articles}
 <script>
+  // a class's length buttons show that variant, and pause the one shown before
+  document.querySelectorAll("button.length").forEach(function (button) {{
+    button.addEventListener("click", function () {{
+      var article = button.closest("article");
+      article.querySelectorAll("section.variant").forEach(function (section) {{
+        var shown = section.dataset.variant === button.dataset.variant;
+        if (!shown) {{ section.querySelector("audio").pause(); }}
+        section.hidden = !shown;
+      }});
+      article.querySelectorAll("button.length").forEach(function (other) {{
+        other.setAttribute("aria-pressed", String(other === button));
+      }});
+    }});
+  }});
   // chapter buttons move their track's player to the chapter's start
   document.querySelectorAll("button[data-start]").forEach(function (button) {{
     button.addEventListener("click", function () {{
-      var player = button.closest("article").querySelector("audio");
+      var player = button.closest("section").querySelector("audio");
       player.currentTime = parseFloat(button.dataset.start);
       player.play();
     }});
@@ -210,32 +264,96 @@ PAGE = """<!doctype html>
 
 ARTICLE = """<article id="{anchor}">
   <h2>{title}</h2>
-  <p class="meta">{duration}{author}</p>
-  <p>{description}</p>
-  <audio controls preload="metadata" src="{audio}">
-    <track kind="captions" srclang="{language}" label="Transcript" src="{vtt}">
-  </audio>
-  <ol class="chapters">{chapters}</ol>
-  <details><summary>Transcript</summary>{transcript}</details>
-  <p class="meta">Files: <a href="{audio}" download>audio</a> · <a class="transcript" href="{vtt}">transcript (WebVTT)</a> · <a class="transcript" href="{srt}">SRT</a> · <a href="{chapters_file}">chapters</a></p>
+  <p class="meta">{meta}</p>
+  <p>{description}</p>{lengths}
+{variants}
 </article>"""
 
+VARIANT = """  <section class="variant" data-variant="{variant}"{hidden}>
+    <audio controls preload="metadata" src="{audio}">
+      <track kind="captions" srclang="{language}" label="Transcript" src="{vtt}">
+    </audio>
+    <ol class="chapters">{chapters}</ol>
+    <details><summary>Transcript</summary>{transcript}</details>
+    <p class="meta">Download: <a href="{audio}" download>the audio ({duration})</a> · <a class="transcript" href="{vtt}">captions for players (WebVTT)</a> · <a class="transcript" href="{srt}">subtitles for video editors (SRT)</a> · <a href="{chapters_file}">chapters (JSON)</a></p>
+  </section>"""
 
-def index_html(title: str, records: list[Record], feed: bool = False) -> str:
+
+def _prose(record: Record) -> str:
+    """The transcript as a reader would want it: a paragraph a chapter under its heading, counted
+    breaths joined ("In, two, three, four.")."""
+    e = html.escape
+    track = record.track
+    lines = track.spoken or tuple((0.0, text) for text in track.transcript)
+    starts = [(c.start, c.title) for c in track.chapters] if track.spoken else []
+    out: list[str] = []
+    paragraph: list[str] = []
+    run: list[str] = []
+
+    def close_run() -> None:
+        if run:
+            paragraph.append(", ".join([run[0], *(w[:1].lower() + w[1:] for w in run[1:])]) + ".")
+            run.clear()
+
+    def close_paragraph() -> None:
+        close_run()
+        if paragraph:
+            out.append(f"<p>{e(' '.join(paragraph))}</p>")
+            paragraph.clear()
+
+    for start, text in lines:
+        while starts and starts[0][0] <= start + 0.0005:
+            close_paragraph()
+            out.append(f"<h4>{e(starts.pop(0)[1])}</h4>")
+        words = text.split()
+        if len(words) <= 2 and not text.rstrip().endswith((".", "!", "?")):
+            run.append(text.strip().rstrip(","))
+        else:
+            close_run()
+            paragraph.append(text)
+    close_paragraph()
+    return "".join(out)
+
+
+def index_html(title: str, records: list[Record], feed: bool = False, settings: LibrarySettings = LibrarySettings(),
+               cover: str = COVER) -> str:
+    """The library's page: a card a class, with a choice of length when it has variants (the main
+    one first), each with its player, chapters, transcript and files."""
     e = html.escape
     articles = []
-    for record in records:
-        track = record.track
-        chapters = "".join(f'<li><button data-start="{c.start}">{format_clock(round(c.start * SAMPLE_RATE))}</button> '
-                           f'{e(c.title)}</li>' for c in track.chapters)
-        articles.append(ARTICLE.format(
-            anchor=e(record.id), title=e(track.title), description=e(track.description),
-            language=e(track.language), duration=format_clock(round(track.duration * SAMPLE_RATE)),
-            author=f" · {e(track.author)}" if track.author else "",
-            audio=e(record.url("audio")), vtt=e(record.url("vtt")), srt=e(record.url("srt")),
-            chapters_file=e(record.url("chapters")),
-            chapters=chapters, transcript="".join(f"<p>{e(line)}</p>" for line in track.transcript),
-        ))
-    return PAGE.format(title=e(title), cover=COVER, count=len(records), articles="\n".join(articles),
-                       language=e(library_language(records)),
+    groups = classes(records)
+    for group in groups:
+        main = group[0]
+        track = main.track
+        meta = [format_clock(round(r.track.duration * SAMPLE_RATE)) for r in group[:1]]
+        if track.level:
+            meta.append(e(track.level))
+        if track.author:
+            meta.append(e(track.author))
+        if track.props:
+            meta.append("props: " + e(", ".join(track.props)))
+        sections = []
+        for index, record in enumerate(group):
+            t = record.track
+            chapters = "".join(f'<li><button data-start="{c.start}">{format_clock(round(c.start * SAMPLE_RATE))}</button> '
+                               f'{e(c.title)}</li>' for c in t.chapters)
+            sections.append(VARIANT.format(
+                variant=e(t.variant), hidden="" if index == 0 else " hidden", language=e(t.language),
+                duration=format_clock(round(t.duration * SAMPLE_RATE)),
+                audio=e(record.url("audio")), vtt=e(record.url("vtt")), srt=e(record.url("srt")),
+                chapters_file=e(record.url("chapters")), chapters=chapters, transcript=_prose(record)))
+        lengths = ""
+        if len(group) > 1:
+            buttons = "".join(
+                f'<button class="length" data-variant="{e(r.track.variant)}" aria-pressed="{str(i == 0).lower()}">'
+                f'{format_clock(round(r.track.duration * SAMPLE_RATE))} <small>{e(r.track.variant)}</small></button>'
+                for i, r in enumerate(group))
+            lengths = f'\n  <p class="lengths">Length: {buttons}</p>'
+        articles.append(ARTICLE.format(anchor=e(main.script.rsplit(".", 1)[0]), title=e(class_title(main)), meta=" · ".join(meta),
+                                       description=e(track.description), lengths=lengths,
+                                       variants="\n".join(sections)))
+    count = len(groups)
+    about = f"<p>{e(settings.description)}</p>" if settings.description else ""
+    return PAGE.format(title=e(title), cover=cover, count=f"{count} class{'es' if count != 1 else ''}",
+                       articles="\n".join(articles), language=e(library_language(records, settings)), about=about,
                        feed=f' · <a href="{FEED}">podcast feed</a>' if feed else "")

@@ -16,6 +16,7 @@ includes, and the files it names (to check them).
 """
 
 from ..voice import Lexicon, Said, VoiceSpec, said_by
+from .library import LIBRARY_FILE, LibrarySettings, read_library
 from .load import FileKind, Loaded, load, load_all, load_any
 from .model import (
     BREATH_PRESETS,
@@ -55,7 +56,7 @@ from .voices import (
 )
 
 __all__ = [
-    "FileKind", "Loaded", "BREATH_PRESETS", "BUILTIN_VOICES", "CUES", "DEFAULT_VOICE", "ESPEAK_VOICE", "FORMAT_VERSION",
+    "FileKind", "Loaded", "LIBRARY_FILE", "LibrarySettings", "read_library", "BREATH_PRESETS", "BUILTIN_VOICES", "CUES", "DEFAULT_VOICE", "ESPEAK_VOICE", "FORMAT_VERSION",
     "GENERATED_BACKGROUNDS", "GENERATED_SOUNDS", "MAX_COVER_BYTES", "SIDE_FIELD", "Background", "BreathPattern",
     "Breathe", "Bumper", "Chime", "Cue", "Duck", "Hold", "Lexicon", "Pause", "Said", "Say", "Script", "Section",
     "Sides", "Step", "VoiceSpec", "cover_problem", "json_schema", "load", "load_all", "load_any", "load_profile",

@@ -15,6 +15,7 @@ from ..loudness import parse_loudness
 from ..units import to_samples
 from ..voice import VoiceSpec
 from .checker import Checker, Context, KeyPath, check_cues, describe_value, suggest
+from .library import is_library, library_settings
 from .model import Hold, Say, Script, Section, Sides, Step, variant_title
 from .params import merge_params, substitute
 from .schema import TOP_SCHEMA
@@ -64,6 +65,7 @@ class FileKind(StrEnum):
     SCRIPT = "script"
     BLOCK = "block"  # has `block:`; rendered as part of the scripts that include it
     PROFILE = "profile"  # a voice profile (`guidetrack-voice: 1`)
+    LIBRARY = "library"  # a library's settings (library.yaml: `guidetrack-library: 1`)
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,8 @@ def load_any(path: str | Path, root: str | Path | None = None) -> Loaded:
     context, data, tree = _open(path, root)
     if is_block(data):
         return Loaded(FileKind.BLOCK, warnings=block_warnings(path, context, data, tree))
+    if is_library(data):
+        return Loaded(FileKind.LIBRARY, warnings=library_settings(path, context, data, tree)[1])
     if isinstance(data, dict) and "guidetrack-voice" in data:
         return Loaded(FileKind.PROFILE, warnings=profile_warnings(path, context, data, tree))
     return Loaded(FileKind.SCRIPT, tuple(_scripts(path, context, data, tree)))
@@ -187,6 +191,8 @@ def _build(path: Path, variant: str, data: dict[str, Any], params: dict[str, Any
         language=language.tag,
         words=words,
         variant=variant,
+        props=tuple(p.strip() for p in data.get("props", ()) if isinstance(p, str) and check.plain(p, ("props",))),
+        level=(data.get("level") or "").strip() if isinstance(data.get("level"), str) else "",
     )
 
 

@@ -209,6 +209,8 @@ class Script:
     language: str = DEFAULT_LANGUAGE  # a BCP 47 tag: the language of the words guidetrack adds
     words: Words = field(default_factory=lambda: parse_language(DEFAULT_LANGUAGE).words)  # those words
     variant: str = ""  # the variant's name; "" for a script without variants
+    props: tuple[str, ...] = ()  # what to have at hand, for the library's page
+    level: str = ""  # who it suits, for the library's page
     sources: tuple[Path, ...] = ()  # the script, its blocks and audio files: all the sound depends on
     warnings: tuple[Problem, ...] = ()
 

@@ -149,6 +149,10 @@ TOP_SCHEMA: dict[str, Any] = {
         "guidetrack": {"const": FORMAT_VERSION, "description": "format version"},
         **_VARIANT_PROPERTIES,
         "params": _PARAMS,
+        "props": {"type": "array", "items": {"type": "string", "minLength": 1, "maxLength": 100}, "maxItems": 30,
+                  "description": "what to have at hand (blanket, bolster, a wall): shown with the class"},
+        "level": {"type": "string", "minLength": 1, "maxLength": 60,
+                  "description": "who the class suits (beginners, all levels): shown with the class"},
         "variants": {
             "type": "object",
             "minProperties": 1,
