@@ -223,14 +223,15 @@ def test_index_html_plays_every_track_and_loads_every_transcript_in_chromium(gt,
         report = driver.execute_async_script(CHECK_PAGE)
     finally:
         driver.quit()
-    catalog = {t["title"]: t for t in json.loads((out / "catalog.json").read_text())["tracks"]}
-    assert sorted(report["titles"]) == sorted(catalog)
-    assert len(report["players"]) == 3
+    catalog = {t["files"]["audio"]["path"]: t for t in json.loads((out / "catalog.json").read_text())["tracks"]}
+    assert report["titles"] == ["Breath Break", "Wind Down"]  # a card a class, not a file
+    assert len(report["players"]) == 3  # one for each variant
     for player in report["players"]:  # every player's source loaded, with the track's length
         assert player["error"] is None and player["duration"] is not None, player
-        title = player["title"]
-        assert abs(player["duration"] - catalog[title]["duration"]) < 0.2, player
+        track = catalog[player["src"].split("/out/", 1)[1]]
+        assert abs(player["duration"] - track["duration"]) < 0.2 and player["variant"] == track["variant"], player
         assert player["cues"] >= 2, player  # its captions track loaded, cue by cue
+    assert report["switched"] == {"short": True, "long": False}  # a click on a length shows that variant
     assert len(report["transcripts"]) == 6
     for link in report["transcripts"]:  # every transcript link loads
         assert link["ok"] and link["length"] > 20, link
@@ -239,15 +240,16 @@ def test_index_html_plays_every_track_and_loads_every_transcript_in_chromium(gt,
 CHECK_PAGE = """
 const done = arguments[arguments.length - 1];
 const articles = [...document.querySelectorAll("article")];
-const players = articles.map(article => new Promise(resolve => {
-  const audio = article.querySelector("audio");
+const sections = [...document.querySelectorAll("section.variant")];
+const players = sections.map(section => new Promise(resolve => {
+  const audio = section.querySelector("audio");
   const track = audio.querySelector("track");
   track.track.mode = "hidden";  // makes the browser load the captions
   const began = Date.now();
   const poll = () => {
     const settled = (audio.readyState >= 1 || audio.error) && track.readyState >= 2;
     if (!settled && Date.now() - began < 30000) { setTimeout(poll, 100); return; }
-    resolve({title: article.querySelector("h2").textContent, src: audio.currentSrc,
+    resolve({variant: section.dataset.variant, src: audio.currentSrc,
       duration: audio.duration, error: audio.error && audio.error.code, ready: audio.readyState,
       trackState: track.readyState, cues: track.track.cues ? track.track.cues.length : -1});
   };
@@ -256,8 +258,12 @@ const players = articles.map(article => new Promise(resolve => {
 const transcripts = [...document.querySelectorAll("a.transcript")].map(a =>
   fetch(a.href).then(r => r.text().then(t => ({href: a.href, ok: r.ok || r.status === 0, length: t.length})))
     .catch(e => ({href: a.href, ok: false, length: 0, error: String(e)})));
+const breath = articles[0];
+breath.querySelector('button.length[data-variant="long"]').click();
+const switched = {short: breath.querySelector('section[data-variant="short"]').hidden,
+                  long: breath.querySelector('section[data-variant="long"]').hidden};
 Promise.all([Promise.all(players), Promise.all(transcripts)]).then(([p, t]) =>
-  done({titles: articles.map(a => a.querySelector("h2").textContent), players: p, transcripts: t}));
+  done({titles: articles.map(a => a.querySelector("h2").textContent), players: p, transcripts: t, switched}));
 """
 
 
