@@ -16,12 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, decode, ffprobe_duration
+from helpers import LIBRARY, ROOT, decode, ffprobe_duration
 from meter import lufs, true_peak
 
 pytestmark = pytest.mark.integration
 
-LIBRARY = Path(__file__).resolve().parent / "library"
 OUTPUTS = {"breath-short.mp3", "breath-long.mp3", "evening/wind-down.mp3"}
 
 

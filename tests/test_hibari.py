@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import ROOT, decode, ffprobe_duration, window_db
+from helpers import ROOT, decode, ffprobe_duration, window_db
 
 from guidetrack.engines.hibari_engine import HibariEngine, bundled_voices
 from guidetrack.errors import InvalidInput

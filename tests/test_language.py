@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import decode, ffprobe_duration, window_db
+from helpers import decode, ffprobe_duration, window_db
 from meter import speech_lufs, true_peak
 
 from guidetrack.errors import InvalidInput

@@ -117,7 +117,7 @@ def test_ducking_reaches_its_depth_before_speech_and_comes_back_smoothly():
 import pytest  # noqa: E402
 from scipy.signal import butter, sosfilt  # noqa: E402
 
-from conftest import RATE, decode, plan_json  # noqa: E402
+from helpers import RATE, decode, plan_json  # noqa: E402
 
 HIGH_BAND = butter(8, [12_000, 16_000], btype="bandpass", fs=RATE, output="sos")
 

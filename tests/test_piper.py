@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from meter import speech_lufs, true_peak
-from conftest import SCRIPTS, decode, ffprobe_duration, plan_json, window_db
+from helpers import SCRIPTS, decode, ffprobe_duration, plan_json, window_db
 from guidetrack.errors import EngineError
 from guidetrack.script import VoiceSpec
 from guidetrack.speech import ClipCache, Speaker

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from mutagen.id3 import ID3
 
-from conftest import SCRIPTS, SESSIONS, decode, ffprobe_duration, plan_json, window_db
+from helpers import SCRIPTS, SESSIONS, decode, ffprobe_duration, guidetrack, plan_json, window_db
 from meter import lufs, speech_lufs, true_peak
 
 pytestmark = pytest.mark.integration
@@ -19,19 +19,9 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def short(tmp_path_factory, cache_dir):
     """tests/scripts/short.yaml rendered once, with its plan."""
-    import os
-    import sys
-
-    from conftest import ROOT
-
     out = tmp_path_factory.mktemp("render") / "short.mp3"
-    env = {**os.environ, "GUIDETRACK_CACHE_DIR": str(cache_dir)}
-    run = lambda *a: subprocess.run([sys.executable, "-m", "guidetrack", *map(str, a)],  # noqa: E731
-                                    capture_output=True, text=True, env=env, cwd=ROOT, check=True)
-    rendered = run("render", SCRIPTS / "short.yaml", "-o", out)
-    import json
-
-    plan = json.loads(run("plan", SCRIPTS / "short.yaml", "--json").stdout)
+    rendered = guidetrack("render", SCRIPTS / "short.yaml", "-o", out, cache=cache_dir, check=True)
+    plan = json.loads(guidetrack("plan", SCRIPTS / "short.yaml", "--json", cache=cache_dir, check=True).stdout)
     return out, plan, decode(out), rendered.stderr
 
 

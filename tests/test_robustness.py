@@ -20,11 +20,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import ROOT
+from helpers import FAULTS, ROOT
 
 pytestmark = pytest.mark.integration
-
-FAULTS = Path(__file__).resolve().parent / "faults.py"
 
 TINY = """guidetrack: 1
 title: {title}
@@ -396,7 +394,7 @@ def test_validating_a_long_background_file_does_not_hold_it_in_memory(tmp_path, 
 def test_long_spoken_texts_are_not_all_held_in_memory(tmp_path):
     """Ten minutes of speech (a fake engine: this is about what is kept, not how it sounds): the
     plan and the levels keep a few clips at a time, not all of them (that was over 300 MB)."""
-    from test_speech import ToneEngine
+    from helpers import ToneEngine
 
     from guidetrack.mix import levels
     from guidetrack.plan import make_plan

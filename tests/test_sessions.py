@@ -10,7 +10,7 @@ import json
 import pytest
 from mutagen.id3 import ID3
 
-from conftest import SESSIONS, decode, ffprobe_duration, plan_json, window_db
+from helpers import SESSIONS, decode, ffprobe_duration, plan_json, window_db
 
 pytestmark = pytest.mark.integration
 

@@ -1,0 +1,89 @@
+"""Shared helpers for the tests: paths anchored to the repository (never the current folder),
+running the real CLI, and decoding and measuring its output.
+
+Imported as `from helpers import ...` (pytest puts tests/ on sys.path); fixtures live in
+conftest.py."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import wave
+from pathlib import Path
+
+import numpy as np
+
+TESTS = Path(__file__).resolve().parent
+ROOT = TESTS.parent
+SCRIPTS = TESTS / "scripts"
+LIBRARY = TESTS / "library"
+CORPUS = TESTS / "corpus"
+FAULTS = TESTS / "faults.py"
+SESSIONS = ROOT / "sessions"
+RATE = 44_100
+
+
+def guidetrack(*args: object, cache: Path, check: bool = False, timeout: float = 600,
+               env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run `guidetrack ARGS...` as a user would, in a subprocess, with `cache` as its clip cache."""
+    env = {**(env if env is not None else os.environ), "GUIDETRACK_CACHE_DIR": str(cache)}
+    result = subprocess.run([sys.executable, "-m", "guidetrack", *map(str, args)],
+                            capture_output=True, text=True, env=env, cwd=ROOT, timeout=timeout)
+    if check and result.returncode != 0:
+        raise AssertionError(f"guidetrack {args} failed ({result.returncode}):\n{result.stderr}")
+    return result
+
+
+class GT:
+    """`gt(ARGS...)` runs `guidetrack ARGS...` as a user would, in a subprocess, with the shared
+    clip cache (`gt.cache`) unless `cache=` names another."""
+
+    def __init__(self, cache: Path):
+        self.cache = cache
+
+    def __call__(self, *args: object, cache: Path | None = None, check: bool = False):
+        return guidetrack(*args, cache=cache or self.cache, check=check)
+
+
+def plan_json(gt, script: Path) -> dict:
+    return json.loads(gt("plan", script, "--json", check=True).stdout)
+
+
+def ffprobe_duration(path: Path) -> float:
+    out = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", str(path)],
+                         capture_output=True, text=True, check=True).stdout
+    return float(out.strip())
+
+
+def decode(path: Path) -> np.ndarray:
+    """The decoded file as float32 stereo frames at 44.1 kHz (ffmpeg removes the encoder's padding)."""
+    raw = subprocess.run(["ffmpeg", "-v", "error", "-i", str(path), "-f", "f32le", "-ac", "2", "-ar", str(RATE), "-"],
+                         capture_output=True, check=True).stdout
+    return np.frombuffer(raw, np.float32).reshape(-1, 2)
+
+
+def window_db(audio: np.ndarray, start: float, end: float) -> float:
+    part = audio[int(start * RATE): int(end * RATE)]
+    return float(10 * np.log10(np.mean(np.square(part, dtype=np.float64)) + 1e-12))
+
+
+class ToneEngine:
+    """Writes a 22.05 kHz tone whose length follows the text: enough to test the cache."""
+
+    name = "tone"
+    version = "1"
+
+    def __init__(self, amplitude=0.3):
+        self.calls = []
+        self.amplitude = amplitude
+
+    def synthesize(self, text, voice, path: Path):
+        self.calls.append(text)
+        samples = np.sin(np.arange(len(text) * 500) * 0.1) * self.amplitude * 32767
+        with wave.open(str(path), "wb") as out:
+            out.setnchannels(1)
+            out.setsampwidth(2)
+            out.setframerate(22050)
+            out.writeframes(samples.astype("<i2").tobytes())
