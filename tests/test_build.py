@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from helpers import LIBRARY, ROOT, decode, ffprobe_duration
+from helpers import (CHROMEDRIVER, CHROMIUM, LIBRARY, ROOT, decode, ffprobe_duration, needs_chromium, needs_dask,
+                     needs_feedparser)
 from meter import lufs, true_peak
 
 pytestmark = pytest.mark.integration
@@ -155,6 +156,7 @@ def test_concurrent_builds_share_one_clip_cache_safely(library, tmp_path):
     assert one.shape == two.shape
 
 
+@needs_feedparser
 def test_the_published_catalog_and_feed(gt, library, tmp_path):
     import feedparser
 
@@ -201,6 +203,7 @@ def test_the_published_catalog_and_feed(gt, library, tmp_path):
     assert "https://studio.example/classes/breath-short.mp3" in (out / "feed.xml").read_text()
 
 
+@needs_chromium
 def test_index_html_plays_every_track_and_loads_every_transcript_in_chromium(gt, library, tmp_path):
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
@@ -208,14 +211,14 @@ def test_index_html_plays_every_track_and_loads_every_transcript_in_chromium(gt,
     out = tmp_path / "out"
     gt("build", library, "-o", out, check=True)
     options = webdriver.ChromeOptions()
-    options.binary_location = "/usr/bin/chromium"
+    options.binary_location = CHROMIUM
     for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
                  "--autoplay-policy=no-user-gesture-required",
                  "--allow-file-access-from-files",  # the folder opened from disk, as a studio would offline
                  f"--user-data-dir={tmp_path / 'chromium'}"):
         options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     try:
         driver.set_script_timeout(60)
         driver.get((out / "index.html").as_uri())
@@ -260,6 +263,7 @@ Promise.all([Promise.all(players), Promise.all(transcripts)]).then(([p, t]) =>
 """
 
 
+@needs_dask
 def test_a_build_on_a_dask_cluster(library, tmp_path, cache_dir, monkeypatch):
     """A local Dask cluster on loopback, started here: the renders run on its workers, the
     outputs and the manifest are written by the build."""
