@@ -93,6 +93,7 @@ def test_a_bed_sits_at_its_level_under_the_voice(gt, tmp_path, bed):
     assert abs(lufs(cut(audio, alone)) - voice - (-20)) <= 1.0, lufs(cut(audio, alone)) - voice
 
 
+@pytest.mark.slow(50)
 @integration
 def test_a_twenty_minute_class_of_holds_over_the_ocean(gt, tmp_path):
     path = tmp_path / "restorative.yaml"
@@ -111,6 +112,7 @@ def test_a_twenty_minute_class_of_holds_over_the_ocean(gt, tmp_path):
     assert abs(lufs(cut(audio, alone)) - voice - (-20)) <= 1.0
 
 
+@pytest.mark.slow(70)
 @integration
 def test_an_hour_of_sleep_over_a_drone(gt, tmp_path):
     """Mono, to keep the suite quick; `scripts/bench` renders eight hours in stereo."""

@@ -17,12 +17,19 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def short(tmp_path_factory, cache_dir):
-    """tests/scripts/short.yaml rendered once, with its plan."""
-    out = tmp_path_factory.mktemp("render") / "short.mp3"
-    rendered = guidetrack("render", SCRIPTS / "short.yaml", "-o", out, cache=cache_dir, check=True)
-    plan = json.loads(guidetrack("plan", SCRIPTS / "short.yaml", "--json", cache=cache_dir, check=True).stdout)
-    return out, plan, decode(out), rendered.stderr
+def short(run_once, cache_dir):
+    """tests/scripts/short.yaml rendered once in the run (whichever worker comes first), with its
+    plan: (the file, the plan, the decoded audio, what the render printed)."""
+
+    def make(folder):
+        rendered = guidetrack("render", SCRIPTS / "short.yaml", "-o", folder / "short.mp3", cache=cache_dir, check=True)
+        (folder / "stderr.txt").write_text(rendered.stderr)
+        plan = guidetrack("plan", SCRIPTS / "short.yaml", "--json", cache=cache_dir, check=True).stdout
+        (folder / "plan.json").write_text(plan)
+
+    folder = run_once("render-short", make)
+    out, plan = folder / "short.mp3", json.loads((folder / "plan.json").read_text())
+    return out, plan, decode(out), (folder / "stderr.txt").read_text()
 
 
 def test_length_matches_duration(short):
@@ -178,6 +185,7 @@ def test_damaged_cache_entry_is_remade(gt, tmp_path):
     assert np.array_equal(decode(first), decode(second))
 
 
+@pytest.mark.slow(28)
 def test_the_ten_minute_session(gt, tmp_path):
     out = tmp_path / "legs.mp3"
     gt("render", SESSIONS / "legs-up-the-wall.yaml", "--variant", "standard", "-o", out, check=True)

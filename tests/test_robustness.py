@@ -7,13 +7,16 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import tracemalloc
 import wave
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -56,11 +59,14 @@ def run(*args: object, env: dict[str, str], kill_at: str | None = None, memory: 
 
 
 @pytest.fixture
-def env(tmp_path, cache_dir) -> dict[str, str]:
-    """The shared clip cache, and a private $TMPDIR so that litter there can be seen."""
-    temp = tmp_path / "tmpdir"
-    temp.mkdir()
-    return {**os.environ, "GUIDETRACK_CACHE_DIR": str(cache_dir), "TMPDIR": str(temp)}
+def env(cache_dir) -> Iterator[dict[str, str]]:
+    """The shared clip cache, and a private $TMPDIR so that litter there can be seen. A short
+    path in the system's temporary folder, not in tmp_path: a build's multiprocessing socket is
+    made in $TMPDIR, and under pytest-xdist tmp_path is long enough to pass the 107 bytes a
+    socket's path may have (OSError: AF_UNIX path too long)."""
+    temp = Path(tempfile.mkdtemp(prefix="gt-"))
+    yield {**os.environ, "GUIDETRACK_CACHE_DIR": str(cache_dir), "TMPDIR": str(temp)}
+    shutil.rmtree(temp, ignore_errors=True)
 
 
 def digest(path: Path) -> str:
@@ -377,6 +383,7 @@ def test_text_with_nothing_to_speak_is_refused_at_its_line(tmp_path, env):
 # ---------------------------------------------------------------- memory does not grow with the audio
 
 
+@pytest.mark.slow(13)
 def test_validating_a_long_background_file_does_not_hold_it_in_memory(tmp_path, env):
     """An hour of stereo FLAC decodes to 1.3 GB of float samples; validate streams it."""
     bed = tmp_path / "hour.flac"

@@ -38,6 +38,7 @@ def test_the_library_speaks_sanskrit_names_through_the_lexicon():
     assert all(pronounce(word, lexicon) != word for word in spoken)
 
 
+@pytest.mark.slow(16)
 def test_every_script_and_block_validates_in_strict_mode(gt):
     result = gt("validate", "--strict", SESSIONS)
     assert result.returncode == 0, result.stderr
@@ -46,6 +47,7 @@ def test_every_script_and_block_validates_in_strict_mode(gt):
         assert f"ok  {script} [short]" in result.stdout, result.stdout
 
 
+@pytest.mark.slow(20)
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.stem)
 def test_short_variant_renders_and_speech_falls_where_planned(gt, tmp_path, script):
     out = tmp_path / "short.mp3"
