@@ -292,3 +292,20 @@ def test_the_meters_report_is_read_past_a_line_it_cannot_read():
     reading = _Report(iter(lines)).reading(["ffmpeg"])
     assert len(reading.blocks) == 6 and reading.integrated == pytest.approx(-20.0)
     assert reading.true_peak == pytest.approx(20 * np.log10(0.5)) and reading.lra == 3.1
+
+
+def test_the_meter_is_pyloudnorms():
+    """tests/meter.py's `lufs` does pyloudnorm's block loop at once: it must give pyloudnorm's
+    own figure (speech-like bursts and silence, stereo and mono, odd lengths)."""
+    import pyloudnorm
+
+    from meter import lufs as fast
+
+    rng = np.random.default_rng(7)
+    t = np.arange(int(RATE * 12.3)) / RATE
+    bursts = (np.sin(t * 1.3) > 0.2) * (0.5 + 0.4 * np.sin(t * 7))
+    stereo = np.stack([bursts * rng.standard_normal(len(t)) * 0.1, bursts * np.sin(2 * np.pi * 300 * t) * 0.3], 1)
+    for audio in (stereo.astype(np.float32), stereo[:, 0].astype(np.float32), stereo[: int(RATE * 0.45)],
+                  np.zeros((RATE, 2), np.float32)):
+        expected = pyloudnorm.Meter(RATE).integrated_loudness(audio.astype(np.float64))
+        assert fast(audio) == pytest.approx(expected, abs=1e-9) if np.isfinite(expected) else fast(audio) == expected
