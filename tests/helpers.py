@@ -75,8 +75,25 @@ class GT:
         return guidetrack(*args, cache=cache or self.cache, check=check)
 
 
-def plan_json(gt, script: Path) -> dict:
-    return json.loads(gt("plan", script, "--json", check=True).stdout)
+def plan_of(script: Path, cache: Path, variant: str | None = None) -> dict:
+    """What `guidetrack plan SCRIPT [--variant V] --json` prints, computed in this process by the
+    same functions: no process to start (about a second each). The clips it times are read from
+    `cache`, where the render before it put them (test_render checks it agrees with the command)."""
+    from guidetrack.decoded import decoded
+    from guidetrack.render import plan_script
+    from guidetrack.script import load, load_all
+
+    script_ = load(script, variant) if variant else load_all(script)[0]
+    try:
+        timeline, _ = plan_script(script_, cache)
+        return json.loads(json.dumps(timeline.to_json(), ensure_ascii=False))
+    finally:
+        decoded.cache_clear()  # as a render does: the next test's files may sit at the same paths
+
+
+def plan_json(gt, script: Path, variant: str | None = None, cache: Path | None = None) -> dict:
+    """The plan of SCRIPT, timed by the clips in the `gt` fixture's cache (or `cache`)."""
+    return plan_of(script, cache or gt.cache, variant)
 
 
 def ffprobe_duration(path: Path) -> float:

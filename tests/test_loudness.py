@@ -13,6 +13,7 @@ import wave
 import numpy as np
 import pytest
 
+from helpers import plan_json
 from meter import RATE, crest_db, cut, decode, lufs, quiet_stretches, speech_lufs, true_peak
 
 integration = pytest.mark.integration
@@ -37,7 +38,7 @@ def rendered(gt, path, *args):
     """(what `render --json` printed for the file, the plan, the decoded file)."""
     out = path.with_suffix(".mp3")
     report = json.loads(gt("render", path, "-o", out, "--json", *args, check=True).stdout)[0]
-    plan = json.loads(gt("plan", path, "--json", check=True).stdout)
+    plan = plan_json(gt, path)
     return report, plan, decode(out, channels=1 if "--mono" in args else 2)
 
 
@@ -195,7 +196,7 @@ def test_a_forged_remembered_gain_is_not_trusted(gt, tmp_path):
     state.write_text(json.dumps({**json.loads(state.read_text()), "gain_db": float("inf")}))
     out = tmp_path / "b.mp3"
     report = json.loads(gt("render", path, "-o", out, "--json", cache=cache, check=True).stdout)[0]
-    check_promise(report, json.loads(gt("plan", path, "--json", check=True).stdout), decode(out), -16.0)
+    check_promise(report, plan_json(gt, path, cache=cache), decode(out), -16.0)
 
 
 @integration
