@@ -96,6 +96,36 @@ def plan_json(gt, script: Path, variant: str | None = None, cache: Path | None =
     return plan_of(script, cache or gt.cache, variant)
 
 
+def clips_used(script: Path, cache: Path, variant: str | None = None) -> list[Path]:
+    """The clip cache entries a render of SCRIPT reads, from `cache` (which must hold them)."""
+    from guidetrack.script import load, load_all
+    from guidetrack.speech import ClipCache, Speaker
+
+    class Recording(ClipCache):
+        def get(self, path: Path):
+            used.append(path)
+            return super().get(path)
+
+    used: list[Path] = []
+    script_ = load(script, variant) if variant else load_all(script)[0]
+    texts = [e["text"] for e in plan_of(script, cache, variant)["events"] if e["kind"] == "speech"]
+    speaker = Speaker(script_.voice, Recording(cache))
+    speaker.lengths(texts)
+    assert speaker.cache.misses == 0, f"{cache} does not hold every clip of {script}"
+    return sorted(set(used))
+
+
+def seed_cache(folder: Path, script: Path, warm: Path, variant: str | None = None) -> Path:
+    """A private clip cache holding the clips SCRIPT needs, copied from the `warm` cache (where
+    `guidetrack plan` first speaks any it lacks, in its own process): a test that needs a cache
+    of its own does not speak every clip again with a cold engine."""
+    guidetrack("plan", script, *(["--variant", variant] if variant else []), cache=warm, check=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    for path in clips_used(script, warm, variant):
+        shutil.copy2(path, folder / path.name)
+    return folder
+
+
 def ffprobe_duration(path: Path) -> float:
     out = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", str(path)],
                          capture_output=True, text=True, check=True).stdout

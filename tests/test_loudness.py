@@ -13,7 +13,7 @@ import wave
 import numpy as np
 import pytest
 
-from helpers import plan_json
+from helpers import plan_json, seed_cache
 from meter import RATE, crest_db, cut, decode, lufs, quiet_stretches, speech_lufs, true_peak
 
 integration = pytest.mark.integration
@@ -190,7 +190,7 @@ def test_a_forged_remembered_gain_is_not_trusted(gt, tmp_path):
     """An infinite gain in the gain cache once made full-scale noise. Now a remembered value is
     checked (the unit tests below try many forgeries) and the file measured all the same."""
     path = script(tmp_path, "forged", "background: {sound: white-noise, level: -20}\n")
-    cache = tmp_path / "cache"
+    cache = seed_cache(tmp_path / "cache", path, gt.cache)  # its own, to forge its remembered gain
     gt("render", path, "-o", tmp_path / "a.mp3", cache=cache, check=True)
     (state,) = (cache / "gains").iterdir()
     state.write_text(json.dumps({**json.loads(state.read_text()), "gain_db": float("inf")}))

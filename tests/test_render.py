@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from mutagen.id3 import ID3
 
-from helpers import SCRIPTS, SESSIONS, decode, ffprobe_duration, guidetrack, plan_json, plan_of, window_db
+from helpers import (SCRIPTS, SESSIONS, decode, ffprobe_duration, guidetrack, plan_json, plan_of, seed_cache,
+                     window_db)
 from meter import lufs, speech_lufs, true_peak
 
 pytestmark = pytest.mark.integration
@@ -169,7 +170,7 @@ def test_output_settings(gt, tmp_path, short, args, suffix, codec, loudness, cha
 
 
 def test_damaged_cache_entry_is_remade(gt, tmp_path):
-    cache = tmp_path / "cache"
+    cache = seed_cache(tmp_path / "cache", SCRIPTS / "short.yaml", gt.cache)  # its own, to damage
     first = tmp_path / "first.mp3"
     gt("render", SCRIPTS / "short.yaml", "-o", first, cache=cache, check=True)
     entries = sorted(cache.glob("*.wav"))

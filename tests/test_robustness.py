@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import FAULTS, ROOT
+from helpers import FAULTS, ROOT, seed_cache
 
 pytestmark = pytest.mark.integration
 
@@ -91,11 +91,11 @@ def age(paths: list[Path], seconds: float = 700, temp: Path | None = None) -> No
 
 
 @pytest.mark.parametrize("stage", ["speaking", "caching", "measuring", "tagging"])
-def test_a_kill_at_any_stage_leaves_the_old_track_whole_and_the_next_run_cleans_up(tmp_path, env, stage):
-    cache = tmp_path / "cache"
-    env = {**env, "GUIDETRACK_CACHE_DIR": str(cache)}
+def test_a_kill_at_any_stage_leaves_the_old_track_whole_and_the_next_run_cleans_up(tmp_path, env, stage, cache_dir):
     out = tmp_path / "out"
     script = tiny(tmp_path)
+    cache = seed_cache(tmp_path / "cache", script, cache_dir)  # its own, to see what is left in it
+    env = {**env, "GUIDETRACK_CACHE_DIR": str(cache)}
     assert run("render", script, "-o", out / "tiny.mp3", env=env).returncode == 0
     before = track_files(out)
     assert set(before) == {"tiny.mp3", "tiny.vtt", "tiny.srt", "tiny.chapters.json"}
@@ -239,9 +239,9 @@ def test_a_read_only_output_folder_fails_before_rendering(tmp_path, env):
 # ---------------------------------------------------------------- damaged state, odd paths
 
 
-def test_a_cache_entry_that_is_a_folder_is_spoken_again(tmp_path, env):
-    cache = tmp_path / "cache"
+def test_a_cache_entry_that_is_a_folder_is_spoken_again(tmp_path, env, cache_dir):
     script = tiny(tmp_path, text="A folder in the cache.")
+    cache = seed_cache(tmp_path / "cache", script, cache_dir)
     env = {**env, "GUIDETRACK_CACHE_DIR": str(cache)}
     assert run("render", script, "-o", tmp_path / "a.mp3", env=env).returncode == 0
     entries = sorted(cache.glob("*.wav"))
