@@ -137,23 +137,27 @@ steps:
     assert abs(lufs(cut(audio, alone)) - voice - (-24)) <= 1.0  # and its quiet bed, 24 LU under
 
 
-def utterance_crests(plan: dict, audio: np.ndarray, gt, tmp_path) -> dict[str, tuple[float, float]]:
+def utterance_crests(plan: dict, audio: np.ndarray, gt) -> dict[str, tuple[float, float]]:
     """For each utterance at full level: its crest factor in the file minus the clip's own, and
     how far (dB) the clip's peak would stand over -1 dBTP at the level it plays in the file. The
-    clip is spoken again by `guidetrack say` (the same engine and voice: the same samples)."""
+    clip is the one the render used, read from the clip cache as `guidetrack say` reads it (the
+    default voice, which these scripts speak with), and made 16-bit as `say` writes it."""
+    from guidetrack.script import DEFAULT_VOICE, load_profile
+    from guidetrack.speech import ClipCache, Speaker
+
+    speaker = Speaker(load_profile(DEFAULT_VOICE), ClipCache(gt.cache))
     change = {}
     for event in plan["events"]:
         if event["kind"] != "speech" or event.get("gain_db") or event["text"] in change:
             continue
-        clip = tmp_path / f"clip{len(change)}.wav"
-        gt("say", event["text"], "-o", clip, check=True)
-        with wave.open(str(clip)) as file:
-            samples = np.frombuffer(file.readframes(file.getnframes()), "<i2").astype(np.float64)
+        said = speaker.clip(event["text"])
+        samples = (np.clip(said, -1, 1) * 32767).astype("<i2").astype(np.float64)
         inside = audio[int(event["start"] * RATE): int((event["start"] + event["duration"]) * RATE)]
         samples /= 32768
         level = 10 * np.log10(np.mean(np.square(inside.mean(axis=1), dtype=np.float64)) / np.mean(samples**2))
         over = max(0.0, 20 * np.log10(np.abs(samples).max()) + level - (-1.0))
         change[event["text"]] = (crest_db(inside) - crest_db(samples), over)
+    assert speaker.cache.misses == 0  # every clip the render's, none spoken again
     return change
 
 
@@ -165,9 +169,9 @@ def test_the_voice_keeps_its_crest_factor(gt, tmp_path):
     limiter takes that from them, and less than 1 dB more; cues like "Breathe in" are untouched."""
     report, plan, audio = rendered(gt, script(tmp_path, "quiet", "loudness: broadcast\n"))
     check_promise(report, plan, audio, -23.0)
-    assert all(abs(c) <= 1.0 for c, _ in utterance_crests(plan, audio, gt, tmp_path).values())
+    assert all(abs(c) <= 1.0 for c, _ in utterance_crests(plan, audio, gt).values())
     report, plan, audio = rendered(gt, script(tmp_path, "crest", "background: {sound: pink-noise, level: -20}\n"))
-    change = utterance_crests(plan, audio, gt, tmp_path)
+    change = utterance_crests(plan, audio, gt)
     assert abs(change["Breathe in"][0]) <= 1.0, change
     for crest, over in change.values():
         assert -(over + 1.0) <= crest <= 1.0, change
