@@ -187,7 +187,7 @@ def voice_quality(work: Path) -> None:
             if speaker._engine is not None:
                 speaker.engine.close()
         scores, errors, words = [], 0, 0
-        for line, clip in zip(lines, clips):
+        for line, clip in zip(lines, clips, strict=True):
             audio = resample_poly(clip, 160, 441).astype("float32")
             audio = audio / max(1.0, float(abs(audio).max()))
             scores.append(dnsmos.run(audio, 16000)["p808_mos"])

@@ -1,60 +1,66 @@
-"""Shared helpers: run the real CLI, decode and measure the real output."""
+"""Fixtures only; the shared helpers are in helpers.py (`from helpers import ...`)."""
 
 from __future__ import annotations
 
-import json
+import fcntl
 import os
-import subprocess
-import sys
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-SCRIPTS = Path(__file__).resolve().parent / "scripts"
-SESSIONS = ROOT / "sessions"
-RATE = 44_100
+from helpers import GT
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The tests marked `slow(SECONDS)` (each renders minutes of audio) run first, the longest
+    first, the rest after them in their own order: in parallel, the run does not end with one
+    worker still on a long render while the others have nothing left to do."""
+
+    def seconds(item: pytest.Item) -> float:
+        slow = item.get_closest_marker("slow")
+        return (slow.args[0] if slow.args else 1) if slow else 0
+
+    items.sort(key=lambda item: -seconds(item))
 
 
 @pytest.fixture(scope="session")
 def cache_dir(tmp_path_factory) -> Path:
-    """One clip cache for the whole run: the first render is cold, later ones warm."""
-    return tmp_path_factory.mktemp("clip-cache")
+    """One clip cache for the whole run: the first render is cold, later ones warm. Under
+    pytest-xdist every worker shares the same folder (the clip cache is safe for concurrent
+    processes), so a clip is spoken once per run, not once per worker."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return tmp_path_factory.mktemp("clip-cache")
+    shared = tmp_path_factory.getbasetemp().parent / "clip-cache"  # the run's folder, above each worker's
+    shared.mkdir(exist_ok=True)
+    return shared
+
+
+@pytest.fixture(scope="session")
+def run_once(tmp_path_factory) -> Callable[[str, Callable[[Path], None]], Path]:
+    """`run_once(name, make)`: a folder that `make(folder)` fills once in the whole run. Under
+    pytest-xdist the first worker to ask makes it, holding a lock; the others wait for it and
+    share the folder (read it, do not change it). For a render that several tests measure."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the run's folder, above each worker's
+
+    def once(name: str, make: Callable[[Path], None]) -> Path:
+        folder = root / f"once-{name}"
+        with open(root / f"once-{name}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not (folder / ".done").exists():
+                shutil.rmtree(folder, ignore_errors=True)
+                folder.mkdir()
+                make(folder)
+                (folder / ".done").touch()
+        return folder
+
+    return once
 
 
 @pytest.fixture
-def gt(cache_dir):
-    """Run `guidetrack ARGS...` as a user would, in a subprocess."""
-
-    def run(*args: object, cache: Path | None = None, check: bool = False) -> subprocess.CompletedProcess:
-        env = {**os.environ, "GUIDETRACK_CACHE_DIR": str(cache or cache_dir)}
-        result = subprocess.run([sys.executable, "-m", "guidetrack", *map(str, args)],
-                                capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
-        if check and result.returncode != 0:
-            raise AssertionError(f"guidetrack {args} failed ({result.returncode}):\n{result.stderr}")
-        return result
-
-    return run
-
-
-def plan_json(gt, script: Path) -> dict:
-    return json.loads(gt("plan", script, "--json", check=True).stdout)
-
-
-def ffprobe_duration(path: Path) -> float:
-    out = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", str(path)],
-                         capture_output=True, text=True, check=True).stdout
-    return float(out.strip())
-
-
-def decode(path: Path) -> np.ndarray:
-    """The decoded file as float32 stereo frames at 44.1 kHz (ffmpeg removes the encoder's padding)."""
-    raw = subprocess.run(["ffmpeg", "-v", "error", "-i", str(path), "-f", "f32le", "-ac", "2", "-ar", str(RATE), "-"],
-                         capture_output=True, check=True).stdout
-    return np.frombuffer(raw, np.float32).reshape(-1, 2)
-
-
-def window_db(audio: np.ndarray, start: float, end: float) -> float:
-    part = audio[int(start * RATE): int(end * RATE)]
-    return float(10 * np.log10(np.mean(np.square(part, dtype=np.float64)) + 1e-12))
+def gt(cache_dir) -> GT:
+    """Run `guidetrack ARGS...` as a user would: `gt("render", script, "-o", out, check=True)`."""
+    return GT(cache_dir)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -13,12 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import ROOT, decode, ffprobe_duration, window_db
-
 from guidetrack.engines.hibari_engine import HibariEngine, bundled_voices
 from guidetrack.errors import InvalidInput
 from guidetrack.script import VoiceSpec, load, load_profile
 from guidetrack.speech import ClipCache, Speaker, pronounce
+from helpers import ROOT, decode, ffprobe_duration, plan_json, window_db
 
 pytestmark = pytest.mark.integration
 
@@ -47,7 +45,7 @@ def test_a_short_script_renders_to_its_planned_length_with_speech_where_planned(
                       f"  - hold: {{for: 10s, min: 2s, max: 30s}}\n  - say: {LINES[1]}\n")
     out = tmp_path / "hibari.mp3"
     gt("render", script, "-o", out, check=True)
-    plan = json.loads(gt("plan", script, "--json", check=True).stdout)
+    plan = plan_json(gt, script)
     assert plan["voice"] == {"engine": "hibari", "voice": "heart"} and plan["duration"] == 40.0
     assert abs(ffprobe_duration(out) - 40.0) < 0.1
     audio = decode(out)

@@ -5,18 +5,16 @@ real engine (espeak-ng's German and Spanish voices) and encoder, measured like t
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
-
-from conftest import decode, ffprobe_duration, window_db
-from meter import speech_lufs, true_peak
 
 from guidetrack.errors import InvalidInput
 from guidetrack.languages import known, parse
 from guidetrack.plan import make_plan
 from guidetrack.script import load, load_all
+from helpers import decode, ffprobe_duration, plan_json, window_db
+from meter import speech_lufs, true_peak
 
 SCRIPT = """guidetrack: 1
 title: {title}
@@ -159,7 +157,7 @@ def test_a_render_in_another_language_is_measured_like_an_english_one(gt, tmp_pa
     out = tmp_path / f"{language}.mp3"
     done = gt("render", script, "-o", out, check=True)
     assert "warning" not in done.stderr, done.stderr
-    plan = json.loads(gt("plan", script, "--json", check=True).stdout)
+    plan = plan_json(gt, script)
     assert plan["language"] == language and plan["voice"] == {"engine": "pyttsx3", "voice": parse(language).espeak}
     assert abs(ffprobe_duration(out) - plan["duration"]) < 0.1
     audio = decode(out)

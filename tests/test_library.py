@@ -86,3 +86,16 @@ def test_a_broken_library_file_stops_the_build_at_its_line(tmp_path):
                           capture_output=True, text=True)
     assert done.returncode == 2 and "library.yaml:2:16: owner.email: 'nope' is not an email address" in done.stderr
     assert not (tmp_path / "out" / "index.html").exists()
+
+
+@pytest.mark.integration
+def test_a_build_works_with_a_long_temporary_folder_path(tmp_path):
+    import os
+
+    long = tmp_path / ("t" * 100)  # a Unix socket's path may not be over 107 bytes
+    long.mkdir()
+    library = tmp_path / "library"
+    shutil.copytree(LIBRARY, library)
+    done = subprocess.run([sys.executable, "-m", "guidetrack", "build", str(library), "-o", str(tmp_path / "out")],
+                          capture_output=True, text=True, env={**os.environ, "TMPDIR": str(long)})
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr

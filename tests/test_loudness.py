@@ -13,6 +13,7 @@ import wave
 import numpy as np
 import pytest
 
+from helpers import plan_json, seed_cache
 from meter import RATE, crest_db, cut, decode, lufs, quiet_stretches, speech_lufs, true_peak
 
 integration = pytest.mark.integration
@@ -27,7 +28,7 @@ SPEECH = """\
 """
 
 
-def script(tmp_path, name: str, head: str, hold: str = "40s") -> "Path":  # noqa: F821
+def script(tmp_path, name: str, head: str, hold: str = "40s") -> Path:  # noqa: F821
     path = tmp_path / f"{name}.yaml"
     path.write_text(f"guidetrack: 1\ntitle: {name}\n{head}steps:\n" + SPEECH.format(hold=hold))
     return path
@@ -37,7 +38,7 @@ def rendered(gt, path, *args):
     """(what `render --json` printed for the file, the plan, the decoded file)."""
     out = path.with_suffix(".mp3")
     report = json.loads(gt("render", path, "-o", out, "--json", *args, check=True).stdout)[0]
-    plan = json.loads(gt("plan", path, "--json", check=True).stdout)
+    plan = plan_json(gt, path)
     return report, plan, decode(out, channels=1 if "--mono" in args else 2)
 
 
@@ -93,6 +94,7 @@ def test_a_bed_sits_at_its_level_under_the_voice(gt, tmp_path, bed):
     assert abs(lufs(cut(audio, alone)) - voice - (-20)) <= 1.0, lufs(cut(audio, alone)) - voice
 
 
+@pytest.mark.slow(50)
 @integration
 def test_a_twenty_minute_class_of_holds_over_the_ocean(gt, tmp_path):
     path = tmp_path / "restorative.yaml"
@@ -111,6 +113,7 @@ def test_a_twenty_minute_class_of_holds_over_the_ocean(gt, tmp_path):
     assert abs(lufs(cut(audio, alone)) - voice - (-20)) <= 1.0
 
 
+@pytest.mark.slow(70)
 @integration
 def test_an_hour_of_sleep_over_a_drone(gt, tmp_path):
     """Mono, to keep the suite quick; `scripts/bench` renders eight hours in stereo."""
@@ -134,23 +137,27 @@ steps:
     assert abs(lufs(cut(audio, alone)) - voice - (-24)) <= 1.0  # and its quiet bed, 24 LU under
 
 
-def utterance_crests(plan: dict, audio: np.ndarray, gt, tmp_path) -> dict[str, tuple[float, float]]:
+def utterance_crests(plan: dict, audio: np.ndarray, gt) -> dict[str, tuple[float, float]]:
     """For each utterance at full level: its crest factor in the file minus the clip's own, and
     how far (dB) the clip's peak would stand over -1 dBTP at the level it plays in the file. The
-    clip is spoken again by `guidetrack say` (the same engine and voice: the same samples)."""
+    clip is the one the render used, read from the clip cache as `guidetrack say` reads it (the
+    default voice, which these scripts speak with), and made 16-bit as `say` writes it."""
+    from guidetrack.script import DEFAULT_VOICE, load_profile
+    from guidetrack.speech import ClipCache, Speaker
+
+    speaker = Speaker(load_profile(DEFAULT_VOICE), ClipCache(gt.cache))
     change = {}
     for event in plan["events"]:
         if event["kind"] != "speech" or event.get("gain_db") or event["text"] in change:
             continue
-        clip = tmp_path / f"clip{len(change)}.wav"
-        gt("say", event["text"], "-o", clip, check=True)
-        with wave.open(str(clip)) as file:
-            samples = np.frombuffer(file.readframes(file.getnframes()), "<i2").astype(np.float64)
+        said = speaker.clip(event["text"])
+        samples = (np.clip(said, -1, 1) * 32767).astype("<i2").astype(np.float64)
         inside = audio[int(event["start"] * RATE): int((event["start"] + event["duration"]) * RATE)]
         samples /= 32768
         level = 10 * np.log10(np.mean(np.square(inside.mean(axis=1), dtype=np.float64)) / np.mean(samples**2))
         over = max(0.0, 20 * np.log10(np.abs(samples).max()) + level - (-1.0))
         change[event["text"]] = (crest_db(inside) - crest_db(samples), over)
+    assert speaker.cache.misses == 0  # every clip the render's, none spoken again
     return change
 
 
@@ -162,9 +169,9 @@ def test_the_voice_keeps_its_crest_factor(gt, tmp_path):
     limiter takes that from them, and less than 1 dB more; cues like "Breathe in" are untouched."""
     report, plan, audio = rendered(gt, script(tmp_path, "quiet", "loudness: broadcast\n"))
     check_promise(report, plan, audio, -23.0)
-    assert all(abs(c) <= 1.0 for c, _ in utterance_crests(plan, audio, gt, tmp_path).values())
+    assert all(abs(c) <= 1.0 for c, _ in utterance_crests(plan, audio, gt).values())
     report, plan, audio = rendered(gt, script(tmp_path, "crest", "background: {sound: pink-noise, level: -20}\n"))
-    change = utterance_crests(plan, audio, gt, tmp_path)
+    change = utterance_crests(plan, audio, gt)
     assert abs(change["Breathe in"][0]) <= 1.0, change
     for crest, over in change.values():
         assert -(over + 1.0) <= crest <= 1.0, change
@@ -187,13 +194,13 @@ def test_a_forged_remembered_gain_is_not_trusted(gt, tmp_path):
     """An infinite gain in the gain cache once made full-scale noise. Now a remembered value is
     checked (the unit tests below try many forgeries) and the file measured all the same."""
     path = script(tmp_path, "forged", "background: {sound: white-noise, level: -20}\n")
-    cache = tmp_path / "cache"
+    cache = seed_cache(tmp_path / "cache", path, gt.cache)  # its own, to forge its remembered gain
     gt("render", path, "-o", tmp_path / "a.mp3", cache=cache, check=True)
     (state,) = (cache / "gains").iterdir()
     state.write_text(json.dumps({**json.loads(state.read_text()), "gain_db": float("inf")}))
     out = tmp_path / "b.mp3"
     report = json.loads(gt("render", path, "-o", out, "--json", cache=cache, check=True).stdout)[0]
-    check_promise(report, json.loads(gt("plan", path, "--json", check=True).stdout), decode(out), -16.0)
+    check_promise(report, plan_json(gt, path, cache=cache), decode(out), -16.0)
 
 
 @integration
@@ -276,8 +283,8 @@ def test_a_variant_can_set_its_own_loudness(tmp_path):
 
 
 def test_two_sounds_of_one_file_at_two_levels_keep_their_own_levels(tmp_path):
-    from guidetrack.plan import Event
     from guidetrack.mix import sound_key
+    from guidetrack.plan import Event
 
     assert sound_key(Event(0, 100, "sound", "bell.wav", -6.0)) != sound_key(Event(500, 100, "sound", "bell.wav", -20.0))
 
@@ -290,3 +297,20 @@ def test_the_meters_report_is_read_past_a_line_it_cannot_read():
     reading = _Report(iter(lines)).reading(["ffmpeg"])
     assert len(reading.blocks) == 6 and reading.integrated == pytest.approx(-20.0)
     assert reading.true_peak == pytest.approx(20 * np.log10(0.5)) and reading.lra == 3.1
+
+
+def test_the_meter_is_pyloudnorms():
+    """tests/meter.py's `lufs` does pyloudnorm's block loop at once: it must give pyloudnorm's
+    own figure (speech-like bursts and silence, stereo and mono, odd lengths)."""
+    import pyloudnorm
+
+    from meter import lufs as fast
+
+    rng = np.random.default_rng(7)
+    t = np.arange(int(RATE * 12.3)) / RATE
+    bursts = (np.sin(t * 1.3) > 0.2) * (0.5 + 0.4 * np.sin(t * 7))
+    stereo = np.stack([bursts * rng.standard_normal(len(t)) * 0.1, bursts * np.sin(2 * np.pi * 300 * t) * 0.3], 1)
+    for audio in (stereo.astype(np.float32), stereo[:, 0].astype(np.float32), stereo[: int(RATE * 0.45)],
+                  np.zeros((RATE, 2), np.float32)):
+        expected = pyloudnorm.Meter(RATE).integrated_loudness(audio.astype(np.float64))
+        assert fast(audio) == pytest.approx(expected, abs=1e-9) if np.isfinite(expected) else fast(audio) == expected

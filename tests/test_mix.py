@@ -117,7 +117,7 @@ def test_ducking_reaches_its_depth_before_speech_and_comes_back_smoothly():
 import pytest  # noqa: E402
 from scipy.signal import butter, sosfilt  # noqa: E402
 
-from conftest import RATE, decode, plan_json  # noqa: E402
+from helpers import RATE, decode, plan_json  # noqa: E402
 
 HIGH_BAND = butter(8, [12_000, 16_000], btype="bandpass", fs=RATE, output="sos")
 
@@ -157,7 +157,7 @@ def test_the_background_dips_under_speech_by_its_depth(gt, tmp_path):
     during = [band_db(audio, start + 0.1, end - 0.1) for start, end in speech]
     # between phrases: after the release, before the next attack (one of them is the inline
     # pause inside a single `say`: ducking follows the speech, not the steps)
-    quiet = [(0.5, speech[0][0] - 0.5)] + [(end + 0.8, nxt - 0.5) for (_, end), (nxt, _) in zip(speech, speech[1:])]
+    quiet = [(0.5, speech[0][0] - 0.5)] + [(end + 0.8, nxt - 0.5) for (_, end), (nxt, _) in zip(speech, speech[1:], strict=False)]
     between = [band_db(audio, start, end) for start, end in quiet]
     assert all(q > 0.5 for q in (end - start for start, end in quiet))
     for level in during:

@@ -8,11 +8,11 @@ import threading
 import numpy as np
 import pytest
 
-from meter import speech_lufs, true_peak
-from conftest import SCRIPTS, decode, ffprobe_duration, plan_json, window_db
 from guidetrack.errors import EngineError
 from guidetrack.script import VoiceSpec
 from guidetrack.speech import ClipCache, Speaker
+from helpers import SCRIPTS, decode, ffprobe_duration, needs_piper, plan_json, window_db
+from meter import speech_lufs, true_peak
 
 pytestmark = pytest.mark.integration
 
@@ -28,6 +28,7 @@ def piper():
     engine.close()
 
 
+@needs_piper
 def test_piper_follows_rate_and_lexicon(piper, tmp_path):
     """The spoken length of a known sentence follows the rate; a lexicon word's clip differs."""
 
@@ -48,6 +49,7 @@ def test_piper_follows_rate_and_lexicon(piper, tmp_path):
     assert abs(len(phonemes) - len(spelled)) < 0.25 * len(spelled), (len(phonemes), len(spelled))
 
 
+@needs_piper
 def test_a_hang_is_reported_by_its_text_and_a_crash_recovered(piper, tmp_path, monkeypatch):
     from guidetrack.engines import piper_engine, worker
 
@@ -76,6 +78,7 @@ def test_a_hang_is_reported_by_its_text_and_a_crash_recovered(piper, tmp_path, m
         piper.synthesize("Breathe out.", JOE, tmp_path / "b.wav")
 
 
+@needs_piper
 def test_a_session_renders_with_the_natural_voice(gt, tmp_path):
     """tests/scripts/short.yaml with `voice: natural`: the same plan laws hold for Piper's speech."""
     script = tmp_path / "short-natural.yaml"

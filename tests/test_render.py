@@ -10,29 +10,27 @@ import numpy as np
 import pytest
 from mutagen.id3 import ID3
 
-from conftest import SCRIPTS, SESSIONS, decode, ffprobe_duration, plan_json, window_db
+from helpers import SCRIPTS, SESSIONS, decode, ffprobe_duration, guidetrack, plan_json, plan_of, seed_cache, window_db
 from meter import lufs, speech_lufs, true_peak
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def short(tmp_path_factory, cache_dir):
-    """tests/scripts/short.yaml rendered once, with its plan."""
-    import os
-    import sys
+def short(run_once, cache_dir):
+    """tests/scripts/short.yaml rendered once in the run (whichever worker comes first), with its
+    plan: (the file, the plan, the decoded audio, what the render printed)."""
 
-    from conftest import ROOT
+    def make(folder):
+        rendered = guidetrack("render", SCRIPTS / "short.yaml", "-o", folder / "short.mp3", cache=cache_dir, check=True)
+        (folder / "stderr.txt").write_text(rendered.stderr)
+        plan = guidetrack("plan", SCRIPTS / "short.yaml", "--json", cache=cache_dir, check=True).stdout
+        (folder / "plan.json").write_text(plan)
 
-    out = tmp_path_factory.mktemp("render") / "short.mp3"
-    env = {**os.environ, "GUIDETRACK_CACHE_DIR": str(cache_dir)}
-    run = lambda *a: subprocess.run([sys.executable, "-m", "guidetrack", *map(str, a)],  # noqa: E731
-                                    capture_output=True, text=True, env=env, cwd=ROOT, check=True)
-    rendered = run("render", SCRIPTS / "short.yaml", "-o", out)
-    import json
-
-    plan = json.loads(run("plan", SCRIPTS / "short.yaml", "--json").stdout)
-    return out, plan, decode(out), rendered.stderr
+    folder = run_once("render-short", make)
+    out, plan = folder / "short.mp3", json.loads((folder / "plan.json").read_text())
+    assert plan_of(SCRIPTS / "short.yaml", cache_dir) == plan  # what the other tests use instead of the command
+    return out, plan, decode(out), (folder / "stderr.txt").read_text()
 
 
 def test_length_matches_duration(short):
@@ -148,7 +146,7 @@ def test_a_generated_cover_is_embedded(short):
     (["--mono", "--vbr", "4", "--sample-rate", "22050"], ".mp3", "mp3", -19, 1),
     (["--loudness", "-23"], ".mp3", "mp3", -23, 2),
 ])
-def test_output_settings(gt, tmp_path, args, suffix, codec, loudness, channels):
+def test_output_settings(gt, tmp_path, short, args, suffix, codec, loudness, channels):
     out = tmp_path / f"short{suffix}"
     gt("render", SCRIPTS / "short.yaml", "-o", out, *args, check=True)
     probe = json.loads(subprocess.run(
@@ -165,13 +163,13 @@ def test_output_settings(gt, tmp_path, args, suffix, codec, loudness, channels):
     raw = subprocess.run(["ffmpeg", "-v", "error", "-i", str(out), "-f", "f32le", "-ac", str(channels), "-ar", "44100",
                           "-"], capture_output=True, check=True).stdout
     audio = np.frombuffer(raw, np.float32).reshape(-1, channels)
-    plan = plan_json(gt, SCRIPTS / "short.yaml")
+    plan = short[1]  # the same script's plan: output settings do not change the timeline
     assert abs(speech_lufs(audio, plan) - loudness) < 0.5, speech_lufs(audio, plan)
     assert true_peak(audio) <= -1.0
 
 
 def test_damaged_cache_entry_is_remade(gt, tmp_path):
-    cache = tmp_path / "cache"
+    cache = seed_cache(tmp_path / "cache", SCRIPTS / "short.yaml", gt.cache)  # its own, to damage
     first = tmp_path / "first.mp3"
     gt("render", SCRIPTS / "short.yaml", "-o", first, cache=cache, check=True)
     entries = sorted(cache.glob("*.wav"))
@@ -188,6 +186,7 @@ def test_damaged_cache_entry_is_remade(gt, tmp_path):
     assert np.array_equal(decode(first), decode(second))
 
 
+@pytest.mark.slow(28)
 def test_the_ten_minute_session(gt, tmp_path):
     out = tmp_path / "legs.mp3"
     gt("render", SESSIONS / "legs-up-the-wall.yaml", "--variant", "standard", "-o", out, check=True)

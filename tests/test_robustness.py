@@ -7,24 +7,25 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import tracemalloc
 import wave
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import ROOT
+from helpers import FAULTS, ROOT, seed_cache
 
 pytestmark = pytest.mark.integration
-
-FAULTS = Path(__file__).resolve().parent / "faults.py"
 
 TINY = """guidetrack: 1
 title: {title}
@@ -58,11 +59,14 @@ def run(*args: object, env: dict[str, str], kill_at: str | None = None, memory: 
 
 
 @pytest.fixture
-def env(tmp_path, cache_dir) -> dict[str, str]:
-    """The shared clip cache, and a private $TMPDIR so that litter there can be seen."""
-    temp = tmp_path / "tmpdir"
-    temp.mkdir()
-    return {**os.environ, "GUIDETRACK_CACHE_DIR": str(cache_dir), "TMPDIR": str(temp)}
+def env(cache_dir) -> Iterator[dict[str, str]]:
+    """The shared clip cache, and a private $TMPDIR so that litter there can be seen. A short
+    path in the system's temporary folder, not in tmp_path: a build's multiprocessing socket is
+    made in $TMPDIR, and under pytest-xdist tmp_path is long enough to pass the 107 bytes a
+    socket's path may have (OSError: AF_UNIX path too long)."""
+    temp = Path(tempfile.mkdtemp(prefix="gt-"))
+    yield {**os.environ, "GUIDETRACK_CACHE_DIR": str(cache_dir), "TMPDIR": str(temp)}
+    shutil.rmtree(temp, ignore_errors=True)
 
 
 def digest(path: Path) -> str:
@@ -87,11 +91,11 @@ def age(paths: list[Path], seconds: float = 700, temp: Path | None = None) -> No
 
 
 @pytest.mark.parametrize("stage", ["speaking", "caching", "measuring", "tagging"])
-def test_a_kill_at_any_stage_leaves_the_old_track_whole_and_the_next_run_cleans_up(tmp_path, env, stage):
-    cache = tmp_path / "cache"
-    env = {**env, "GUIDETRACK_CACHE_DIR": str(cache)}
+def test_a_kill_at_any_stage_leaves_the_old_track_whole_and_the_next_run_cleans_up(tmp_path, env, stage, cache_dir):
     out = tmp_path / "out"
     script = tiny(tmp_path)
+    cache = seed_cache(tmp_path / "cache", script, cache_dir)  # its own, to see what is left in it
+    env = {**env, "GUIDETRACK_CACHE_DIR": str(cache)}
     assert run("render", script, "-o", out / "tiny.mp3", env=env).returncode == 0
     before = track_files(out)
     assert set(before) == {"tiny.mp3", "tiny.vtt", "tiny.srt", "tiny.chapters.json"}
@@ -235,9 +239,9 @@ def test_a_read_only_output_folder_fails_before_rendering(tmp_path, env):
 # ---------------------------------------------------------------- damaged state, odd paths
 
 
-def test_a_cache_entry_that_is_a_folder_is_spoken_again(tmp_path, env):
-    cache = tmp_path / "cache"
+def test_a_cache_entry_that_is_a_folder_is_spoken_again(tmp_path, env, cache_dir):
     script = tiny(tmp_path, text="A folder in the cache.")
+    cache = seed_cache(tmp_path / "cache", script, cache_dir)
     env = {**env, "GUIDETRACK_CACHE_DIR": str(cache)}
     assert run("render", script, "-o", tmp_path / "a.mp3", env=env).returncode == 0
     entries = sorted(cache.glob("*.wav"))
@@ -268,11 +272,14 @@ def test_a_script_with_a_235_character_name_renders(tmp_path, env):
 
 
 @pytest.mark.parametrize("damage", ["deep", "types", "nonsense", "publishing"])
-def test_a_damaged_manifest_is_not_trusted_and_the_build_goes_on(tmp_path, env, damage):
-    library = tmp_path / "library"
-    tiny(library, "one.yaml")
-    out = tmp_path / "out"
-    assert run("build", library, "-o", out, env=env).returncode == 0
+def test_a_damaged_manifest_is_not_trusted_and_the_build_goes_on(tmp_path, env, damage, run_once):
+    def make(folder):  # one library built once for the four damages, each on its own copy of the build
+        tiny(folder / "library", "one.yaml")
+        assert run("build", folder / "library", "-o", folder / "out", env=env).returncode == 0
+
+    built = run_once("tiny-library", make)
+    library, out = built / "library", tmp_path / "out"
+    shutil.copytree(built / "out", out)
     manifest = out / "build-manifest.json"
     data = json.loads(manifest.read_text())
     if damage == "deep":
@@ -379,6 +386,7 @@ def test_text_with_nothing_to_speak_is_refused_at_its_line(tmp_path, env):
 # ---------------------------------------------------------------- memory does not grow with the audio
 
 
+@pytest.mark.slow(13)
 def test_validating_a_long_background_file_does_not_hold_it_in_memory(tmp_path, env):
     """An hour of stereo FLAC decodes to 1.3 GB of float samples; validate streams it."""
     bed = tmp_path / "hour.flac"
@@ -396,12 +404,11 @@ def test_validating_a_long_background_file_does_not_hold_it_in_memory(tmp_path, 
 def test_long_spoken_texts_are_not_all_held_in_memory(tmp_path):
     """Ten minutes of speech (a fake engine: this is about what is kept, not how it sounds): the
     plan and the levels keep a few clips at a time, not all of them (that was over 300 MB)."""
-    from test_speech import ToneEngine
-
     from guidetrack.mix import levels
     from guidetrack.plan import make_plan
     from guidetrack.script import load
     from guidetrack.speech import ClipCache, Speaker
+    from helpers import ToneEngine
 
     sentence = "Let the weight of the legs sink down into the wall and soften the belly as you breathe. "
     says = "\n".join(f"  - say: {sentence * 9}Part {n}." for n in range(30))

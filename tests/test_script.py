@@ -7,6 +7,7 @@ import pytest
 from guidetrack.errors import InvalidInput
 from guidetrack.script import Breathe, Chime, Duck, Hold, Pause, Say, Section, Sides, load
 from guidetrack.units import to_samples
+from helpers import SESSIONS
 
 CONTRACT_EXAMPLE = """\
 guidetrack: 1
@@ -294,7 +295,7 @@ def test_json_schema_agrees_with_the_loader(tmp_path):
     import yaml
 
     good = [yaml.safe_load(CONTRACT_EXAMPLE), yaml.safe_load(BLOCK)]
-    for path in sorted(Path("sessions").rglob("*.yaml")):
+    for path in sorted(SESSIONS.rglob("*.yaml")):
         good.append(yaml.safe_load(path.read_text()))
     for data in good:
         assert not list(validator.iter_errors(data)), data.get("title") or data.get("block")
@@ -308,7 +309,7 @@ def test_json_schema_agrees_with_the_loader(tmp_path):
 def test_committed_schema_file_is_current():
     import json
 
-    committed = json.loads(Path("sessions/guidetrack.schema.json").read_text())
+    committed = json.loads((SESSIONS / "guidetrack.schema.json").read_text())
     assert committed == json_schema(), "run: scripts/guidetrack schema > sessions/guidetrack.schema.json"
 
 

@@ -4,13 +4,10 @@ The files are in tests/corpus/. Every one of them fails `validate --strict`; the
 have warnings, so they pass without --strict.
 """
 
-from pathlib import Path
-
 import pytest
 
 from guidetrack.render import check_file
-
-CORPUS = Path(__file__).resolve().parent / "corpus"
+from helpers import CORPUS
 
 # file -> (line, what the message must say)
 EXPECTED = {

@@ -5,12 +5,11 @@ Each script's `short` variant is rendered with the real engine and encoder, then
 
 from __future__ import annotations
 
-import json
-
 import pytest
 from mutagen.id3 import ID3
 
-from conftest import SESSIONS, decode, ffprobe_duration, plan_json, window_db
+from guidetrack.script import load_all
+from helpers import SESSIONS, decode, ffprobe_duration, plan_json, window_db
 
 pytestmark = pytest.mark.integration
 
@@ -38,6 +37,7 @@ def test_the_library_speaks_sanskrit_names_through_the_lexicon():
     assert all(pronounce(word, lexicon) != word for word in spoken)
 
 
+@pytest.mark.slow(16)
 def test_every_script_and_block_validates_in_strict_mode(gt):
     result = gt("validate", "--strict", SESSIONS)
     assert result.returncode == 0, result.stderr
@@ -46,17 +46,18 @@ def test_every_script_and_block_validates_in_strict_mode(gt):
         assert f"ok  {script} [short]" in result.stdout, result.stdout
 
 
+@pytest.mark.slow(20)
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.stem)
 def test_short_variant_renders_and_speech_falls_where_planned(gt, tmp_path, script):
     out = tmp_path / "short.mp3"
     result = gt("render", script, "--variant", "short", "-o", out, check=True)
     assert "Traceback" not in result.stderr
-    main = plan_json(gt, script)  # the first variant: the main track
-    plan = json.loads(gt("plan", script, "--variant", "short", "--json", check=True).stdout)
+    main = load_all(script)[0]  # the first variant: the main track
+    plan = plan_json(gt, script, "short")
     assert abs(ffprobe_duration(out) - plan["duration"]) < 0.1
     audio = decode(out)
     assert abs(len(audio) / 44100 - plan["duration"]) < 0.01
-    assert str(ID3(out)["TIT2"]) == plan["title"] != main["title"]
+    assert str(ID3(out)["TIT2"]) == plan["title"] != main.title
 
     # The bed alone, in the quiet stretches; every utterance clearly above it where the plan puts it.
     events = sorted((e["start"], e["start"] + e["duration"]) for e in plan["events"])

@@ -1,41 +1,12 @@
 """Speech: splitting, the clip cache and engine failures (a fake engine for the pure parts)."""
 
-import wave
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from guidetrack.errors import EngineError
 from guidetrack.script import VoiceSpec
 from guidetrack.speech import CLAUSE_GAP, SENTENCE_GAP, ClipCache, Speaker, split_speech
-
-
-class ToneEngine:
-    """Writes a 22.05 kHz tone whose length follows the text: enough to test the cache."""
-
-    name = "tone"
-    version = "1"
-
-    def __init__(self, amplitude=0.3):
-        self.calls = []
-        self.amplitude = amplitude
-
-    def voice_key(self, voice):
-        return voice.voice
-
-    def synthesize_many(self, items, voice):
-        for text, path in items:
-            self.synthesize(text, voice, path)
-
-    def synthesize(self, text, voice, path: Path):
-        self.calls.append(text)
-        samples = np.sin(np.arange(len(text) * 500) * 0.1) * self.amplitude * 32767
-        with wave.open(str(path), "wb") as out:
-            out.setnchannels(1)
-            out.setsampwidth(2)
-            out.setframerate(22050)
-            out.writeframes(samples.astype("<i2").tobytes())
+from helpers import ToneEngine
 
 
 def speaker(tmp_path, engine, voice=VoiceSpec()):
@@ -199,10 +170,7 @@ def test_real_engine_follows_rate_and_lexicon(tmp_path):
 
 @pytest.mark.integration
 def test_say_and_voices_commands(gt, tmp_path):
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).parent))
-    from conftest import decode
+    from helpers import decode
 
     out = tmp_path / "line.wav"
     result = gt("say", "Rest in Savasana. [1s] Breathe.", "--voice", "soft-gb", "-o", out, check=True)

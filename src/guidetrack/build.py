@@ -472,7 +472,8 @@ def _run_locally(pending: list[Job], library: Path, out: Path, manifest: Manifes
     context = multiprocessing.get_context("spawn")  # no threads or engines carried over from this process
     from multiprocessing.managers import SyncManager
 
-    manager = SyncManager(ctx=context)
+    # on loopback, not a Unix socket in $TMPDIR, whose path may be too long for one (108 bytes)
+    manager = SyncManager(address=("127.0.0.1", 0), ctx=context)
     manager.start(die_with_parent, (os.getpid(),))
     with manager as sync:
         progress = sync.Queue()
