@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import socket
+import sys
 import time
 import traceback
 from collections.abc import Callable
@@ -472,8 +473,10 @@ def _run_locally(pending: list[Job], library: Path, out: Path, manifest: Manifes
     context = multiprocessing.get_context("spawn")  # no threads or engines carried over from this process
     from multiprocessing.managers import SyncManager
 
-    # on loopback, not a Unix socket in $TMPDIR, whose path may be too long for one (108 bytes)
-    manager = SyncManager(address=("127.0.0.1", 0), ctx=context)
+    # Linux: a socket in the abstract namespace, not a file in $TMPDIR, whose path may be too long
+    # for a Unix socket (108 bytes); it goes with the build's process
+    address = f"\0guidetrack-build-{os.getpid()}-{os.urandom(6).hex()}" if sys.platform == "linux" else None
+    manager = SyncManager(address=address, ctx=context)
     manager.start(die_with_parent, (os.getpid(),))
     with manager as sync:
         progress = sync.Queue()
