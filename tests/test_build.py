@@ -266,6 +266,10 @@ def test_index_html_plays_every_track_and_loads_every_transcript_in_chromium(bui
         assert abs(player["duration"] - track["duration"]) < 0.2 and player["variant"] == track["variant"], player
         assert player["cues"] >= 2, player  # its captions track loaded, cue by cue
     assert report["switched"] == {"short": True, "long": False}  # a click on a length shows that variant
+    picture = report["picture"]  # the picture shows every chapter, and a click on it seeks its player
+    wind_down = catalog["evening/wind-down.mp3"]
+    assert [c.rsplit(" (", 1)[0] for c in picture["chapters"]] == [c["title"] for c in wind_down["chapters"]]
+    assert abs(picture["at"] - picture["length"] / 2) < 0.5, picture
     assert len(report["transcripts"]) == 6
     for link in report["transcripts"]:  # every transcript link loads
         assert link["ok"] and link["length"] > 20, link
@@ -296,8 +300,19 @@ const breath = articles[0];
 breath.querySelector('button.length[data-variant="long"]').click();
 const switched = {short: breath.querySelector('section[data-variant="short"]').hidden,
                   long: breath.querySelector('section[data-variant="long"]').hidden};
+function clickPicture() {  // a click halfway along the last class's picture
+  const svg = articles[articles.length - 1].querySelector("div.picture svg");
+  const box = svg.getBoundingClientRect();
+  const vx = parseFloat(svg.dataset.x0) + 0.5 * parseFloat(svg.dataset.width);
+  svg.dispatchEvent(new MouseEvent("click", {bubbles: true, clientX: box.left + vx * box.width / svg.viewBox.baseVal.width,
+                                             clientY: box.top + 10}));
+  const audio = svg.closest("section").querySelector("audio");
+  return {length: parseFloat(svg.dataset.length), at: audio.currentTime,
+          chapters: [...svg.querySelectorAll("g.chapter title")].map(t => t.textContent)};
+}
 Promise.all([Promise.all(players), Promise.all(transcripts)]).then(([p, t]) =>
-  done({titles: articles.map(a => a.querySelector("h2").textContent), players: p, transcripts: t, switched}));
+  done({titles: articles.map(a => a.querySelector("h2").textContent), players: p, transcripts: t, switched,
+        picture: clickPicture()}));
 """
 
 

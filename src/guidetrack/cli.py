@@ -302,6 +302,8 @@ def build(
 def plan(
     script: Annotated[Path, typer.Argument(help="The sequence script (YAML).")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the timeline as JSON.")] = False,
+    svg: Annotated[bool, typer.Option("--svg", help="Draw the session as an SVG picture (to -o, or stdout).")] = False,
+    out: Annotated[Optional[Path], typer.Option("-o", "--out", help="Where to write the --svg picture.")] = None,
     variant: Annotated[Optional[list[str]], typer.Option(
         "--variant", help="This variant (repeat for several; default: the first). With several, --json "
                           "prints a list.")] = None,
@@ -314,6 +316,22 @@ def plan(
 
         scripts = _load(script, variant) if variant else _load(script, None)[:1]
         timelines = [plan_script(one, cache_dir)[0] for one in scripts]
+        if out is not None and not svg:
+            raise InvalidInput("-o is where --svg writes its picture: add --svg (plan prints its timeline on stdout)")
+        if svg:
+            from .files import write_atomically
+            from .picture import session_svg
+
+            if len(timelines) > 1 and out is not None:
+                raise InvalidInput("--svg -o FILE draws one variant: name one with --variant")
+            for timeline in timelines:
+                picture = session_svg(timeline)
+                if out is None:
+                    typer.echo(picture, nl=False)
+                else:
+                    write_atomically(out, picture.encode("utf-8"))
+                    _say(f"wrote {out}")
+            return
         if as_json:
             shown = [t.to_json() for t in timelines]
             typer.echo(json.dumps(shown if variant and len(variant) > 1 else shown[0], indent=2, ensure_ascii=False))

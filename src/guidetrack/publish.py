@@ -8,6 +8,7 @@ import html
 import json
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from email.utils import format_datetime
@@ -113,7 +114,16 @@ def publish(out: Path, manifest: Manifest, base_url: str | None = None, title: s
         cover, cover_name = generated_cover(name, f"{count} class{'es' if count != 1 else ''}"), COVER
     if not (out / cover_name).is_file() or (out / cover_name).read_bytes() != cover:
         write_atomically(out / cover_name, cover)
-    _write(out / INDEX, index_html(name, records, feed=bool(base_url), settings=settings, cover=cover_name))
+    def picture(record: Record) -> str:
+        """The class's picture (its .svg), put in the page as it is; "" for a build before pictures."""
+        file = record.files.get("svg")
+        try:
+            return (out / file.path).read_text("utf-8") if file else ""
+        except (OSError, UnicodeDecodeError):
+            return ""
+
+    _write(out / INDEX, index_html(name, records, feed=bool(base_url), settings=settings, cover=cover_name,
+                                   picture=picture))
     if base_url:
         _write(out / FEED, feed_xml(name, records, base_url, settings=settings, cover=cover_name))
 
@@ -226,6 +236,7 @@ PAGE = """<!doctype html>
   ol.chapters button {{ background: none; border: 0; color: #3d5a80; cursor: pointer; padding: 0; font: inherit; }}
   details p {{ margin: .3rem 0; }}
   details h4 {{ margin: .8rem 0 .2rem; font-size: .95rem; }}
+  div.picture svg {{ width: 100%; height: auto; cursor: pointer; }}
   .lengths button {{ border: 1px solid #c9c2b8; background: #fff; border-radius: 6px; padding: .2rem .6rem;
                     cursor: pointer; font: inherit; margin-right: .3rem; }}
   .lengths button[aria-pressed="true"] {{ background: #3d5a80; color: #fff; border-color: #3d5a80; }}
@@ -247,6 +258,17 @@ PAGE = """<!doctype html>
       article.querySelectorAll("button.length").forEach(function (other) {{
         other.setAttribute("aria-pressed", String(other === button));
       }});
+    }});
+  }});
+  // a click on a session's picture plays from that moment
+  document.querySelectorAll("div.picture svg").forEach(function (svg) {{
+    svg.addEventListener("click", function (event) {{
+      var box = svg.getBoundingClientRect();
+      var x = (event.clientX - box.left) * svg.viewBox.baseVal.width / box.width;
+      var at = (x - parseFloat(svg.dataset.x0)) / parseFloat(svg.dataset.width) * parseFloat(svg.dataset.length);
+      var player = svg.closest("section").querySelector("audio");
+      player.currentTime = Math.min(Math.max(at, 0), parseFloat(svg.dataset.length));
+      player.play();
     }});
   }});
   // chapter buttons move their track's player to the chapter's start
@@ -273,6 +295,7 @@ VARIANT = """  <section class="variant" data-variant="{variant}"{hidden}>
     <audio controls preload="metadata" src="{audio}">
       <track kind="captions" srclang="{language}" label="Transcript" src="{vtt}">
     </audio>
+    <div class="picture" title="click to play from there">{picture}</div>
     <ol class="chapters">{chapters}</ol>
     <details><summary>Transcript</summary>{transcript}</details>
     <p class="meta">Download: <a href="{audio}" download>the audio ({duration})</a> · <a class="transcript" href="{vtt}">captions for players (WebVTT)</a> · <a class="transcript" href="{srt}">subtitles for video editors (SRT)</a> · <a href="{chapters_file}">chapters (JSON)</a></p>
@@ -316,7 +339,7 @@ def _prose(record: Record) -> str:
 
 
 def index_html(title: str, records: list[Record], feed: bool = False, settings: LibrarySettings = LibrarySettings(),
-               cover: str = COVER) -> str:
+               cover: str = COVER, picture: Callable[[Record], str] = lambda record: "") -> str:
     """The library's page: a card a class, with a choice of length when it has variants (the main
     one first), each with its player, chapters, transcript and files."""
     e = html.escape
@@ -341,7 +364,8 @@ def index_html(title: str, records: list[Record], feed: bool = False, settings: 
                 variant=e(t.variant), hidden="" if index == 0 else " hidden", language=e(t.language),
                 duration=format_clock(round(t.duration * SAMPLE_RATE)),
                 audio=e(record.url("audio")), vtt=e(record.url("vtt")), srt=e(record.url("srt")),
-                chapters_file=e(record.url("chapters")), chapters=chapters, transcript=_prose(record)))
+                chapters_file=e(record.url("chapters")), chapters=chapters, transcript=_prose(record),
+                picture=picture(record)))
         lengths = ""
         if len(group) > 1:
             buttons = "".join(

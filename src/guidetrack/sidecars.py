@@ -11,6 +11,7 @@ import textwrap
 from functools import lru_cache
 from pathlib import Path
 
+from .picture import session_svg
 from .plan import Plan
 from .units import SAMPLE_RATE, Samples, timestamp, to_ms
 
@@ -57,12 +58,12 @@ def podcast_chapters(plan: Plan) -> str:
 def sidecar_paths(audio: Path) -> dict[str, Path]:
     stem = audio.with_suffix("")
     return {"vtt": stem.with_suffix(".vtt"), "srt": stem.with_suffix(".srt"),
-            "chapters": stem.with_name(stem.name + ".chapters.json")}
+            "chapters": stem.with_name(stem.name + ".chapters.json"), "svg": stem.with_suffix(".svg")}
 
 
 def sidecar_files(plan: Plan, audio: Path) -> dict[Path, bytes]:
-    """The transcripts and chapters that go beside `audio`: path -> bytes."""
-    texts = {"vtt": webvtt(plan), "srt": srt(plan), "chapters": podcast_chapters(plan)}
+    """The transcripts, chapters and picture that go beside `audio`: path -> bytes."""
+    texts = {"vtt": webvtt(plan), "srt": srt(plan), "chapters": podcast_chapters(plan), "svg": session_svg(plan)}
     return {path: texts[kind].encode("utf-8") for kind, path in sidecar_paths(audio).items()}
 
 
