@@ -270,6 +270,11 @@ def test_index_html_plays_every_track_and_loads_every_transcript_in_chromium(bui
     wind_down = catalog["evening/wind-down.mp3"]
     assert [c.rsplit(" (", 1)[0] for c in picture["chapters"]] == [c["title"] for c in wind_down["chapters"]]
     assert abs(picture["at"] - picture["length"] / 2) < 0.5, picture
+    pacer = report["pacer"]  # during an in-breath of a playing track, the circle is in-breath sized
+    assert pacer["playing"] and pacer["phase"] == "in", pacer
+    scale = float(pacer["transform"].removeprefix("scale(").removesuffix(")"))
+    expected = 0.35 + 0.65 * (pacer["at"] - pacer["start"]) / pacer["length"]
+    assert 0.35 < scale < 1.0 and abs(scale - expected) < 0.15, pacer
     assert len(report["transcripts"]) == 6
     for link in report["transcripts"]:  # every transcript link loads
         assert link["ok"] and link["length"] > 20, link
@@ -310,9 +315,25 @@ function clickPicture() {  // a click halfway along the last class's picture
   return {length: parseFloat(svg.dataset.length), at: audio.currentTime,
           chapters: [...svg.querySelectorAll("g.chapter title")].map(t => t.textContent)};
 }
-Promise.all([Promise.all(players), Promise.all(transcripts)]).then(([p, t]) =>
-  done({titles: articles.map(a => a.querySelector("h2").textContent), players: p, transcripts: t, switched,
-        picture: clickPicture()}));
+function checkPacer() {  // play from the middle of the first in-breath: the circle grows
+  const pacer = document.querySelector('section[data-variant="short"] div.pacer');
+  const first = JSON.parse(pacer.dataset.phases).find(p => p[2] === "in");
+  const audio = pacer.closest("section").querySelector("audio");
+  audio.currentTime = first[0] + first[1] / 2;
+  return audio.play().then(() => new Promise(resolve => setTimeout(() => {
+    const circle = pacer.querySelector(".circle");
+    const state = {phase: circle.dataset.phase, transform: circle.style.transform, at: audio.currentTime,
+                   start: first[0], length: first[1], playing: !audio.paused};
+    audio.pause();
+    resolve(state);
+  }, 400)));
+}
+Promise.all([Promise.all(players), Promise.all(transcripts)]).then(([p, t]) => {
+  const picture = clickPicture();
+  checkPacer().then(pacer =>
+    done({titles: articles.map(a => a.querySelector("h2").textContent), players: p, transcripts: t, switched,
+          picture, pacer}));
+});
 """
 
 

@@ -67,3 +67,17 @@ def test_an_eight_hour_session_stays_small_and_legible(tmp_path):
     assert len([e for e in plan.events if e.kind is Kind.TONE]) == 1440
     assert len(picture) < 60_000  # tones closer than 2 px are one mark
     assert "8:00:00" in picture  # the axis reads in hours
+
+
+def test_the_breath_phases_beside_a_track_are_the_plans(tmp_path):
+    import json
+
+    from guidetrack.sidecars import breath_json
+
+    plan = _plan(tmp_path)
+    phases = json.loads(breath_json(plan))["phases"]
+    breathe = next(s for s in plan.spans if s.kind is SpanKind.BREATHE)
+    assert [p[2] for p in phases] == ["in", "hold", "out", "rest"] * 3  # box, three cycles
+    assert phases[0][0] == round(breathe.start / 44100, 3) and all(p[1] == 4.0 for p in phases)
+    tones = [e.start / 44100 for e in plan.events if e.kind is Kind.TONE]
+    assert [p[0] for p in phases] == [round(t, 3) for t in tones]  # on the same grid as the tones

@@ -98,7 +98,7 @@ def test_a_kill_at_any_stage_leaves_the_old_track_whole_and_the_next_run_cleans_
     env = {**env, "GUIDETRACK_CACHE_DIR": str(cache)}
     assert run("render", script, "-o", out / "tiny.mp3", env=env).returncode == 0
     before = track_files(out)
-    assert set(before) == {"tiny.mp3", "tiny.vtt", "tiny.srt", "tiny.chapters.json", "tiny.svg"}
+    assert set(before) == {"tiny.mp3", "tiny.vtt", "tiny.srt", "tiny.chapters.json", "tiny.svg", "tiny.breath.json"}
     tiny(tmp_path, text=f"Let the breath settle, {stage}.")  # a new clip to speak and store
 
     killed = run("render", script, "-o", out / "tiny.mp3", env=env, kill_at=stage)
@@ -130,7 +130,7 @@ def test_a_kill_between_the_audio_and_its_transcripts_leaves_no_old_transcript(t
     assert killed.returncode == -signal.SIGKILL
     left = {p.name for p in out.iterdir() if not p.name.startswith(".")}
     assert "tiny.mp3" in left
-    for name in ("tiny.vtt", "tiny.srt", "tiny.chapters.json", "tiny.svg"):  # missing, never stale beside the new audio
+    for name in ("tiny.vtt", "tiny.srt", "tiny.chapters.json", "tiny.svg", "tiny.breath.json"):  # missing, never stale beside the new audio
         assert name not in left or (out / name).read_text() != old_vtt
     age(parts(out))
     assert run("render", script, "-o", out / "tiny.mp3", env=env).returncode == 0

@@ -18,6 +18,7 @@ from .languages import parse as parse_language
 from .script import (
     SIDE_FIELD,
     Breathe,
+    BreathPattern,
     Bumper,
     Chime,
     Cue,
@@ -91,6 +92,7 @@ class Span:
     nominal: Samples = 0  # a hold's written length (`for:`)
     low: Samples = 0  # a hold's `min`, `max` (equal to nominal when it is not elastic)
     high: Samples = 0
+    pattern: BreathPattern | None = None  # breathing's pattern
 
     def to_json(self) -> dict[str, Any]:
         found: dict[str, Any] = {"start": round(to_seconds(self.start), 6), "duration": round(to_seconds(self.length), 6),
@@ -119,6 +121,20 @@ class Plan:
     holds: tuple[Samples, ...] = field(default=())  # each hold's fitted length, in script order
     bed: tuple[Samples, Samples] = (0, 0)  # where the background plays: between intro and outro
     spans: tuple[Span, ...] = ()  # holds, pauses, breathing and sides, in time order
+
+    def breath_phases(self) -> list[tuple[Samples, Samples, str]]:
+        """(start, length, phase) of every breath phase the script paces: in, hold, out, rest."""
+        found = []
+        for span in self.spans:
+            if span.kind is SpanKind.BREATHE and span.pattern is not None:
+                cycle = span.pattern.cycle
+                for k in range(span.length // cycle):
+                    offset = span.start + k * cycle
+                    for phase, length in span.pattern.phases():
+                        if length > 0:
+                            found.append((offset, length, phase))
+                        offset += length
+        return found
 
     def speech(self) -> tuple[Event, ...]:
         return tuple(e for e in self.events if e.kind is Kind.SPEECH)
@@ -488,7 +504,7 @@ def _lay_out(items: Sequence[_Item], spoken: Mapping[str, Samples], holds: Seque
             events.extend(_breath_events(item, now, spoken, warnings))
             step = item.step
             spans.append(Span(now, step.cycles * step.pattern.cycle, SpanKind.BREATHE,
-                              f"{step.cycles} x {step.pattern.name}"))
+                              f"{step.cycles} x {step.pattern.name}", pattern=step.pattern))
             now += step.cycles * step.pattern.cycle
         elif isinstance(item, _HoldItem):
             length = holds[item.index]

@@ -122,8 +122,21 @@ def publish(out: Path, manifest: Manifest, base_url: str | None = None, title: s
         except (OSError, UnicodeDecodeError):
             return ""
 
+    def pacer(record: Record) -> str:
+        """A breath pacer that follows the player, from the class's breath phases (its .breath.json)."""
+        file = record.files.get("breath")
+        try:
+            phases = json.loads((out / file.path).read_text("utf-8"))["phases"] if file else []
+        except (OSError, ValueError, KeyError, TypeError):
+            return ""
+        if not phases:
+            return ""
+        data = html.escape(json.dumps(phases, separators=(",", ":")))
+        return (f'\n    <div class="pacer" data-phases="{data}"><div class="circle" data-phase=""></div>'
+                '<span class="phase"></span></div>')
+
     _write(out / INDEX, index_html(name, records, feed=bool(base_url), settings=settings, cover=cover_name,
-                                   picture=picture))
+                                   picture=picture, pacer=pacer))
     if base_url:
         _write(out / FEED, feed_xml(name, records, base_url, settings=settings, cover=cover_name))
 
@@ -237,6 +250,11 @@ PAGE = """<!doctype html>
   details p {{ margin: .3rem 0; }}
   details h4 {{ margin: .8rem 0 .2rem; font-size: .95rem; }}
   div.picture svg {{ width: 100%; height: auto; cursor: pointer; }}
+  .pacer {{ display: flex; align-items: center; gap: 1rem; height: 7rem; }}
+  .pacer .circle {{ width: 6rem; height: 6rem; border-radius: 50%; background: #98c1d9; transform: scale(0.35);
+                   opacity: .35; }}
+  .pacer .circle[data-phase]:not([data-phase=""]) {{ opacity: 1; }}
+  .pacer .phase {{ color: #6c6f7f; font-size: .95rem; }}
   .lengths button {{ border: 1px solid #c9c2b8; background: #fff; border-radius: 6px; padding: .2rem .6rem;
                     cursor: pointer; font: inherit; margin-right: .3rem; }}
   .lengths button[aria-pressed="true"] {{ background: #3d5a80; color: #fff; border-color: #3d5a80; }}
@@ -260,6 +278,38 @@ PAGE = """<!doctype html>
       }});
     }});
   }});
+  // breath pacers: while a player plays, its circle grows on each in-breath, holds, and shrinks on
+  // each out-breath, from the class's breath phases; nothing else on the page moves
+  var SMALL = 0.35, LARGE = 1.0, WORDS = {{"in": "in", "hold": "hold", "out": "out", "rest": "rest"}};
+  var pacers = [...document.querySelectorAll("div.pacer")].map(function (pacer) {{
+    return {{pacer: pacer, phases: JSON.parse(pacer.dataset.phases),
+             audio: pacer.closest("section").querySelector("audio"),
+             circle: pacer.querySelector(".circle"), label: pacer.querySelector(".phase")}};
+  }});
+  function pace(p) {{
+    var t = p.audio.currentTime, phases = p.phases, lo = 0, hi = phases.length - 1, found = null;
+    while (lo <= hi) {{
+      var mid = (lo + hi) >> 1;
+      if (phases[mid][0] > t) {{ hi = mid - 1; }} else {{ found = phases[mid]; lo = mid + 1; }}
+    }}
+    if (!found || t >= found[0] + found[1]) {{
+      p.circle.dataset.phase = ""; p.circle.style.transform = "scale(" + SMALL + ")"; p.label.textContent = "";
+      return;
+    }}
+    var done = (t - found[0]) / found[1], name = found[2], scale = SMALL;
+    if (name === "in") {{ scale = SMALL + (LARGE - SMALL) * done; }}
+    else if (name === "hold") {{ scale = LARGE; }}
+    else if (name === "out") {{ scale = LARGE - (LARGE - SMALL) * done; }}
+    p.circle.dataset.phase = name;
+    p.circle.style.transform = "scale(" + scale.toFixed(3) + ")";
+    p.label.textContent = WORDS[name] || name;
+  }}
+  function frame() {{
+    pacers.forEach(function (p) {{ if (!p.audio.paused) {{ pace(p); }} }});
+    requestAnimationFrame(frame);
+  }}
+  pacers.forEach(function (p) {{ p.audio.addEventListener("seeked", function () {{ pace(p); }}); }});
+  requestAnimationFrame(frame);
   // a click on a session's picture plays from that moment
   document.querySelectorAll("div.picture svg").forEach(function (svg) {{
     svg.addEventListener("click", function (event) {{
@@ -295,7 +345,7 @@ VARIANT = """  <section class="variant" data-variant="{variant}"{hidden}>
     <audio controls preload="metadata" src="{audio}">
       <track kind="captions" srclang="{language}" label="Transcript" src="{vtt}">
     </audio>
-    <div class="picture" title="click to play from there">{picture}</div>
+    <div class="picture" title="click to play from there">{picture}</div>{pacer}
     <ol class="chapters">{chapters}</ol>
     <details><summary>Transcript</summary>{transcript}</details>
     <p class="meta">Download: <a href="{audio}" download>the audio ({duration})</a> · <a class="transcript" href="{vtt}">captions for players (WebVTT)</a> · <a class="transcript" href="{srt}">subtitles for video editors (SRT)</a> · <a href="{chapters_file}">chapters (JSON)</a></p>
@@ -339,7 +389,8 @@ def _prose(record: Record) -> str:
 
 
 def index_html(title: str, records: list[Record], feed: bool = False, settings: LibrarySettings = LibrarySettings(),
-               cover: str = COVER, picture: Callable[[Record], str] = lambda record: "") -> str:
+               cover: str = COVER, picture: Callable[[Record], str] = lambda record: "",
+               pacer: Callable[[Record], str] = lambda record: "") -> str:
     """The library's page: a card a class, with a choice of length when it has variants (the main
     one first), each with its player, chapters, transcript and files."""
     e = html.escape
@@ -365,7 +416,7 @@ def index_html(title: str, records: list[Record], feed: bool = False, settings: 
                 duration=format_clock(round(t.duration * SAMPLE_RATE)),
                 audio=e(record.url("audio")), vtt=e(record.url("vtt")), srt=e(record.url("srt")),
                 chapters_file=e(record.url("chapters")), chapters=chapters, transcript=_prose(record),
-                picture=picture(record)))
+                picture=picture(record), pacer=pacer(record)))
         lengths = ""
         if len(group) > 1:
             buttons = "".join(

@@ -55,15 +55,25 @@ def podcast_chapters(plan: Plan) -> str:
     return json.dumps({"version": "1.2.0", "chapters": chapters}, indent=2, ensure_ascii=False) + "\n"
 
 
+def breath_json(plan: Plan) -> str:
+    """The breath phases the script paces, for a pacer that follows the audio: [start, length, phase]
+    in seconds, in time order."""
+    phases = [[round(start / SAMPLE_RATE, 3), round(length / SAMPLE_RATE, 3), phase]
+              for start, length, phase in plan.breath_phases()]
+    return json.dumps({"guidetrack-breath": 1, "phases": phases}, separators=(",", ":")) + "\n"
+
+
 def sidecar_paths(audio: Path) -> dict[str, Path]:
     stem = audio.with_suffix("")
     return {"vtt": stem.with_suffix(".vtt"), "srt": stem.with_suffix(".srt"),
-            "chapters": stem.with_name(stem.name + ".chapters.json"), "svg": stem.with_suffix(".svg")}
+            "chapters": stem.with_name(stem.name + ".chapters.json"), "svg": stem.with_suffix(".svg"),
+            "breath": stem.with_name(stem.name + ".breath.json")}
 
 
 def sidecar_files(plan: Plan, audio: Path) -> dict[Path, bytes]:
     """The transcripts, chapters and picture that go beside `audio`: path -> bytes."""
-    texts = {"vtt": webvtt(plan), "srt": srt(plan), "chapters": podcast_chapters(plan), "svg": session_svg(plan)}
+    texts = {"vtt": webvtt(plan), "srt": srt(plan), "chapters": podcast_chapters(plan), "svg": session_svg(plan),
+             "breath": breath_json(plan)}
     return {path: texts[kind].encode("utf-8") for kind, path in sidecar_paths(audio).items()}
 
 
