@@ -386,13 +386,12 @@ def make_plan(script: Script, measure: Measure, sound_length: SoundLength | None
                 warnings.append(Problem(
                     f"this hold ({format_clock(hold.length)}) is shorter than its reminders need "
                     f"({format_clock(room)}); they will run close together", hold.where, Severity.WARNING))
-            if script.duration is not None and hold.elastic:
+            part = _elastic(item, spoken) if script.duration is not None else None
+            if part is not None:
                 elastic_of[item.index] = len(elastic)
-                elastic.append(Elastic(hold.length, max(hold.min, min(room, hold.max)), hold.max))
-            else:
-                fixed += hold.length
-        else:
-            fixed += _fixed_length(item, spoken)
+                elastic.append(part)
+                continue
+        fixed += _fixed_length(item, spoken)  # breathing here has the whole cycles `_fit_breathing` gave it
 
     lengths = [h.length for h in holds]
     if script.duration is not None:
@@ -419,39 +418,37 @@ def _fit_breathing(items: list[_Item], spoken: Mapping[str, Samples], target: Sa
     """Elastic `breathe` steps (with `min`/`max`) given whole cycles: everything elastic is fitted
     together first, then each breathe step takes the whole number of cycles nearest its share
     (within its bounds), and the holds are fitted to what is left."""
-    breathing = [i for i, item in enumerate(items) if isinstance(item, _Breathing) and item.step.elastic]
-    if not breathing:
+    parts = [_elastic(item, spoken) for item in items]
+    if not any(part is not None and isinstance(item, _Breathing) for item, part in zip(items, parts, strict=True)):
         return items
-    fixed, elastic = 0, []
-    for index, item in enumerate(items):
-        if index in breathing:
-            assert isinstance(item, _Breathing)
-            step = item.step
-            cycle = step.pattern.cycle
-            elastic.append(Elastic(step.cycles * cycle, step.low * cycle, step.high * cycle))
-        elif isinstance(item, _HoldItem):
-            hold = item.hold
-            if hold.elastic:
-                elastic.append(Elastic(hold.length, hold.min, hold.max))
-            else:
-                fixed += hold.length
-        else:
-            fixed += _fixed_length(item, spoken)
+    fixed = sum(_fixed_length(item, spoken) for item, part in zip(items, parts, strict=True) if part is None)
     try:
-        shares = fit(fixed, elastic, target)
+        shares = iter(fit(fixed, [part for part in parts if part is not None], target))
     except ValueError:
         return items  # the holds' fitting says why, with the breathing as it is written
-    fitted = list(items)
-    order = iter(shares)  # in the order the elastic parts were listed
-    for index, item in enumerate(items):
-        if index in breathing or (isinstance(item, _HoldItem) and item.hold.elastic):
-            share = next(order)
-            if index in breathing:
-                assert isinstance(item, _Breathing)
-                step = item.step
-                cycles = min(max(round(share / step.pattern.cycle), step.low), step.high)
-                fitted[index] = _Breathing(replace(step, cycles=cycles, low=cycles, high=cycles), item.words)
+    fitted: list[_Item] = []
+    for item, part in zip(items, parts, strict=True):
+        share = next(shares) if part is not None else 0
+        if part is not None and isinstance(item, _Breathing):
+            step = item.step
+            cycles = min(max(round(share / step.pattern.cycle), step.low), step.high)
+            item = _Breathing(replace(step, cycles=cycles, low=cycles, high=cycles), item.words)
+        fitted.append(item)
     return fitted
+
+
+def _elastic(item: _Item, spoken: Mapping[str, Samples]) -> Elastic | None:
+    """How far fitting may stretch an item: an elastic hold (never below the room its reminders
+    need), or an elastic breathe step (lengths of whole cycles); None for a fixed item."""
+    if isinstance(item, _HoldItem) and item.hold.elastic:
+        hold = item.hold
+        room = _reminder_room([spoken[r] for r in item.reminders])
+        return Elastic(hold.length, max(hold.min, min(room, hold.max)), hold.max)
+    if isinstance(item, _Breathing) and item.step.elastic:
+        step = item.step
+        cycle = step.pattern.cycle
+        return Elastic(step.cycles * cycle, step.low * cycle, step.high * cycle)
+    return None
 
 
 def _fixed_length(item: _Item, spoken: Mapping[str, Samples]) -> Samples:
@@ -465,8 +462,10 @@ def _fixed_length(item: _Item, spoken: Mapping[str, Samples]) -> Samples:
         return item.length
     if isinstance(item, _Breathing):
         return item.step.cycles * item.step.pattern.cycle
-    if isinstance(item, (_HoldItem, _Mark, _Side)):
-        return 0  # a hold's length is fitted; a mark takes no time
+    if isinstance(item, _HoldItem):
+        return item.hold.length  # as written (an elastic one is fitted instead)
+    if isinstance(item, (_Mark, _Side)):
+        return 0
     raise TypeError(f"no length for a {type(item).__name__}")
 
 
