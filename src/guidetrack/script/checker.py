@@ -96,6 +96,15 @@ class Checker:
     def warn(self, keys: KeyPath, message: str) -> None:
         self.error(keys, message, severity=Severity.WARNING)
 
+    def read(self, path: Path, origin: str = "") -> tuple[Any, Tree] | None:
+        """Another file this one names (a block, profile or lexicon), read once per load; None
+        when it cannot be read, its problems reported with `origin` (where it was named)."""
+        try:
+            return self.context.read(path)
+        except InvalidInput as err:
+            self.problems.extend(Problem(p.message + origin, p.where, p.severity) for p in err.problems)
+            return None
+
     def child(self, tree: Tree, real: Path, origin: str) -> Checker:
         child = Checker(tree, self.context, self.chain + (real,), origin)
         child.cues = dict(self.cues)

@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from ..errors import InvalidInput, Location, Problem
+from ..errors import Location, Problem
 from .checker import Checker, Context, KeyPath, check_cues, describe_value, suggest
 from .model import (
     BREATH_PRESETS,
@@ -103,11 +103,10 @@ def _include(item: dict[str, Any], keys: KeyPath, check: Checker, sides: bool) -
         check.error(at, f"no block file '{name}' (looked for {shown}; paths are relative to this file)")
         return ()
     origin = f" (included from {check.tree.where(at)})" + check.origin
-    try:
-        data, tree = check.context.read(shown)
-    except InvalidInput as err:
-        check.problems.extend(Problem(p.message + origin, p.where, p.severity) for p in err.problems)
+    found = check.read(shown, origin)
+    if found is None:
         return ()
+    data, tree = found
     if not is_block(data):
         check.error(at, f"'{name}' is not a block: a block file has `guidetrack: 1`, `block: NAME` and `steps`")
         return ()

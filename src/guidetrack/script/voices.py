@@ -119,12 +119,10 @@ def profile_warnings(path: Path, context: Context, data: Any, tree: Tree) -> tup
 
 def _profile(path: Path, check: Checker) -> VoiceSpec | None:
     origin = f" (the voice profile named at {check.tree.where(check.mapped(('voice',)))})"
-    try:
-        data, tree = check.context.read(path)
-    except InvalidInput as err:
-        check.problems.extend(Problem(p.message + origin, p.where, p.severity) for p in err.problems)
+    found = check.read(path, origin)
+    if found is None:
         return None
-    return _profile_from(data, path, check.child(tree, path.resolve(), origin))
+    return _profile_from(found[0], path, check.child(found[1], path.resolve(), origin))
 
 
 def _profile_from(data: Any, path: Path, inner: Checker) -> VoiceSpec | None:
@@ -227,12 +225,10 @@ def _extended(name: str, path: Path, inner: Checker) -> VoiceSpec | None:
     if base in inner.chain:
         inner.error(("extends",), f"'{name}' extends this profile in turn: profiles cannot extend each other in a circle")
         return None
-    try:
-        data, tree = inner.context.read(base)
-    except InvalidInput as err:
-        inner.problems.extend(err.problems)
+    read = inner.read(base)
+    if read is None:
         return None
-    return _profile_from(data, base, inner.child(tree, base, inner.origin))
+    return _profile_from(read[0], base, inner.child(read[1], base, inner.origin))
 
 
 def lexicon_for(value: Any, folder: Path, keys: KeyPath, check: Checker) -> Lexicon | None:
@@ -247,11 +243,10 @@ def lexicon_for(value: Any, folder: Path, keys: KeyPath, check: Checker) -> Lexi
             file = named_file(value, folder, keys, check, "lexicon")
         if file is None:
             return None
-        try:
-            value, tree = check.context.read(file)
-        except InvalidInput as err:
-            check.problems.extend(err.problems)
+        found = check.read(file)
+        if found is None:
             return None
+        value, tree = found
         check = check.child(tree, file.resolve(), check.origin)
         keys = ()
     if not check.schema(value, LEXICON_SCHEMA["anyOf"][1], keys):
