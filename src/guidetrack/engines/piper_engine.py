@@ -16,7 +16,7 @@ from pathlib import Path
 from ..errors import EngineError
 from ..files import sha256_of
 from ..voice import VoiceSpec
-from .piper_voices import ALIASES, INSTALL_HINT, PACKAGED, installed, model_files
+from .piper_voices import INSTALL_HINT, installed, model_files, names
 from .worker import WorkerEngine
 
 # How fast Piper voices speak at their own pace (length_scale 1), in the words a minute that
@@ -84,8 +84,7 @@ class PiperEngine(WorkerEngine):
 
 
 def bundled_voices() -> tuple[str, ...]:
-    """The packaged voices' names (installed or not; a model file's path is a voice too)."""
-    return (*ALIASES, *PACKAGED)
+    return names()
 
 
 @lru_cache(maxsize=1)

