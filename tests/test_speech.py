@@ -231,3 +231,36 @@ def test_the_first_clip_stored_is_the_one_every_process_uses(tmp_path):
     assert len(cache.put(path, second)) == 1000  # the first writer's
     path.write_bytes(b"damaged")
     assert len(cache.put(path, second)) == 1500  # a damaged entry is replaced
+
+
+def test_a_worker_that_dies_is_reported_as_a_crash_with_what_it_said(tmp_path, monkeypatch):
+    """A worker that exits at once: the error says it crashed (not that it timed out) and quotes
+    its stderr, tried twice."""
+    import sys
+
+    from guidetrack.engines.worker import WorkerEngine
+
+    (tmp_path / "dying_worker.py").write_text(
+        "import sys\nprint('the model file is missing: /nowhere/voice.onnx', file=sys.stderr)\nsys.exit(3)\n")
+    monkeypatch.setenv("PYTHONPATH", f"{tmp_path}:{':'.join(sys.path)}")
+
+    class Dying(WorkerEngine):
+        name = "dying"
+        worker_module = "dying_worker"
+        install_hint = "nothing to install"
+
+        def request(self, text, path, voice):
+            return {"text": text, "path": str(path)}
+
+        def timeout(self, text):
+            return 30.0
+
+    engine = Dying()
+    try:
+        with pytest.raises(EngineError) as caught:
+            engine.synthesize("Rest.", VoiceSpec(), tmp_path / "x.wav")
+    finally:
+        engine.close()
+    message = str(caught.value)
+    assert "crashed" in message and "timed out" not in message, message
+    assert "the model file is missing: /nowhere/voice.onnx" in message, message
