@@ -270,6 +270,16 @@ def test_a_problem_in_a_variant_points_at_the_variant(tmp_path):
     assert any("Bad" in p for p in found), found
 
 
+def test_a_value_every_variant_overrides_is_still_checked(tmp_path):
+    """Found by `serve`'s test: a top-level `duration: twenty` was never read, as both variants set
+    their own, and the script passed."""
+    found = problems(tmp_path, "guidetrack: 1\ntitle: T\nduration: twenty\nvoice: clam\n"
+                               "variants:\n  short: 1m\n  long: {duration: 2m, voice: calm}\nsteps: [chime]\n")
+    assert any(":3:11:" in p and "'twenty' is not a duration" in p for p in found), found
+    assert any(":4:" in p and "clam" in p for p in found), found  # `long` sets its own voice; `short` takes this one
+    assert len(found) == len(set(found)), found  # each once
+
+
 def test_fast_voice_is_a_warning(tmp_path):
     script = load(write(tmp_path, "guidetrack: 1\ntitle: T\nvoice: {rate: 220}\nsteps: [chime]\n"))
     assert [w.severity for w in script.warnings] == ["warning"]

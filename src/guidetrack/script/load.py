@@ -101,6 +101,10 @@ def _scripts(path: Path, context: Context, data: Any, tree: Tree) -> list[Script
 
     variants = data.get("variants")
     entries = list(variants.items()) if isinstance(variants, dict) and variants else [("", {})]
+    if entries[0][0]:  # what every variant overrides is still checked where it is written
+        params = merge_params(data.get("params"), None, ("with",), check, "this script", ())
+        if params is not None:
+            _build(path, "", {k: v for k, v in data.items() if k != "variants"}, params, check)
     built: list[tuple[Script | None, int]] = []
     for name, overrides in entries:
         first_problem = len(context.problems)
