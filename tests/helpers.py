@@ -12,6 +12,8 @@ import shutil
 import subprocess
 import sys
 import wave
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib.util import find_spec
 from pathlib import Path
 
@@ -51,6 +53,28 @@ needs_chromium = pytest.mark.skipif(
     bool(_missing("selenium")) or not (CHROMIUM and CHROMEDRIVER),
     reason="needs selenium (the `dev` extra) and chromium with chromedriver on PATH "
            "(apt-get install chromium chromium-driver, or run scripts/test)")
+
+
+@contextmanager
+def chromium(tmp_path: Path) -> Iterator:
+    """A headless Chromium under selenium, that may play audio without a click and open files."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
+                 "--autoplay-policy=no-user-gesture-required",
+                 "--allow-file-access-from-files",  # a built library opened from disk, as a studio would offline
+                 f"--user-data-dir={tmp_path / 'chromium'}"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    try:
+        driver.set_script_timeout(60)
+        yield driver
+    finally:
+        driver.quit()
 
 
 def guidetrack(*args: object, cache: Path, check: bool = False, timeout: float = 600,

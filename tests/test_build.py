@@ -17,10 +17,9 @@ from pathlib import Path
 import pytest
 
 from helpers import (
-    CHROMEDRIVER,
-    CHROMIUM,
     LIBRARY,
     ROOT,
+    chromium,
     decode,
     ffprobe_duration,
     guidetrack,
@@ -238,25 +237,10 @@ def test_the_published_catalog_and_feed(gt, built, tmp_path):
 
 @needs_chromium
 def test_index_html_plays_every_track_and_loads_every_transcript_in_chromium(built, tmp_path):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
     out = built[1]
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
-                 "--autoplay-policy=no-user-gesture-required",
-                 "--allow-file-access-from-files",  # the folder opened from disk, as a studio would offline
-                 f"--user-data-dir={tmp_path / 'chromium'}"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    try:
-        driver.set_script_timeout(60)
+    with chromium(tmp_path) as driver:
         driver.get((out / "index.html").as_uri())
         report = driver.execute_async_script(CHECK_PAGE)
-    finally:
-        driver.quit()
     catalog = {t["files"]["audio"]["path"]: t for t in json.loads((out / "catalog.json").read_text())["tracks"]}
     assert report["titles"] == ["Breath Break", "Wind Down"]  # a card a class, not a file
     assert len(report["players"]) == 3  # one for each variant

@@ -264,3 +264,17 @@ def test_a_worker_that_dies_is_reported_as_a_crash_with_what_it_said(tmp_path, m
     message = str(caught.value)
     assert "crashed" in message and "timed out" not in message, message
     assert "the model file is missing: /nowhere/voice.onnx" in message, message
+
+
+def test_lengths_can_be_estimated_without_speaking(tmp_path):
+    """For `serve`'s picture at once: a cached clip by its length, a new one at the pace of those."""
+    engine = ToneEngine()
+    known = speaker(tmp_path, engine).clip("Soften the jaw.")
+    fresh = speaker(tmp_path, engine)
+    found = fresh.estimated_lengths(["Soften the jaw.", "Soften the jaw and the eyes."])
+    assert engine.calls == ["Soften the jaw."]  # spoken once, for the first speaker: the estimate spoke nothing
+    assert found["Soften the jaw."] == len(known) and fresh.estimated == 1
+    pace = len(known) / len("Soften the jaw.")
+    assert found["Soften the jaw and the eyes."] == pytest.approx(len("Soften the jaw and the eyes.") * pace, abs=1)
+    assert fresh.lengths(["Soften the jaw and the eyes."])  # the exact length, now spoken
+    assert engine.calls == ["Soften the jaw.", "Soften the jaw and the eyes."]

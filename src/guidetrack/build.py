@@ -34,7 +34,7 @@ from .engines import engine_version
 from .errors import GuidetrackError, InvalidInput
 from .files import check_writable, remove_stale_parts, replacing, sha256_of, temporary_folder
 from .languages import FOLDER as LANGUAGE_FILES
-from .manifest import Entry, JobResult, Manifest, StoredFile, Track, TrackChapter
+from .manifest import Entry, JobResult, Manifest, StoredFile
 from .render import script_files
 from .script import BUILTIN_VOICES, LibrarySettings, Script, load_any, read_library
 from .units import to_seconds
@@ -191,7 +191,7 @@ def render_job(job: Job, library: str | None, files: dict[str, bytes] | None, ca
     worker, maybe on another machine), the script's sources are written out first, named as
     `_source_name` names them. Runs in a worker process: everything comes back as plain data.
     """
-    from .render import render
+    from .render import render, track_of
     from .script import load
     from .sidecars import sidecar_paths
 
@@ -213,16 +213,8 @@ def render_job(job: Job, library: str | None, files: dict[str, bytes] | None, ca
         audio = Path(folder) / "out" / Path(job.name).name
         rendered = render(script, audio, Path(cache_dir) if cache_dir else None, job.output)
         written = {"audio": audio, **sidecar_paths(audio)}
-        plan = rendered.plan
-        track = Track(
-            title=script.title, description=script.description, author=script.author, album=script.album,
-            variant=script.variant, language=script.language, duration=round(to_seconds(rendered.samples), 3),
-            chapters=tuple(TrackChapter(c.title, round(to_seconds(c.start), 3)) for c in plan.chapters),
-            transcript=tuple(e.text for e in plan.speech()),
-            loudness={"target_lufs": rendered.target_lufs, **rendered.figures.to_json()},
-            spoken=tuple((round(to_seconds(e.start), 3), e.text) for e in plan.speech()),
-            props=script.props, level=script.level, order=job.order,
-        )
+        track = track_of(rendered.plan, rendered.samples, job.order,
+                         {"target_lufs": rendered.target_lufs, **rendered.figures.to_json()})
         result = JobResult({kind: path.read_bytes() for kind, path in written.items()}, track,
                            round(time.perf_counter() - started, 2), worker)
     if progress is not None:

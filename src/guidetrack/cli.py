@@ -560,6 +560,29 @@ def say(
 
 
 @app.command()
+def serve(
+    library: Annotated[Path, typer.Argument(help="A library folder, or one script.")] = Path("sessions"),
+    port: Annotated[int, typer.Option(min=0, max=65535, help="The port to listen on; 0 for any free one.")] = 8000,
+    host: Annotated[str, typer.Option(help="The address to listen on. The default is this machine only; "
+                                            "0.0.0.0 shows the library to the whole network.")] = "127.0.0.1",
+    cache_dir: CacheOption = None,
+) -> None:
+    """Preview LIBRARY (default: sessions in the current folder) in a browser while you write:
+    a page per script with its picture, problems, chapters, transcript and a player. Each save is
+    checked at once and rendered in the background; the page follows without a reload."""
+
+    def action() -> None:
+        from .serve import serve as serve_library
+
+        try:
+            serve_library(library, host, port, cache_dir, announce=_say)
+        except KeyboardInterrupt:
+            _say("stopped")
+
+    _guarded(action)
+
+
+@app.command()
 def schema() -> None:
     """Print the JSON Schema of the script format, for editors (YAML language server)."""
     from .script import json_schema

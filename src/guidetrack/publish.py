@@ -129,11 +129,7 @@ def publish(out: Path, manifest: Manifest, base_url: str | None = None, title: s
             phases = json.loads((out / file.path).read_text("utf-8"))["phases"] if file else []
         except (OSError, ValueError, KeyError, TypeError):
             return ""
-        if not phases:
-            return ""
-        data = html.escape(json.dumps(phases, separators=(",", ":")))
-        return (f'\n    <div class="pacer" data-phases="{data}"><div class="circle" data-phase=""></div>'
-                '<span class="phase"></span></div>')
+        return "\n    " + pacer_html(phases) if phases else ""
 
     _write(out / INDEX, index_html(name, records, feed=bool(base_url), settings=settings, cover=cover_name,
                                    picture=picture, pacer=pacer))
@@ -229,6 +225,83 @@ def feed_xml(title: str, records: list[Record], base_url: str, settings: Library
 
 # ---------------------------------------------------------------- the page
 
+# How a page with players looks and works, shared by the library page and `guidetrack serve`'s preview. It
+# works by delegation and looks the pacers up on every frame, so content put in later works too.
+PAGE_STYLE = """  body { font: 17px/1.5 system-ui, sans-serif; max-width: 46rem; margin: 2rem auto; padding: 0 1rem;
+         color: #2b2d42; background: #f7f3ee; }
+  header { display: flex; gap: 1rem; align-items: center; }
+  header img { width: 96px; height: 96px; border-radius: 8px; }
+  article { background: #fff; border-radius: 10px; padding: 1rem 1.25rem; margin: 1.25rem 0;
+            box-shadow: 0 1px 3px rgba(0,0,0,.08); }
+  h2 { margin: 0 0 .25rem; font-size: 1.2rem; }
+  .meta { color: #6c6f7f; font-size: .9rem; }
+  audio { width: 100%; margin: .75rem 0 .25rem; }
+  ol.chapters { padding-left: 1.25rem; font-size: .95rem; }
+  ol.chapters button { background: none; border: 0; color: #3d5a80; cursor: pointer; padding: 0; font: inherit; }
+  details p { margin: .3rem 0; }
+  details h4 { margin: .8rem 0 .2rem; font-size: .95rem; }
+  div.picture svg { width: 100%; height: auto; cursor: pointer; }
+  .pacer { display: flex; align-items: center; gap: 1rem; height: 7rem; }
+  .pacer .circle { width: 6rem; height: 6rem; border-radius: 50%; background: #98c1d9; transform: scale(0.35);
+                   opacity: .35; }
+  .pacer .circle[data-phase]:not([data-phase=""]) { opacity: 1; }
+  .pacer .phase { color: #6c6f7f; font-size: .95rem; }"""
+
+PLAYER_SCRIPT = """  // breath pacers: while a player plays, its circle grows on each in-breath, holds, and shrinks on
+  // each out-breath, from the class's breath phases; nothing else on the page moves
+  var SMALL = 0.35, LARGE = 1.0, PHASES = new WeakMap();
+  function playerOf(element) { return element.closest("section").querySelector("audio"); }
+  function pace(pacer) {
+    if (!PHASES.has(pacer)) { PHASES.set(pacer, JSON.parse(pacer.dataset.phases)); }
+    var phases = PHASES.get(pacer), circle = pacer.querySelector(".circle"), label = pacer.querySelector(".phase");
+    var t = playerOf(pacer).currentTime, lo = 0, hi = phases.length - 1, found = null;
+    while (lo <= hi) {
+      var mid = (lo + hi) >> 1;
+      if (phases[mid][0] > t) { hi = mid - 1; } else { found = phases[mid]; lo = mid + 1; }
+    }
+    if (!found || t >= found[0] + found[1]) {
+      circle.dataset.phase = ""; circle.style.transform = "scale(" + SMALL + ")"; label.textContent = "";
+      return;
+    }
+    var done = (t - found[0]) / found[1], name = found[2], scale = SMALL;
+    if (name === "in") { scale = SMALL + (LARGE - SMALL) * done; }
+    else if (name === "hold") { scale = LARGE; }
+    else if (name === "out") { scale = LARGE - (LARGE - SMALL) * done; }
+    circle.dataset.phase = name;
+    circle.style.transform = "scale(" + scale.toFixed(3) + ")";
+    label.textContent = name;
+  }
+  function frame() {
+    document.querySelectorAll("div.pacer").forEach(function (pacer) {
+      if (!playerOf(pacer).paused) { pace(pacer); }
+    });
+    requestAnimationFrame(frame);
+  }
+  document.addEventListener("seeked", function (event) {  // media events do not bubble: caught on the way down
+    var pacer = event.target.closest("section").querySelector("div.pacer");
+    if (pacer) { pace(pacer); }
+  }, true);
+  requestAnimationFrame(frame);
+  document.addEventListener("click", function (event) {
+    // a click on a session's picture plays from that moment
+    var svg = event.target.closest("div.picture svg");
+    if (svg) {
+      var box = svg.getBoundingClientRect();
+      var x = (event.clientX - box.left) * svg.viewBox.baseVal.width / box.width;
+      var at = (x - parseFloat(svg.dataset.x0)) / parseFloat(svg.dataset.width) * parseFloat(svg.dataset.length);
+      var player = playerOf(svg);
+      player.currentTime = Math.min(Math.max(at, 0), parseFloat(svg.dataset.length));
+      player.play();
+    }
+    // a chapter button moves its track's player to the chapter's start
+    var button = event.target.closest("button[data-start]");
+    if (button) {
+      var audio = playerOf(button);
+      audio.currentTime = parseFloat(button.dataset.start);
+      audio.play();
+    }
+  });"""
+
 PAGE = """<!doctype html>
 <html lang="{language}">
 <head>
@@ -236,25 +309,7 @@ PAGE = """<!doctype html>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{title}</title>
 <style>
-  body {{ font: 17px/1.5 system-ui, sans-serif; max-width: 46rem; margin: 2rem auto; padding: 0 1rem;
-         color: #2b2d42; background: #f7f3ee; }}
-  header {{ display: flex; gap: 1rem; align-items: center; }}
-  header img {{ width: 96px; height: 96px; border-radius: 8px; }}
-  article {{ background: #fff; border-radius: 10px; padding: 1rem 1.25rem; margin: 1.25rem 0;
-            box-shadow: 0 1px 3px rgba(0,0,0,.08); }}
-  h2 {{ margin: 0 0 .25rem; font-size: 1.2rem; }}
-  .meta {{ color: #6c6f7f; font-size: .9rem; }}
-  audio {{ width: 100%; margin: .75rem 0 .25rem; }}
-  ol.chapters {{ padding-left: 1.25rem; font-size: .95rem; }}
-  ol.chapters button {{ background: none; border: 0; color: #3d5a80; cursor: pointer; padding: 0; font: inherit; }}
-  details p {{ margin: .3rem 0; }}
-  details h4 {{ margin: .8rem 0 .2rem; font-size: .95rem; }}
-  div.picture svg {{ width: 100%; height: auto; cursor: pointer; }}
-  .pacer {{ display: flex; align-items: center; gap: 1rem; height: 7rem; }}
-  .pacer .circle {{ width: 6rem; height: 6rem; border-radius: 50%; background: #98c1d9; transform: scale(0.35);
-                   opacity: .35; }}
-  .pacer .circle[data-phase]:not([data-phase=""]) {{ opacity: 1; }}
-  .pacer .phase {{ color: #6c6f7f; font-size: .95rem; }}
+{page_style}
   .lengths button {{ border: 1px solid #c9c2b8; background: #fff; border-radius: 6px; padding: .2rem .6rem;
                     cursor: pointer; font: inherit; margin-right: .3rem; }}
   .lengths button[aria-pressed="true"] {{ background: #3d5a80; color: #fff; border-color: #3d5a80; }}
@@ -278,57 +333,7 @@ PAGE = """<!doctype html>
       }});
     }});
   }});
-  // breath pacers: while a player plays, its circle grows on each in-breath, holds, and shrinks on
-  // each out-breath, from the class's breath phases; nothing else on the page moves
-  var SMALL = 0.35, LARGE = 1.0, WORDS = {{"in": "in", "hold": "hold", "out": "out", "rest": "rest"}};
-  var pacers = [...document.querySelectorAll("div.pacer")].map(function (pacer) {{
-    return {{pacer: pacer, phases: JSON.parse(pacer.dataset.phases),
-             audio: pacer.closest("section").querySelector("audio"),
-             circle: pacer.querySelector(".circle"), label: pacer.querySelector(".phase")}};
-  }});
-  function pace(p) {{
-    var t = p.audio.currentTime, phases = p.phases, lo = 0, hi = phases.length - 1, found = null;
-    while (lo <= hi) {{
-      var mid = (lo + hi) >> 1;
-      if (phases[mid][0] > t) {{ hi = mid - 1; }} else {{ found = phases[mid]; lo = mid + 1; }}
-    }}
-    if (!found || t >= found[0] + found[1]) {{
-      p.circle.dataset.phase = ""; p.circle.style.transform = "scale(" + SMALL + ")"; p.label.textContent = "";
-      return;
-    }}
-    var done = (t - found[0]) / found[1], name = found[2], scale = SMALL;
-    if (name === "in") {{ scale = SMALL + (LARGE - SMALL) * done; }}
-    else if (name === "hold") {{ scale = LARGE; }}
-    else if (name === "out") {{ scale = LARGE - (LARGE - SMALL) * done; }}
-    p.circle.dataset.phase = name;
-    p.circle.style.transform = "scale(" + scale.toFixed(3) + ")";
-    p.label.textContent = WORDS[name] || name;
-  }}
-  function frame() {{
-    pacers.forEach(function (p) {{ if (!p.audio.paused) {{ pace(p); }} }});
-    requestAnimationFrame(frame);
-  }}
-  pacers.forEach(function (p) {{ p.audio.addEventListener("seeked", function () {{ pace(p); }}); }});
-  requestAnimationFrame(frame);
-  // a click on a session's picture plays from that moment
-  document.querySelectorAll("div.picture svg").forEach(function (svg) {{
-    svg.addEventListener("click", function (event) {{
-      var box = svg.getBoundingClientRect();
-      var x = (event.clientX - box.left) * svg.viewBox.baseVal.width / box.width;
-      var at = (x - parseFloat(svg.dataset.x0)) / parseFloat(svg.dataset.width) * parseFloat(svg.dataset.length);
-      var player = svg.closest("section").querySelector("audio");
-      player.currentTime = Math.min(Math.max(at, 0), parseFloat(svg.dataset.length));
-      player.play();
-    }});
-  }});
-  // chapter buttons move their track's player to the chapter's start
-  document.querySelectorAll("button[data-start]").forEach(function (button) {{
-    button.addEventListener("click", function () {{
-      var player = button.closest("section").querySelector("audio");
-      player.currentTime = parseFloat(button.dataset.start);
-      player.play();
-    }});
-  }});
+{player_script}
 </script>
 </body>
 </html>
@@ -352,11 +357,22 @@ VARIANT = """  <section class="variant" data-variant="{variant}"{hidden}>
   </section>"""
 
 
-def _prose(record: Record) -> str:
+def pacer_html(phases: list) -> str:
+    """A breath pacer over the phases ([start, length, phase] in seconds) of the player in its section."""
+    data = html.escape(json.dumps(phases, separators=(",", ":")))
+    return f'<div class="pacer" data-phases="{data}"><div class="circle" data-phase=""></div><span class="phase"></span></div>'
+
+
+def chapter_items(track: Track) -> str:
+    """The track's chapters as list items, each a button that moves its player to the chapter."""
+    return "".join(f'<li><button data-start="{c.start}">{format_clock(round(c.start * SAMPLE_RATE))}</button> '
+                   f'{html.escape(c.title)}</li>' for c in track.chapters)
+
+
+def prose(track: Track) -> str:
     """The transcript as a reader would want it: a paragraph a chapter under its heading, counted
     breaths joined ("In, two, three, four.")."""
     e = html.escape
-    track = record.track
     lines = track.spoken or tuple((0.0, text) for text in track.transcript)
     starts = [(c.start, c.title) for c in track.chapters] if track.spoken else []
     out: list[str] = []
@@ -409,13 +425,11 @@ def index_html(title: str, records: list[Record], feed: bool = False, settings: 
         sections = []
         for index, record in enumerate(group):
             t = record.track
-            chapters = "".join(f'<li><button data-start="{c.start}">{format_clock(round(c.start * SAMPLE_RATE))}</button> '
-                               f'{e(c.title)}</li>' for c in t.chapters)
             sections.append(VARIANT.format(
                 variant=e(t.variant), hidden="" if index == 0 else " hidden", language=e(t.language),
                 duration=format_clock(round(t.duration * SAMPLE_RATE)),
                 audio=e(record.url("audio")), vtt=e(record.url("vtt")), srt=e(record.url("srt")),
-                chapters_file=e(record.url("chapters")), chapters=chapters, transcript=_prose(record),
+                chapters_file=e(record.url("chapters")), chapters=chapter_items(t), transcript=prose(t),
                 picture=picture(record), pacer=pacer(record)))
         lengths = ""
         if len(group) > 1:
@@ -429,6 +443,6 @@ def index_html(title: str, records: list[Record], feed: bool = False, settings: 
                                        variants="\n".join(sections)))
     count = len(groups)
     about = f"<p>{e(settings.description)}</p>" if settings.description else ""
-    return PAGE.format(title=e(title), cover=cover, count=f"{count} class{'es' if count != 1 else ''}",
+    return PAGE.format(page_style=PAGE_STYLE, player_script=PLAYER_SCRIPT, title=e(title), cover=cover, count=f"{count} class{'es' if count != 1 else ''}",
                        articles="\n".join(articles), language=e(library_language(records, settings)), about=about,
                        feed=f' · <a href="{FEED}">podcast feed</a>' if feed else "")

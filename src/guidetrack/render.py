@@ -17,13 +17,14 @@ from .encode import CEILING_DB, MAX_GAIN_DB, Chapter, Output, Tags, codec_loss, 
 from .errors import GuidetrackError, InvalidInput, Location, Problem, Severity
 from .files import check_writable, remove_stale_parts, sha256_of, write_atomically
 from .loudness import Figures, target_for
+from .manifest import Track, TrackChapter
 from .mix import levels, mix
 from .plan import Plan, make_plan
 from .report import SILENT, Progress
 from .script import MAX_COVER_BYTES, FileKind, Script, load_any
 from .sidecars import generated_cover, sidecar_files
 from .speech import ClipCache, Speaker
-from .units import to_ms
+from .units import Samples, to_ms, to_seconds
 
 SCRIPT_SUFFIXES = (".yaml", ".yml")
 
@@ -44,10 +45,30 @@ class Rendered:
     cache_problem: str = ""  # why new clips could not be cached (the render went on without)
 
 
-def plan_script(script: Script, cache_dir: Path | None = None, progress: Progress = SILENT) -> tuple[Plan, Speaker]:
+def plan_script(script: Script, cache_dir: Path | None = None, progress: Progress = SILENT,
+                estimate: bool = False) -> tuple[Plan, Speaker]:
+    """The script's plan, speaking what the cache does not hold; with `estimate`, nothing is
+    spoken and a new clip's length is guessed (`speaker.estimated` counts the guesses)."""
     speaker = Speaker(script.voice, ClipCache(cache_dir))
     speaker.progress = progress
-    return make_plan(script, speaker.lengths, lambda path: len(decoded(path))), speaker
+    measure = speaker.estimated_lengths if estimate else speaker.lengths
+    return make_plan(script, measure, lambda path: len(decoded(path))), speaker
+
+
+def track_of(plan: Plan, samples: Samples | None = None, order: int = 0,
+             loudness: dict[str, float | None] | None = None) -> Track:
+    """The class as the catalog, the feed and the pages show it: from its plan, and the rendered
+    length and measured loudness once there is audio."""
+    script = plan.script
+    return Track(
+        title=script.title, description=script.description, author=script.author, album=script.album,
+        variant=script.variant, language=script.language,
+        duration=round(to_seconds(plan.length if samples is None else samples), 3),
+        chapters=tuple(TrackChapter(c.title, round(to_seconds(c.start), 3)) for c in plan.chapters),
+        transcript=tuple(e.text for e in plan.speech()), loudness=dict(loudness or {}),
+        spoken=tuple((round(to_seconds(e.start), 3), e.text) for e in plan.speech()),
+        props=script.props, level=script.level, order=order,
+    )
 
 
 def tags_for(script: Script, plan: Plan | None = None) -> Tags:
@@ -200,6 +221,7 @@ class Checked:
     kind: FileKind = FileKind.SCRIPT
     plans: list[Plan] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
+    estimated: int = 0  # clips whose length was guessed (check_file's `estimate`)
 
     def failed(self, strict: bool) -> bool:
         return any(p.severity is Severity.ERROR or strict for p in self.problems)
@@ -217,8 +239,9 @@ def script_files(paths: Iterable[Path]) -> Iterator[tuple[Path, Path | None]]:
             yield path, None
 
 
-def check_file(path: Path, root: Path | None = None, cache_dir: Path | None = None) -> Checked:
-    """Check a script (every variant: format, includes, audio files, fitting) or a block.
+def check_file(path: Path, root: Path | None = None, cache_dir: Path | None = None, estimate: bool = False) -> Checked:
+    """Check a script (every variant: format, includes, audio files, fitting) or a block. With
+    `estimate`, nothing is spoken: the lengths of clips not in the cache are guessed.
 
     Never raises for bad input: the problems are collected in the result.
     """
@@ -236,7 +259,8 @@ def check_file(path: Path, root: Path | None = None, cache_dir: Path | None = No
         if broken:
             continue
         try:
-            plan, _ = plan_script(script, cache_dir)
+            plan, speaker = plan_script(script, cache_dir, estimate=estimate)
+            checked.estimated += speaker.estimated
         except InvalidInput as err:
             label = f"variant '{script.variant}': " if script.variant else ""
             checked.problems.extend(Problem(label + p.message, p.where, p.severity) for p in err.problems)

@@ -55,12 +55,15 @@ def podcast_chapters(plan: Plan) -> str:
     return json.dumps({"version": "1.2.0", "chapters": chapters}, indent=2, ensure_ascii=False) + "\n"
 
 
-def breath_json(plan: Plan) -> str:
+def breath_phases(plan: Plan) -> list[list[float | str]]:
     """The breath phases the script paces, for a pacer that follows the audio: [start, length, phase]
     in seconds, in time order."""
-    phases = [[round(start / SAMPLE_RATE, 3), round(length / SAMPLE_RATE, 3), phase]
-              for start, length, phase in plan.breath_phases()]
-    return json.dumps({"guidetrack-breath": 1, "phases": phases}, separators=(",", ":")) + "\n"
+    return [[round(start / SAMPLE_RATE, 3), round(length / SAMPLE_RATE, 3), phase]
+            for start, length, phase in plan.breath_phases()]
+
+
+def breath_json(plan: Plan) -> str:
+    return json.dumps({"guidetrack-breath": 1, "phases": breath_phases(plan)}, separators=(",", ":")) + "\n"
 
 
 def sidecar_paths(audio: Path) -> dict[str, Path]:

@@ -37,6 +37,7 @@ SILENCE_DB = -50.0  # below this (dBFS) counts as silence when trimming
 EDGE_FADE = int(0.008 * SAMPLE_RATE)  # samples faded at each end so nothing clicks
 _CHECKSUM_CHUNK = b"gtsm"
 RECENT_SAMPLES = 120 * SAMPLE_RATE  # whole clips kept in memory (about 21 MB), the most recently used
+ESTIMATED_PACE = 0.07 * SAMPLE_RATE  # samples a letter, for a clip not yet spoken when no other tells the pace
 BATCH = 24  # chunks sent to the engine at once: big enough to keep its workers busy, small enough to tell progress
 
 
@@ -249,6 +250,7 @@ class Speaker:
         self._held: dict[str, np.ndarray] = {}  # chunks the cache could not store
         self._recent: OrderedDict[str, np.ndarray] = OrderedDict()  # whole texts, joined from chunks
         self.progress: Progress = SILENT
+        self.estimated = 0  # chunks `estimated_lengths` guessed, last time
 
     @property
     def engine(self) -> Engine:
@@ -282,6 +284,31 @@ class Speaker:
             if not parts:
                 raise EngineError(f"nothing to say in {text!r}")
             found[text] = sum(self._length(chunk) + quiet for chunk, quiet in parts)
+        return found
+
+    def estimated_lengths(self, texts: Iterable[str]) -> Mapping[str, Samples]:
+        """Each text's spoken length without speaking anything: a clip the cache holds by its
+        length, a new one by its letters at the pace of those it holds (for a picture that must
+        not wait for the engine). `self.estimated` counts the chunks guessed."""
+        texts = list(texts)
+        known: dict[str, Samples] = {}
+        for text in texts:
+            for chunk, _ in split_speech(text):
+                if chunk in self._lengths:
+                    known[chunk] = self._lengths[chunk]
+                elif (clip := self.cache.get(self._entry(chunk))) is not None:
+                    known[chunk] = self._lengths[chunk] = len(clip)
+        letters = sum(len(chunk) for chunk in known)
+        pace = sum(known.values()) / letters if letters else ESTIMATED_PACE
+        self.estimated = 0
+        found = {}
+        for text in texts:
+            total = 0
+            for chunk, quiet in split_speech(text):
+                if chunk not in known:
+                    self.estimated += 1
+                total += known.get(chunk, round(len(chunk) * pace)) + quiet
+            found[text] = total
         return found
 
     def prefetch(self, chunks: Iterable[str]) -> None:

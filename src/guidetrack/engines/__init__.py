@@ -34,6 +34,9 @@ class Engine(Protocol):
     def voice_ids(self) -> list[str]:
         """Every voice the engine can speak with here."""
 
+    def ensure_started(self) -> None:
+        """Start the engine's worker now, so that the next utterance does not wait for it."""
+
     def close(self) -> None:
         """Stop the engine's worker, if it has one."""
 
