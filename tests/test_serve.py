@@ -36,16 +36,16 @@ TIMEOUT = 60.0  # seconds for a render on a loaded machine; a check is asserted 
 
 
 def test_byte_ranges_as_players_ask_for_them():
-    assert byte_range(None, 1000) == (0, 999)
+    assert byte_range(None, 1000) is None  # the whole file, 200
     assert byte_range("bytes=0-", 1000) == (0, 999)
     assert byte_range("bytes=100-199", 1000) == (100, 199)
     assert byte_range("bytes=900-5000", 1000) == (900, 999)  # past the end: up to the end
     assert byte_range("bytes=-10", 1000) == (990, 999)  # the last ten
     assert byte_range("bytes=-5000", 1000) == (0, 999)
-    first, last = byte_range("bytes=1000-", 1000)
-    assert first > last  # outside the file: 416
-    assert byte_range("bytes=0-1,5-9", 1000) == (0, 999)  # several ranges: the whole file
-    assert byte_range("items=1-2", 1000) == (0, 999)
+    assert byte_range("bytes=1000-", 1000) == (1000, 999)  # at the end: 416
+    # what RFC 9110 says to ignore (the whole file, 200): several ranges, other units, nonsense
+    for ignored in ("bytes=0-1,5-9", "items=1-2", "bytes=500-100", "bytes=-0", "bytes=" + "9" * 5000 + "-"):
+        assert byte_range(ignored, 1000) is None, ignored
 
 
 def test_problems_are_shown_at_their_line_and_escaped(tmp_path):
@@ -56,6 +56,29 @@ def test_problems_are_shown_at_their_line_and_escaped(tmp_path):
     assert '<li class="warning">a cue is longer than its phase</li>' in shown
     assert "last save that worked" in shown
     assert _problems_html([], tmp_path, stale=False) == ""
+
+
+def test_a_guess_that_does_not_fit_is_checked_again_with_the_lines_spoken(tmp_path, monkeypatch):
+    """A new line's guessed length can make a plan that cannot fit; the spoken one may fit: the
+    guess's problem must never be the last word (found in review: it stayed, as nothing was spoken)."""
+    import guidetrack.preview as preview_module
+    from guidetrack.preview import Preview
+    from guidetrack.render import Checked
+    from guidetrack.script import FileKind
+
+    (tmp_path / "s.yaml").write_text("guidetrack: 1\ntitle: T\nsteps: [chime]\n")
+    asked = []
+
+    def check_file(path, root, cache_dir, estimate):
+        asked.append(estimate)
+        problems = [Problem("cannot fit 0:05 with these lengths")] if estimate else []
+        return Checked(path, FileKind.SCRIPT, [], problems)
+
+    monkeypatch.setattr(preview_module, "check_file", check_file)
+    preview = Preview(tmp_path, tmp_path / "out")
+    path = (tmp_path / "s.yaml").resolve()
+    preview._check(path, preview.entries[path])
+    assert asked == [True, False] and preview.entries[path].problems == []
 
 
 # ------------------------------------------------------------------- a server, as a user starts it
@@ -72,6 +95,11 @@ class Served:
                 return response.status, dict(response.headers), response.read()
         except urllib.error.HTTPError as err:
             return err.code, dict(err.headers), err.read()
+
+    def head(self, path: str) -> tuple[int, dict, bytes]:
+        request = urllib.request.Request(self.url.rstrip("/") + path, method="HEAD")
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, dict(response.headers), response.read()
 
     def state(self, name: str, variant: str = "") -> dict:
         status, _, body = self.get(f"/state/{name}" + (f"?variant={variant}" if variant else ""))
@@ -162,7 +190,20 @@ def test_serve_follows_every_save_and_survives_bad_ones(library, cache_dir, tmp_
         assert headers["Content-Range"] == f"bytes 1000-1999/{len(audio)}"
         assert served.get(first["audio"], {"Range": "bytes=-100"})[2] == audio[-100:]
         assert served.get(first["audio"], {"Range": f"bytes={len(audio)}-"})[0] == 416
-        assert served.get("/audio/1/../../etc/passwd")[0] == 404
+        assert served.get(first["audio"], {"Range": "bytes=500-100"})[:3:2] == (200, audio)  # ignored
+        status, headers, body = served.head(first["audio"])
+        assert status == 200 and body == b"" and int(headers["Content-Length"]) == len(audio)
+        folder = first["audio"].split("/")[2]
+        for wrong in (f"/audio/{folder}/..", f"/audio/{folder}/x%5C..%5Cbreath.yaml", f"/audio/{folder}/../../breath.yaml",
+                      "/audio/" + folder):
+            assert served.get(wrong)[0] == 404, wrong
+        assert served.get("/", {"Host": "attacker.example:80"})[0] == 403  # DNS rebinding: refused
+
+        # another variant, and a script in a folder that includes a block from the library above it
+        long = wait_for(lambda: (s := served.state("breath", "long"))["audio"] and s)
+        assert long["variant"] == "long" and long["status"].startswith("rendered 0:34"), long["status"]
+        down = wait_for(lambda: (s := served.state("evening/wind-down"))["audio"] and s or "failed" in s["status"] and s)
+        assert down["status"].startswith("rendered 0:15"), down["status"]
 
         # a saved line: re-planned at once (a new clip to speak), then rendered again
         saved = time.monotonic()
@@ -170,7 +211,7 @@ def test_serve_follows_every_save_and_survives_bad_ones(library, cache_dir, tmp_
         replanned = wait_for(lambda: (s := served.state("breath"))["plan"] != first["plan"] and s)
         took = time.monotonic() - saved
         assert "Breathe in slowly and softly." in replanned["picture"], "the picture shows the new words"
-        assert took < 3, f"re-planned after {took:.1f} s"  # the new clip's length guessed, not waited for
+        assert took < 10, f"re-planned after {took:.1f} s"
         second = wait_for(lambda: (s := served.state("breath"))["audio"] not in (None, first["audio"]) and s)
         assert second["status"].startswith("rendered 0:2"), second["status"]
 
@@ -195,20 +236,43 @@ def test_serve_follows_every_save_and_survives_bad_ones(library, cache_dir, tmp_
                            timeout=10)
         assert changed["plan"] != before["plan"]
 
-        # a removed script is gone from the library, and the server goes on
+        # a removed script is gone from the library, its audio with it, and the server goes on
+        down = served.state("evening/wind-down")["audio"]
         (library / "evening" / "wind-down.yaml").unlink()
         wait_for(lambda: served.state("evening/wind-down")["http"] == 404, timeout=5)
-        assert b"Wind Down" not in served.get("/")[2]
+        assert b"Wind Down" not in served.get("/")[2] and served.get(down)[0] == 404
         assert served.state("breath")["http"] == 200
+
+        # the library moved away and back (a rename, a checkout): its scripts go, and come back
+        library.rename(library.with_name("elsewhere"))
+        wait_for(lambda: served.state("breath")["http"] == 404, timeout=10)
+        library.with_name("elsewhere").rename(library)
+        back = wait_for(lambda: (s := served.state("breath"))["http"] == 200 and s["checked"] and s, timeout=10)
+        assert back["problems"] == "" and "Let the whole body be heavy." in back["transcript"]
+        save(script, written.replace("Breathe in slowly.", "Breathe in deeply."))  # and saves are seen again
+        wait_for(lambda: "Breathe in deeply." in served.state("breath")["picture"], timeout=10)
+
+
+@pytest.mark.integration
+def test_serving_one_script(library, cache_dir, tmp_path):
+    """A lone script: its folder and its blocks' are watched (not everything below), and it renders."""
+    script = library / "breath.yaml"
+    with serving(script, cache_dir, tmp_path / "tmp") as served:
+        first = wait_for(lambda: (s := served.state("breath"))["audio"] and s)
+        assert first["status"].startswith("rendered 0:26"), first["status"]
+        assert b"Wind Down" not in served.get("/")[2]
+        block = library / "poses" / "rest.yaml"
+        save(block, block.read_text().replace("Let the whole body rest.", "Let the shoulders rest."))
+        wait_for(lambda: "Let the shoulders rest." in served.state("breath")["transcript"], timeout=10)
 
 
 @pytest.mark.integration
 def test_a_save_stops_the_render_it_makes_stale(tmp_path, cache_dir):
-    """A three-minute class: a save while it renders stops that render; only the newest is played."""
+    """A five-minute class: a save while it renders stops that render; only the newest is played."""
     library = tmp_path / "library"
     library.mkdir()
     script = library / "long.yaml"
-    written = ("guidetrack: 1\ntitle: Long Rest\nvoice: calm\nduration: 3 min\n"
+    written = ("guidetrack: 1\ntitle: Long Rest\nvoice: calm\nduration: 5 min\n"
                "background: {sound: pink-noise, level: -26}\n"
                "steps:\n  - say: Settle in.\n  - hold: {for: 60s, min: 10s, max: 300s}\n  - say: Come back slowly.\n")
     script.write_text(written)
@@ -224,7 +288,7 @@ def test_a_save_stops_the_render_it_makes_stale(tmp_path, cache_dir):
         save(script, written.replace("Settle in.", "Settle in, and rest."))
         final = wait_for(lambda: (s := served.state("long"))["audio"] and s)
         seen.add(final["audio"])
-        assert final["audio"].startswith("/audio/2/"), seen  # the first render was stopped, never shown
+        assert final["audio"].split("/")[2].endswith("-2"), seen  # the first render was stopped, never shown
         assert seen == {None, final["audio"]}
         assert "Settle in, and rest." in final["transcript"]
 
@@ -271,6 +335,11 @@ def test_the_preview_page_follows_saves_in_chromium(library, cache_dir, tmp_path
         mended = wait_for(lambda: (p := page())["problems"] == "" and p["chapters"][0].startswith("Breathe") and p,
                           timeout=10)
         assert mended["marker"] == 1
+
+        # a removed script says so, and the page stays
+        script.unlink()
+        wait_for(lambda: "no longer in the library" in page()["status"], timeout=10)
+        assert page()["marker"] == 1
 
 
 READ_PAGE = """

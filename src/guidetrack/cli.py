@@ -85,16 +85,19 @@ def _warn(plan) -> None:
         _say(str(warning))
 
 
+LibraryOption = Annotated[Optional[Path], typer.Option(
+    help="The library folder the script is part of: its includes may reach anywhere in it, as in `build` "
+         "(default: the script's own folder).")]
 VariantOption = Annotated[Optional[list[str]], typer.Option(
     "--variant", help="Only this variant (repeat for several; default: every variant).")]
 
 
-def _load(script: Path, variants: list[str] | None):
+def _load(script: Path, variants: list[str] | None, library: Path | None = None):
     from .script import load, load_all
 
     if variants:
-        return [load(script, name) for name in dict.fromkeys(variants)]
-    return load_all(script)
+        return [load(script, name, library) for name in dict.fromkeys(variants)]
+    return load_all(script, library)
 
 
 FormatOption = Annotated[Optional[str], typer.Option(
@@ -182,6 +185,7 @@ def render(
     as_json: Annotated[bool, typer.Option("--json", help="Print what was written and its measured loudness "
                                           "as JSON on stdout.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress while rendering.")] = False,
+    library: LibraryOption = None,
 ) -> None:
     """Render SCRIPT to audio (MP3 by default), one file per variant, with transcripts and chapters beside it."""
 
@@ -190,7 +194,7 @@ def render(
         from .render import render as render_script
 
         output = _output(audio_format, bitrate, vbr, mono, sample_rate, loudness, out)
-        scripts = _load(script, variant)
+        scripts = _load(script, variant, library)
         written = []
         from .progress import stages_for
         from .report import SILENT
@@ -308,13 +312,14 @@ def plan(
         "--variant", help="This variant (repeat for several; default: the first). With several, --json "
                           "prints a list.")] = None,
     cache_dir: CacheOption = None,
+    library: LibraryOption = None,
 ) -> None:
     """Print SCRIPT's timeline: when each cue, chime and tone starts, without rendering audio."""
 
     def action() -> None:
         from .render import plan_script
 
-        scripts = _load(script, variant) if variant else _load(script, None)[:1]
+        scripts = _load(script, variant, library) if variant else _load(script, None, library)[:1]
         timelines = [plan_script(one, cache_dir)[0] for one in scripts]
         if out is not None and not svg:
             raise InvalidInput("-o is where --svg writes its picture: add --svg (plan prints its timeline on stdout)")
@@ -396,6 +401,7 @@ def validate(
     paths: Annotated[list[Path], typer.Argument(help="Scripts, blocks, or folders of them.")],
     strict: Annotated[bool, typer.Option("--strict", help="Treat warnings as errors.")] = False,
     cache_dir: CacheOption = None,
+    library: LibraryOption = None,
 ) -> None:
     """Check scripts and blocks (format, includes, audio files, fitting) without rendering audio."""
 
@@ -406,7 +412,7 @@ def validate(
         files = failed = 0
         for path, root in script_files(paths):
             files += 1
-            checked = check_file(path, root, cache_dir)
+            checked = check_file(path, root or library, cache_dir)
             for problem in checked.problems:
                 if strict and problem.severity is Severity.WARNING:
                     problem = replace(problem, severity=Severity.ERROR)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import html
 import json
 import logging
+import os
 import re
 from collections.abc import Callable
 from http import HTTPStatus
@@ -41,7 +42,7 @@ def page_state(preview: Preview, name: str, variant: str) -> dict | None:
         entry = preview.entry(name)
         if entry is None:
             return None
-        variant = variant if variant in entry.variants else (entry.variants[0] if entry.variants else "")
+        variant = entry.variant(variant)
         plan = entry.plans.get(variant)
         audio = entry.audio.get(variant, Audio())
         problems = list(entry.problems)
@@ -154,9 +155,9 @@ SCRIPT_PAGE = """<!doctype html>
 {player_script}
   // the preview: its parts are fetched again whenever the server says something changed, and the
   // player, given a new render, carries on from where it was
-  var NAME = {name}, VARIANT = {variant}, shownPlan = null, shownAudio = null;
+  var NAME = {name}, VARIANT = {variant}, shownPlan = null, shownAudio = null, busy = false, again = false;
   var player = document.querySelector("audio");
-  function part(id, content) {{ var element = document.getElementById(id); element.innerHTML = content; }}
+  function part(id, content) {{ document.getElementById(id).innerHTML = content; }}
   function load(url) {{
     var at = player.currentTime, playing = !player.paused && !player.ended;
     player.src = url;
@@ -165,25 +166,42 @@ SCRIPT_PAGE = """<!doctype html>
       if (playing) {{ player.play(); }}
     }}, {{once: true}});
   }}
-  function refresh() {{
-    fetch("/state/" + NAME + "?variant=" + encodeURIComponent(VARIANT)).then(function (r) {{ return r.json(); }})
-      .then(function (state) {{
-        part("problems", state.problems);
-        document.getElementById("status").textContent = state.status;
-        if (state.plan !== shownPlan) {{
-          shownPlan = state.plan;
-          document.title = state.title;
-          document.getElementById("title").textContent = state.title;
-          ["meta", "picture", "pacer", "chapters", "transcript"].forEach(function (id) {{ part(id, state[id]); }});
-          part("variants", state.variants.length > 1 ? state.variants.map(function (v) {{
-            return '<a href="?variant=' + encodeURIComponent(v) + '"' + (v === state.variant ? ' aria-current="page"' : "")
-              + ">" + v + "</a>"; }}).join("") : "");
-        }}
-        if (state.audio && state.audio !== shownAudio) {{ shownAudio = state.audio; load(state.audio); }}
-      }});
+  function show(state) {{
+    if (state.gone) {{
+      document.getElementById("status").textContent = "This script is no longer in the library.";
+      return;
+    }}
+    part("problems", state.problems);
+    document.getElementById("status").textContent = state.status;
+    if (state.plan !== shownPlan) {{
+      shownPlan = state.plan;
+      document.title = state.title;
+      document.getElementById("title").textContent = state.title;
+      ["meta", "picture", "pacer", "chapters", "transcript"].forEach(function (id) {{ part(id, state[id]); }});
+      var links = document.getElementById("variants");
+      links.replaceChildren();
+      if (state.variants.length > 1) {{
+        state.variants.forEach(function (v) {{
+          var a = document.createElement("a");
+          a.href = "?variant=" + encodeURIComponent(v);
+          a.textContent = v;
+          if (v === state.variant) {{ a.setAttribute("aria-current", "page"); }}
+          links.append(a);
+        }});
+      }}
+    }}
+    if (state.audio && state.audio !== shownAudio) {{ shownAudio = state.audio; load(state.audio); }}
   }}
-  new EventSource("/events").onmessage = refresh;  // it reconnects by itself if the server restarts
-  refresh();
+  function refresh() {{  // one request at a time, so an older answer never replaces a newer one
+    if (busy) {{ again = true; return; }}
+    busy = true;
+    fetch("/state/" + NAME + "?variant=" + encodeURIComponent(VARIANT))
+      .then(function (r) {{ return r.json(); }}).then(show)
+      .catch(function () {{}})  // the server is restarting: the event stream brings the next try
+      .finally(function () {{ busy = false; if (again) {{ again = false; refresh(); }} }});
+  }}
+  // it says at once what there is, and whenever anything changes; it reconnects by itself
+  new EventSource("/events?script=" + NAME + "&variant=" + encodeURIComponent(VARIANT)).onmessage = refresh;
 </script>
 </body>
 </html>
@@ -233,48 +251,61 @@ def _js(text: str) -> str:
     return json.dumps(text).replace("<", "\\u003c")
 
 
+LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1"}
+
+
 class _Handler(BaseHTTPRequestHandler):
     preview: Preview  # set on the subclass `serve` makes
+    loopback: bool = True  # served on loopback: only requests that name it (no DNS rebinding)
     server_version = "guidetrack"
+    head = False
 
     def log_message(self, format: str, *args: object) -> None:
         log.debug("%s " + format, self.address_string(), *args)
 
+    def do_HEAD(self) -> None:
+        self.head = True
+        self.do_GET()
+
     def do_GET(self) -> None:
+        try:
+            self._answer()
+        except ConnectionError:
+            pass  # the page went away
+
+    def _answer(self) -> None:
         url = urlsplit(self.path)
         path, query = unquote(url.path), parse_qs(url.query)
         variant = query.get("variant", [""])[0]
-        try:
-            if path == "/":
-                self._send(index_page(self.preview).encode(), "text/html; charset=utf-8")
-            elif path.startswith("/s/"):
-                name = path[3:]
-                with self.preview.changed:
-                    known = self.preview.entry(name) is not None
-                if not known:
-                    self._send(b"no such script in this library", "text/plain; charset=utf-8", HTTPStatus.NOT_FOUND)
-                    return
-                self._send(script_page(self.preview, name, variant).encode(), "text/html; charset=utf-8")
-            elif path.startswith("/state/"):
-                state = page_state(self.preview, path[7:], variant)
-                if state is None:
-                    self._send(b'{"gone": true}', "application/json", HTTPStatus.NOT_FOUND)
-                    return
-                self.preview.look(path[7:], state["variant"])
-                self._send(json.dumps(state).encode(), "application/json")
-            elif path == "/events":
-                self._events()
-            elif path.startswith("/audio/") and path.count("/") == 3:
-                _, _, number, name = path.split("/")
-                file = self.preview.audio_file(number, name)
-                if file is None:
-                    self._send(b"not found", "text/plain", HTTPStatus.NOT_FOUND)
-                else:
-                    self._send_file(file)
-            else:
+        host = self.headers.get("Host") or ""
+        host = host[1:].split("]")[0] if host.startswith("[") else host.split(":")[0]
+        if self.loopback and host.lower() not in LOOPBACK_NAMES:
+            self._send(b"this preview answers only to localhost", "text/plain", HTTPStatus.FORBIDDEN)
+        elif path == "/":
+            self._send(index_page(self.preview).encode(), "text/html; charset=utf-8")
+        elif path.startswith("/s/"):
+            name = path[3:]
+            with self.preview.changed:
+                known = self.preview.entry(name) is not None
+            if not known:
+                self._send(b"no such script in this library", "text/plain; charset=utf-8", HTTPStatus.NOT_FOUND)
+                return
+            self._send(script_page(self.preview, name, variant).encode(), "text/html; charset=utf-8")
+        elif path.startswith("/state/"):
+            state = page_state(self.preview, path[7:], variant)
+            if state is None:
+                self._send(b'{"gone": true}', "application/json", HTTPStatus.NOT_FOUND)
+                return
+            self.preview.look(path[7:], state["variant"])
+            self._send(json.dumps(state).encode(), "application/json")
+        elif path == "/events":
+            self._events(query.get("script", [""])[0], variant)
+        else:
+            file = self.preview.audio_file(url.path) if path.startswith("/audio/") else None
+            if file is None:
                 self._send(b"not found", "text/plain", HTTPStatus.NOT_FOUND)
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the page went away
+            else:
+                self._send_file(file)
 
     def _send(self, body: bytes, mime: str, status: HTTPStatus = HTTPStatus.OK) -> None:
         self.send_response(status)
@@ -282,7 +313,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Cache-Control", "no-store")
         self.end_headers()
-        self.wfile.write(body)
+        if not self.head:
+            self.wfile.write(body)
 
     def _send_file(self, file: Path) -> None:
         """The file, or the byte range asked for: a player seeks with ranges."""
@@ -292,22 +324,24 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(b"not found", "text/plain", HTTPStatus.NOT_FOUND)
             return
         with handle:
-            size = file.stat().st_size
-            first, last = byte_range(self.headers.get("Range"), size)
-            if first > last:
+            size = os.fstat(handle.fileno()).st_size
+            asked = byte_range(self.headers.get("Range"), size)
+            if asked is not None and asked[0] >= size:
                 self.send_response(HTTPStatus.REQUESTED_RANGE_NOT_SATISFIABLE)
                 self.send_header("Content-Range", f"bytes */{size}")
                 self.send_header("Content-Length", "0")
                 self.end_headers()
                 return
-            partial = (first, last) != (0, size - 1) or self.headers.get("Range") is not None
-            self.send_response(HTTPStatus.PARTIAL_CONTENT if partial else HTTPStatus.OK)
+            first, last = asked or (0, size - 1)
+            self.send_response(HTTPStatus.OK if asked is None else HTTPStatus.PARTIAL_CONTENT)
             self.send_header("Content-Type", "audio/mpeg")
             self.send_header("Accept-Ranges", "bytes")
             self.send_header("Content-Length", str(last - first + 1))
-            if partial:
+            if asked is not None:
                 self.send_header("Content-Range", f"bytes {first}-{last}/{size}")
             self.end_headers()
+            if self.head:
+                return
             handle.seek(first)
             left = last - first + 1
             while left > 0:
@@ -317,32 +351,46 @@ class _Handler(BaseHTTPRequestHandler):
                 self.wfile.write(chunk)
                 left -= len(chunk)
 
-    def _events(self) -> None:
-        """Server-sent events: a message whenever anything in the library changes."""
+    def _events(self, name: str, variant: str) -> None:
+        """Server-sent events: a message at once (a page that reconnects catches up), then
+        whenever anything in the library changes. While it is open, its page counts as looked at."""
         self.send_response(HTTPStatus.OK)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Cache-Control", "no-store")
         self.end_headers()
+        if self.head:
+            return
         seen = self.preview.version
-        self.wfile.write(b"retry: 1000\n\n")
+        self.wfile.write(f"retry: 1000\ndata: {seen}\n\n".encode())
         self.wfile.flush()
         while not self.preview.stopping.is_set():
+            if name:
+                self.preview.look(name, variant)
             version = self.preview.wait(seen, KEEP_ALIVE)
             self.wfile.write(f"data: {version}\n\n".encode() if version != seen else b": still here\n\n")
             self.wfile.flush()
             seen = version
 
 
-def byte_range(header: str | None, size: int) -> tuple[int, int]:
-    """The first and last byte a Range header asks for (the whole file without one, or with one
-    this does not understand); first > last when the range lies outside the file."""
-    whole = (0, size - 1)
-    found = re.fullmatch(r"\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*", header or "")
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        log.exception("answering %s failed", client_address)  # the server goes on
+
+
+def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """The first and last byte a Range header asks for; None for the whole file (no header, or
+    one this does not understand or that asks for nothing, which RFC 9110 says to ignore). A
+    first byte at or past the end is for a 416."""
+    found = re.fullmatch(r"\s*bytes\s*=\s*(\d{0,18})\s*-\s*(\d{0,18})\s*", header or "")
     if not found or found.groups() == ("", ""):
-        return whole
+        return None
     first, last = found.groups()
     if not first:  # the last N bytes
-        return max(size - int(last), 0), size - 1
+        return (max(size - int(last), 0), size - 1) if int(last) > 0 and size > 0 else None
+    if last and int(last) < int(first):
+        return None
     return int(first), min(int(last), size - 1) if last else size - 1
 
 
@@ -351,13 +399,13 @@ def serve(library: Path, host: str = "127.0.0.1", port: int = 8000, cache_dir: P
     """Serve the preview until interrupted (Ctrl-C, or SIGTERM)."""
     with temporary_folder("serve") as out:
         preview = Preview(library, out, cache_dir)
-        handler = type("Handler", (_Handler,), {"preview": preview})
+        loopback = host in LOOPBACK_NAMES or host.startswith("127.")
+        handler = type("Handler", (_Handler,), {"preview": preview, "loopback": loopback})
         try:
-            server = ThreadingHTTPServer((host, port), handler)
+            server = _Server((host, port), handler)
         except OSError as err:
             raise GuidetrackError(f"cannot listen on {host}:{port} ({err.strerror or err}); "
                                   "choose another port with --port, or --port 0 for any free one") from None
-        server.daemon_threads = True
         preview.start()
         address = f"http://{host if ':' not in host else f'[{host}]'}:{server.server_address[1]}/"
         announce(f"serving {library} at {address}  (Ctrl-C to stop)")

@@ -90,7 +90,8 @@ def _include(item: dict[str, Any], keys: KeyPath, check: Checker, sides: bool) -
     real = shown.resolve()
     root = check.context.root
     if not real.is_relative_to(root):
-        check.error(at, f"'{name}' is outside the library folder {root}; includes must stay inside it")
+        check.error(at, f"'{name}' is outside the library folder {root}; includes must stay inside it "
+                        "(name the library with --library FOLDER when the script is in a folder of it)")
         return ()
     if real in check.chain:
         cycle = " -> ".join(_shown(p, root) for p in (*check.chain[check.chain.index(real):], real))
