@@ -13,7 +13,10 @@ an interrupted render never leaves a broken file at the output path.
 
 from __future__ import annotations
 
+import logging
 import os
+import tempfile
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -22,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from . import mp3
 from .errors import EncodeError
 from .ffmpeg import ffmpeg_path, run
 from .files import replacing, sha256_of
@@ -29,6 +33,7 @@ from .loudness import Figures, measure_file, target_for
 from .report import SILENT, Progress
 from .units import CHANNELS, SAMPLE_RATE, Samples, timestamp
 
+log = logging.getLogger(__name__)
 TRUE_PEAK_LIMIT = -1.0  # dBTP: the most a finished file may read (the podcast and streaming norm)
 CEILING_DB = -1.2  # the limiter's first true-peak ceiling: a little room for what a lossy codec adds
 OVERSAMPLE = 4  # the limiter looks at peaks 4x oversampled (BS.1770-4 true peak)
@@ -133,35 +138,104 @@ def codec_loss(output: Output) -> float:
 _INPUT = ["-f", "f32le", "-ar", str(SAMPLE_RATE), "-ac", str(CHANNELS), "-i", "pipe:0"]
 
 
-def limiter_command(output: Output = Output(), gain_db: float = 0.0, ceiling_db: float = CEILING_DB) -> list[str]:
-    """ffmpeg taking the mix (float PCM on stdin) to the output's channels and rate, through the
-    gain and a lookahead limiter that runs at 4x the rate, so that its ceiling is a true-peak
-    one; float PCM out. latency=1 compensates the lookahead: every sample stays where the plan
-    put it. Below the ceiling, the limiter leaves the sound as it is."""
+def limiter_chain(output: Output = Output(), gain_db: float = 0.0, ceiling_db: float = CEILING_DB,
+                  limit: bool = True) -> str:
+    """The filters taking the mix to the output's channels and rate, through the gain and a
+    lookahead limiter that runs at 4x the rate, so that its ceiling is a true-peak one.
+    latency=1 compensates the lookahead: every sample stays where the plan put it. Below the
+    ceiling, the limiter leaves the sound as it is, so where nothing reaches it (`limit` False,
+    see `reaches`) it is left out."""
     # to mono: the mean of the two channels, as `loudness.as_played` reads it (ffmpeg's own
     # downmix would be 3 dB louder)
     rate = output.rate
     layout = (f"pan=mono|c0=0.5*c0+0.5*c1,aformat=sample_fmts=flt:sample_rates={rate}:channel_layouts=mono"
               if output.channels == 1 else f"aformat=sample_fmts=flt:sample_rates={rate}:channel_layouts=stereo")
-    chain = (f"volume={gain_db:.4f}dB,{layout},"
-             f"aresample={OVERSAMPLE * rate},alimiter=limit={10 ** (ceiling_db / 20):.5f}:level=0:latency=1,"
-             f"aresample={rate}")
-    return [ffmpeg_path(), "-hide_banner", "-nostdin", "-loglevel", "error", *_INPUT, "-af", chain,
-            "-f", "f32le", "-ar", str(rate), "-ac", str(output.channels), "pipe:1"]
+    if not limit:
+        return f"volume={gain_db:.4f}dB,{layout}"
+    return (f"volume={gain_db:.4f}dB,{layout},"
+            f"aresample={OVERSAMPLE * rate},alimiter=limit={10 ** (ceiling_db / 20):.5f}:level=0:latency=1,"
+            f"aresample={rate}")
+
+
+PEAK_BLOCK = 1024  # samples: the mix's sample peaks are looked at in blocks this long
+PEAK_CONTEXT = 256  # samples each side of a block oversampled: the filter rings where a piece is cut off
+
+
+def reaches(audio: np.ndarray, gain_db: float, ceiling_db: float) -> bool:
+    """Whether `audio`, raised by `gain_db`, has a true peak (4x oversampled) over `ceiling_db`.
+    Only the blocks whose sample peak is within 6 dB of the ceiling are oversampled: a peak
+    between samples stands a few dB at most over the samples beside it."""
+    from scipy.signal import resample_poly
+
+    if not len(audio):
+        return False
+    scale = 10 ** ((gain_db - ceiling_db) / 20)  # the ceiling is 1.0 on this scale
+    whole = len(audio) // PEAK_BLOCK * PEAK_BLOCK
+    peaks = np.abs(audio[:whole]).reshape(-1, PEAK_BLOCK * audio.shape[1]).max(axis=1) if whole else np.zeros(0)
+    tail = float(np.abs(audio[whole:]).max(initial=0.0))
+    candidates = [int(i) for i in np.flatnonzero(peaks * scale >= 0.5)]
+    if tail * scale >= 0.5:
+        candidates.append(len(peaks))
+    for index in candidates:
+        start = max(index * PEAK_BLOCK - PEAK_CONTEXT, 0)
+        piece = audio[start: (index + 1) * PEAK_BLOCK + PEAK_CONTEXT].astype(np.float64)
+        if float(np.abs(resample_poly(piece, OVERSAMPLE, 1, axis=0)).max()) * scale > 1.0:
+            return True
+    return False
+
+
+def limiter_command(output: Output = Output(), gain_db: float = 0.0, ceiling_db: float = CEILING_DB) -> list[str]:
+    """ffmpeg taking the mix (float PCM on stdin) through `limiter_chain`; float PCM out."""
+    return [ffmpeg_path(), "-hide_banner", "-nostdin", "-loglevel", "error", *_INPUT,
+            "-af", limiter_chain(output, gain_db, ceiling_db),
+            "-f", "f32le", "-ar", str(output.rate), "-ac", str(output.channels), "pipe:1"]
+
+
+def _codec_options(output: Output) -> list[str]:
+    _, codec, _, _ = FORMATS[output.format]
+    quality = (["-q:a", str(output.quality)] if output.quality is not None and output.format is Format.MP3
+               else [] if output.format is Format.WAV else ["-b:a", output.bitrate])
+    return ["-map_metadata", "-1", "-fflags", "+bitexact", "-flags:a", "+bitexact", "-c:a", codec, *quality,
+            *ENCODER_OPTIONS[output.format]]
 
 
 def encoder_command(target: str, output: Output = Output()) -> list[str]:
     """ffmpeg reading float PCM at the output's rate and channels on stdin, writing an untagged,
     bit-exact file to `target`."""
-    _, codec, muxer, _ = FORMATS[output.format]
-    quality = (["-q:a", str(output.quality)] if output.quality is not None and output.format is Format.MP3
-               else [] if output.format is Format.WAV else ["-b:a", output.bitrate])
-    return [
-        ffmpeg_path(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
-        "-f", "f32le", "-ar", str(output.rate), "-ac", str(output.channels), "-i", "pipe:0",
-        "-map_metadata", "-1", "-fflags", "+bitexact", "-flags:a", "+bitexact",
-        "-c:a", codec, *quality, *ENCODER_OPTIONS[output.format], "-f", muxer, target,
-    ]
+    return [ffmpeg_path(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
+            "-f", "f32le", "-ar", str(output.rate), "-ac", str(output.channels), "-i", "pipe:0",
+            *_codec_options(output), "-f", FORMATS[output.format][2], target]
+
+
+def chunk_command(target: str, output: Output = Output(), gain_db: float = 0.0,
+                  ceiling_db: float = CEILING_DB, limit: bool = True) -> list[str]:
+    """One ffmpeg taking a chunk of the mix through the limiter (when it reaches it) into LAME,
+    without the bit reservoir (see `mp3`), to `target`."""
+    return [ffmpeg_path(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", *_INPUT,
+            "-af", limiter_chain(output, gain_db, ceiling_db, limit), *_codec_options(output), "-reservoir", "0",
+            "-f", "mp3", target]
+
+
+def in_chunks(output: Output) -> bool:
+    """Whether this output is encoded on every core: MP3 at the mix's own rate (see `mp3`)."""
+    return output.format is Format.MP3 and output.rate == SAMPLE_RATE
+
+
+def _encode_mp3(blocks: Iterable[np.ndarray], samples: Samples, temp: Path, output: Output, gain_db: float,
+                ceiling_db: float) -> None:
+    """The mix as MP3 in chunks, one encoder a core, joined into `temp`."""
+    def encode_chunk(audio: np.ndarray) -> bytes:
+        with tempfile.TemporaryDirectory(prefix=f"guidetrack-chunk-{os.getpid()}-") as folder:
+            target = Path(folder) / "chunk.mp3"
+            limit = reaches(audio, gain_db, ceiling_db)
+            run([chunk_command(str(target), output, gain_db, ceiling_db, limit)], [audio], what="the MP3 encoder")
+            return target.read_bytes()
+
+    try:
+        data = mp3.encode_parallel(blocks, samples, encode_chunk, workers=len(os.sched_getaffinity(0)))
+    except ValueError as err:  # the encoder made something the join does not recognise
+        raise EncodeError(f"the MP3 chunks could not be joined: {err}") from None
+    temp.write_bytes(data)
 
 
 def _id3_frames(tags: Tags) -> list[Any]:
@@ -288,7 +362,8 @@ class Encoded:
 def encode(blocks: Callable[[], Iterable[np.ndarray]], out: Path, tags: Tags, output: Output = Output(),
            gain_db: float = 0.0, spans: Sequence[tuple[Samples, Samples]] = (),
            ceiling_db: float = CEILING_DB, known: tuple[str, Figures] | None = None,
-           beside: Mapping[Path, bytes] | None = None, progress: Progress = SILENT) -> Encoded:
+           beside: Mapping[Path, bytes] | None = None, progress: Progress = SILENT,
+           samples: Samples | None = None) -> Encoded:
     """Write the mix to `out` with the voice at the output's loudness target.
 
     `blocks` makes the mix afresh for each pass; `gain_db` is the gain expected to bring the
@@ -297,19 +372,28 @@ def encode(blocks: Callable[[], Iterable[np.ndarray]], out: Path, tags: Tags, ou
     made again with the gain and ceiling corrected, twice at most. `known` is (sha256, figures)
     of an earlier render: a file with the same bytes has the same figures, so it is not measured
     again. `beside` (path -> bytes: transcripts) are put in place with the audio (see `replacing`).
+    Given the mix's length in `samples`, an MP3 is encoded on every core (see `mp3`).
     """
     target = output.target_lufs
     with replacing(out, beside=beside) as temp:
         for attempt in range(1, MAX_ENCODES + 1):
             progress.stage("mixing and encoding" if attempt == 1 else "encoding again (the first missed the target)")
-            written, _ = run([limiter_command(output, gain_db, ceiling_db), encoder_command(str(temp), output)],
-                             blocks())
+            started = time.perf_counter()
+            if samples is not None and in_chunks(output):
+                _encode_mp3(blocks(), samples, temp, output, gain_db, ceiling_db)
+                written = samples
+            else:
+                written, _ = run([limiter_command(output, gain_db, ceiling_db), encoder_command(str(temp), output)],
+                                 blocks())
+            log.debug("mixed and encoded in %.2f s", time.perf_counter() - started)
             digest = sha256_of(temp)
             if known is not None and known[0] == digest:
                 figures = known[1]
             else:
                 progress.stage("measuring the finished file")
+                started = time.perf_counter()
                 figures = measure_file(temp, spans, output.channels, output.rate)
+                log.debug("measured in %.2f s: %s", time.perf_counter() - started, figures)
             miss = target - figures.speech_lufs if figures.speech_lufs is not None else 0.0
             over = figures.true_peak - TRUE_PEAK_LIMIT
             if attempt == MAX_ENCODES or (abs(miss) <= LOUDNESS_TOLERANCE and over <= 0):

@@ -199,7 +199,7 @@ def render(script: Script, out: Path, cache_dir: Path | None = None, output: Out
             progress.advance(done)
 
     done = encode(blocks, out, tags_for(script, plan), output, gain, where.spans, ceiling, known,
-                  beside=sidecars, progress=progress)
+                  beside=sidecars, progress=progress, samples=plan.length)
     try:
         write_atomically(state, _Remembered(done.gain_db, done.ceiling_db, done.sha256, done.figures).to_bytes())
     except OSError:

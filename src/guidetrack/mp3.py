@@ -1,0 +1,206 @@
+"""MP3 on every core: the mix cut into frame-aligned chunks, each encoded by its own LAME, the
+frames joined into one gapless file.
+
+An MP3 frame holds 1152 samples, and LAME starts its stream 576 samples early (its encoder
+delay). So in one continuous encode, frame k carries input samples from 1152 k - 576 on, and a
+chunk whose input starts at a multiple of 1152 makes frames that line up with those of the
+continuous encode, shifted by a whole number of frames. Each chunk is encoded with a little of
+the audio before it (its first frames, which warm the encoder and its limiter up, are dropped)
+and after it (so its last kept frames are made knowing what follows, as in one encode), and
+without the bit reservoir, so that no frame borrows bits from a frame of another chunk. A
+decoder reading the joined frames meets, at each seam, two frames made from the same audio:
+the MDCT's overlap adds up as it does anywhere else (tests/test_mp3.py measures the seams).
+
+The joined file gets one Xing/LAME "Info" header, written as LAME and ffmpeg write it: the frame
+and byte counts, the seek table, the encoder delay and padding (which make a player play exactly
+the samples the mix had) and both CRCs.
+
+The chunks are fixed in length, whatever the number of cores, so the bytes are the same on any
+machine; how many encode at once only changes how soon they are done.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+FRAME = 1152  # samples per MPEG-1 Layer III frame
+ENCODER_DELAY = 576  # LAME's, in samples (the decoder's own 529 are part of how players read the header)
+CHUNK_FRAMES = 2296  # about 60 s at 44.1 kHz: each chunk costs an ffmpeg start and a few frames of overlap
+PRE_FRAMES = 4  # frames encoded before a chunk's own and dropped: the encoder and limiter settle
+POST = 2 * FRAME  # samples encoded after a chunk's own, so its last frames know what comes next
+BITRATES = (0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320)  # kbit/s, MPEG-1 Layer III
+RATES = (44_100, 48_000, 32_000)
+XING_AT = {1: 21, 2: 36}  # where the Info tag starts in an MPEG-1 frame: after its header and side info
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A part of the track: the frames [first, end) of the joined file, made from input samples
+    [start, stop); the chunk's first `skip` frames are dropped."""
+
+    first: int
+    end: int
+    start: int
+    stop: int
+    skip: int
+
+
+def chunks(samples: int, chunk_frames: int = CHUNK_FRAMES) -> list[Chunk]:
+    """How a track of `samples` is cut: a chunk every `chunk_frames` frames of the joined file.
+
+    Frame k of the joined file carries the input from sample 1152 k - 576 on. A chunk encoded from
+    sample 1152 (first - PRE_FRAMES) makes that frame as its own frame PRE_FRAMES + (k - first):
+    its first PRE_FRAMES frames are dropped. The last chunk keeps all it makes, LAME's padding too."""
+    needed = math.ceil((ENCODER_DELAY + samples) / FRAME)  # frames with input in them
+    found = []
+    for first in range(0, max(needed, 1), chunk_frames):
+        skip = min(PRE_FRAMES, first)
+        end = first + chunk_frames
+        last = end >= needed
+        stop = samples if last else min(end * FRAME - ENCODER_DELAY + POST, samples)
+        found.append(Chunk(first, -1 if last else end, (first - skip) * FRAME, stop, skip))
+    return found
+
+
+def frame_length(header: bytes) -> int:
+    """The length in bytes of the MPEG-1 Layer III frame this 4-byte header starts."""
+    if len(header) < 4 or header[0] != 0xFF or (header[1] & 0xFE) != 0xFA:
+        raise ValueError("not an MPEG-1 Layer III frame")
+    bitrate = BITRATES[header[2] >> 4] * 1000
+    rate = RATES[(header[2] >> 2) & 3]
+    if not bitrate:
+        raise ValueError("a free-format frame")
+    return 144 * bitrate // rate + ((header[2] >> 1) & 1)
+
+
+def frames_of(data: bytes) -> list[bytes]:
+    """The frames of an MP3 stream without tags, in order (its Info frame first, if it has one)."""
+    found, at = [], 0
+    while at + 4 <= len(data):
+        length = frame_length(data[at: at + 4])
+        found.append(data[at: at + length])
+        at += length
+    if at != len(data):
+        raise ValueError("the stream ends inside a frame")
+    return found
+
+
+def is_info(frame: bytes) -> bool:
+    at = XING_AT[2 if (frame[3] >> 6) != 3 else 1]
+    return frame[at: at + 4] in (b"Info", b"Xing")
+
+
+def crc16(data: bytes, crc: int = 0) -> int:
+    """CRC-16/ARC, as LAME computes its tag's and the music's."""
+    table = _CRC_TABLE
+    for byte in data:
+        crc = (crc >> 8) ^ table[(crc ^ byte) & 0xFF]
+    return crc
+
+
+def _crc_table() -> list[int]:
+    table = []
+    for n in range(256):
+        crc = n
+        for _ in range(8):
+            crc = (crc >> 1) ^ 0xA001 if crc & 1 else crc >> 1
+        table.append(crc)
+    return table
+
+
+_CRC_TABLE = _crc_table()
+
+
+def info_frame(template: bytes, frames: list[bytes], samples: int) -> bytes:
+    """The Info frame of a joined stream: `template` (the first chunk's, as its encoder wrote it)
+    with the counts, the seek table, the padding and the CRCs of `frames`."""
+    tag = XING_AT[2 if (template[3] >> 6) != 3 else 1]
+    head = bytearray(template)
+    if head[tag: tag + 4] not in (b"Info", b"Xing") or int.from_bytes(head[tag + 4: tag + 8], "big") & 0x7 != 0x7:
+        raise ValueError("the first chunk has no Info tag with counts and a seek table")
+    total = len(head) + sum(map(len, frames))
+    head[tag + 8: tag + 12] = len(frames).to_bytes(4, "big")
+    head[tag + 12: tag + 16] = total.to_bytes(4, "big")
+    offsets = np.cumsum([len(head), *map(len, frames)])[:-1]  # where each audio frame starts
+    toc = [0] + [min(255, int(256 * int(offsets[len(frames) * i // 100]) // total)) for i in range(1, 100)]
+    head[tag + 16: tag + 116] = bytes(toc)
+    lame = tag + 120  # the LAME extension, after the quality field
+    padding = len(frames) * FRAME - ENCODER_DELAY - samples
+    if not 0 <= padding < 4096:
+        raise ValueError(f"the joined frames do not hold the track: padding {padding}")
+    delay = int.from_bytes(head[lame + 21: lame + 24], "big") >> 12
+    head[lame + 21: lame + 24] = (delay << 12 | padding).to_bytes(3, "big")
+    head[lame + 28: lame + 32] = total.to_bytes(4, "big")
+    head[lame + 32: lame + 34] = _music_crc(frames).to_bytes(2, "big")
+    head[lame + 34: lame + 36] = crc16(bytes(head[: lame + 34])).to_bytes(2, "big")
+    return bytes(head)
+
+
+def _music_crc(frames: list[bytes]) -> int:
+    crc = 0
+    for frame in frames:
+        crc = crc16(frame, crc)
+    return crc
+
+
+def join(encoded: list[tuple[Chunk, bytes]], samples: int) -> bytes:
+    """One stream from the chunks' encodes: the first chunk's Info frame, made for the whole, then
+    each chunk's own frames."""
+    kept: list[bytes] = []
+    template = b""
+    for chunk, data in encoded:
+        frames = frames_of(data)
+        if not frames or not is_info(frames[0]):
+            raise ValueError("a chunk's encode has no Info frame")
+        if not template:
+            template = frames[0]
+        own = frames[1 + chunk.skip:]
+        if chunk.end != -1:
+            own = own[: chunk.end - chunk.first]
+            if len(own) != chunk.end - chunk.first:
+                raise ValueError(f"a chunk made {len(own)} frames, not {chunk.end - chunk.first}")
+        kept += own
+    return info_frame(template, kept, samples) + b"".join(kept)
+
+
+def encode_parallel(pcm: Iterable[np.ndarray], samples: int, encode_chunk: Callable[[np.ndarray], bytes],
+                    workers: int, chunk_frames: int = CHUNK_FRAMES) -> bytes:
+    """The joined MP3 of the `samples` the blocks of `pcm` hold, each chunk given to
+    `encode_chunk` (which returns its MP3 bytes) on one of `workers` threads. At most a few
+    chunks are held in memory: the mix waits for the encoders."""
+    plan = chunks(samples, chunk_frames)
+    results: list[tuple[Chunk, Future[bytes]]] = []
+    with ThreadPoolExecutor(max_workers=max(workers, 1), thread_name_prefix="guidetrack-mp3") as pool:
+        for chunk, audio in zip(plan, _cut(pcm, plan), strict=True):
+            waiting = [f for _, f in results if not f.done()]
+            while len(waiting) >= workers + 1:  # enough queued: let an encoder finish first
+                waiting[0].result()
+                waiting = [f for f in waiting if not f.done()]
+            results.append((chunk, pool.submit(encode_chunk, audio)))
+        encoded = [(chunk, future.result()) for chunk, future in results]
+    return join(encoded, samples)
+
+
+def _cut(pcm: Iterable[np.ndarray], plan: list[Chunk]) -> Iterator[np.ndarray]:
+    """The input of each chunk, in order, from a stream of blocks (chunks overlap a little)."""
+    blocks = iter(pcm)
+    held: np.ndarray | None = None  # what is read and not yet all handed out
+    held_from = 0  # the sample `held` starts at
+    for index, chunk in enumerate(plan):
+        parts = [] if held is None else [held]
+        have = held_from + (0 if held is None else len(held))
+        while have < chunk.stop:
+            block = next(blocks, None)
+            if block is None:
+                raise ValueError(f"the mix ended at sample {have}, before {chunk.stop}")
+            parts.append(block)
+            have += len(block)
+        data = np.concatenate(parts) if len(parts) > 1 else parts[0]
+        yield data[chunk.start - held_from: chunk.stop - held_from]
+        following = plan[index + 1].start if index + 1 < len(plan) else have
+        held, held_from = data[following - held_from:], following

@@ -1,0 +1,152 @@
+"""MP3 on every core: the chunk plan, the joined file's header, and with the real encoder, a
+joined file that decodes to exactly the mix's length, the same bytes whatever the number of
+encoders, and seams no worse than the rest of the file."""
+
+from __future__ import annotations
+
+import itertools
+import subprocess
+
+import numpy as np
+import pytest
+
+from guidetrack import mp3
+from guidetrack.encode import Output, chunk_command
+from guidetrack.ffmpeg import run
+
+RATE = 44_100
+
+
+@pytest.mark.parametrize("samples", [0, 1, 575, 576, 1152 * 40 - 576, 1152 * 40 - 575, 1_000_003, 26_460_000])
+def test_chunks_cover_the_track_frame_by_frame(samples):
+    plan = mp3.chunks(samples, chunk_frames=40)
+    assert plan[0].first == 0 and plan[0].start == 0 and plan[0].skip == 0
+    assert plan[-1].end == -1 and plan[-1].stop == samples  # the last keeps all it makes
+    for before, after in itertools.pairwise(plan):
+        assert after.first == before.end  # no frame twice, none missing
+        assert after.start % mp3.FRAME == 0 and after.start == (after.first - after.skip) * mp3.FRAME
+        # the chunk before is encoded past its last frame's audio, so that frame knows what follows
+        assert before.stop >= before.end * mp3.FRAME - mp3.ENCODER_DELAY + mp3.POST or before.stop == samples
+        assert after.start < before.stop  # they overlap
+    assert all(0 <= c.start <= c.stop <= samples for c in plan)
+
+
+def test_crc_is_lames():
+    assert mp3.crc16(b"123456789") == 0xBB3D  # CRC-16/ARC's check value
+
+
+def test_frame_lengths():
+    assert mp3.frame_length(bytes([0xFF, 0xFB, 0x90, 0x00])) == 417  # 128 kbit/s at 44.1 kHz
+    assert mp3.frame_length(bytes([0xFF, 0xFB, 0x92, 0x00])) == 418  # ... with its padding byte
+    with pytest.raises(ValueError):
+        mp3.frame_length(b"ID3\x04")
+
+
+def speechlike(seconds: float, seed: int = 1) -> np.ndarray:
+    """A hard case for a seam: sound everywhere, voiced harmonics gliding in pitch, syllables four
+    a second, breathy noise, and a click every 1.3 s (transients make LAME switch to short blocks)."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * RATE)) / RATE
+    pitch = 140 + 30 * np.sin(2 * np.pi * 0.7 * t)
+    phase = 2 * np.pi * np.cumsum(pitch) / RATE
+    voice = sum(np.sin(k * phase) / k for k in range(1, 12))
+    syllables = 0.55 + 0.45 * np.sin(2 * np.pi * 4 * t) ** 2
+    noise = rng.normal(0, 0.05, len(t))
+    left = 0.25 * voice * syllables + noise
+    clicks = (np.arange(len(t)) % int(1.3 * RATE)) < 40
+    left = left + 0.6 * clicks * rng.choice([-1, 1], len(t))
+    right = np.roll(left, 37) * 0.9
+    return np.stack([left, right], axis=1).astype(np.float32)
+
+
+def encode_chunk(audio: np.ndarray, folder, output=Output()) -> bytes:
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory(dir=folder) as where:
+        target = Path(where) / "c.mp3"
+        run([chunk_command(str(target), output)], [audio])
+        return target.read_bytes()
+
+
+def decode(data: bytes, folder) -> np.ndarray:
+    path = folder / "decode.mp3"
+    path.write_bytes(data)
+    raw = subprocess.run(["ffmpeg", "-v", "error", "-i", str(path), "-f", "f32le", "-ac", "2", "-"],
+                         capture_output=True, check=True).stdout
+    return np.frombuffer(raw, "<f4").reshape(-1, 2)
+
+
+@pytest.mark.integration
+def test_a_joined_file_is_gapless_deterministic_and_its_seams_are_clean(tmp_path):
+    audio = speechlike(62.0)
+    chunk_frames = 200  # a seam every 5.2 s: eleven of them
+
+    def blocks():
+        return (audio[i: i + 88_200] for i in range(0, len(audio), 88_200))
+
+    joined = mp3.encode_parallel(blocks(), len(audio), lambda a: encode_chunk(a, tmp_path), workers=2,
+                                 chunk_frames=chunk_frames)
+    # the same bytes with one encoder or four: the chunks do not depend on the cores
+    assert mp3.encode_parallel(blocks(), len(audio), lambda a: encode_chunk(a, tmp_path), workers=1,
+                               chunk_frames=chunk_frames) == joined
+    assert mp3.encode_parallel(blocks(), len(audio), lambda a: encode_chunk(a, tmp_path), workers=4,
+                               chunk_frames=chunk_frames) == joined
+
+    # the header: as LAME writes it, for the whole file (mutagen reads it; both CRCs hold)
+    from mutagen.mp3 import MP3
+
+    (tmp_path / "joined.mp3").write_bytes(joined)
+    info = MP3(str(tmp_path / "joined.mp3")).info
+    assert str(info.bitrate_mode).endswith("CBR") and info.sample_rate == RATE and info.channels == 2
+    frames = mp3.frames_of(joined)
+    head = frames[0]
+    assert mp3.is_info(head) and int.from_bytes(head[44:48], "big") == len(frames) - 1
+    assert int.from_bytes(head[48:52], "big") == len(joined)
+    assert head[190:192] == mp3.crc16(head[:190]).to_bytes(2, "big")
+    assert head[188:190] == mp3.crc16(joined[len(head):]).to_bytes(2, "big")
+    delay_padding = int.from_bytes(head[177:180], "big")
+    assert delay_padding >> 12 == 576 and (len(frames) - 1) * 1152 - 576 - (delay_padding & 0xFFF) == len(audio)
+
+    # decoded, exactly the samples the mix had, where the mix had them
+    decoded = decode(joined, tmp_path)
+    assert len(decoded) == len(audio)
+    def misfit(shift: int) -> float:
+        return float(np.mean((decoded[RATE + shift: RATE + shift + 8192, 0] - audio[RATE: RATE + 8192, 0]) ** 2))
+
+    assert min(range(-40, 41), key=misfit) == 0
+
+    # a continuous encode of the same audio, for reference
+    continuous = decode(encode_chunk(audio, tmp_path), tmp_path)
+    assert len(continuous) == len(audio)
+
+    # the error against the mix, in windows of two frames, around each seam: as one encoder's there
+    # (the clicks make some windows worse than others, in both; what a seam adds shows as a ratio)
+    def errors(pcm: np.ndarray) -> np.ndarray:
+        window = 2 * mp3.FRAME
+        diff = (pcm - audio)[: len(audio) // window * window, 0].astype(np.float64)
+        return np.sqrt(np.mean(diff.reshape(-1, window) ** 2, axis=1))
+
+    joined_error, continuous_error = errors(decoded), errors(continuous)
+    seams = [(c.first * mp3.FRAME - mp3.ENCODER_DELAY) // (2 * mp3.FRAME) for c in mp3.chunks(len(audio), chunk_frames)[1:]]
+    around = sorted({w for s in seams for w in (s - 1, s, s + 1)})
+    assert len(seams) == 11
+    ratio = joined_error[around] / continuous_error[around]
+    assert ratio.max() <= 1.1, ratio
+    elsewhere = np.delete(joined_error / continuous_error, around)  # and no better or worse than elsewhere
+    assert abs(float(np.mean(ratio)) - float(np.mean(elsewhere))) < 0.02, (np.mean(ratio), np.mean(elsewhere))
+    assert np.mean(joined_error) <= 1.02 * np.mean(continuous_error)  # the whole file, as faithful
+
+
+def test_the_limiter_is_left_out_only_where_nothing_reaches_it():
+    from guidetrack.encode import reaches
+
+    t = np.arange(RATE) / RATE
+    quiet = np.stack([0.5 * np.sin(2 * np.pi * 440 * t)] * 2, axis=1).astype(np.float32)  # -6 dBFS
+    assert not reaches(quiet, 0.0, -1.2)
+    assert reaches(quiet, 6.0, -1.2)  # raised 6 dB: a 0 dBTP peak
+    # a peak between samples: a quarter of the rate at 45 degrees, every sample at 0.707 of it
+    between = np.stack([0.95 * np.sin(2 * np.pi * RATE / 4 * t + np.pi / 4)] * 2, axis=1).astype(np.float32)
+    assert float(np.abs(between).max()) < 10 ** (-1.2 / 20) * 0.8  # the samples stay 2 dB under -1.2 dBFS
+    assert reaches(between, 0.0, -1.2)  # the true peak does not
+    assert not reaches(np.zeros((0, 2), np.float32), 0.0, -1.2)
