@@ -4,6 +4,7 @@ encoders, and seams no worse than the rest of the file."""
 
 from __future__ import annotations
 
+import io
 import itertools
 import subprocess
 
@@ -33,6 +34,20 @@ def test_chunks_cover_the_track_frame_by_frame(samples):
 
 def test_crc_is_lames():
     assert mp3.crc16(b"123456789") == 0xBB3D  # CRC-16/ARC's check value
+
+
+@pytest.mark.parametrize("length", [0, 1, 100, 4095, 4096, 4097, 50_000, 123_457])
+def test_the_fast_crc_is_the_plain_one(length, monkeypatch):
+    """The music CRC of a big file is worked out in lanes and blocks; small ones here, so that
+    every path is taken."""
+    monkeypatch.setattr(mp3, "CRC_LANES", 64)
+    monkeypatch.setattr(mp3, "CRC_BLOCK", 20_000)
+    data = np.random.default_rng(length).integers(0, 256, length + 7, dtype=np.uint8).tobytes()
+
+    def read(offset: int, size: int) -> bytes:
+        return data[offset: offset + size]
+
+    assert mp3.crc16_of(read, 7, 7 + length) == mp3.crc16(data[7:7 + length])
 
 
 def test_frame_lengths():
@@ -85,13 +100,14 @@ def test_a_joined_file_is_gapless_deterministic_and_its_seams_are_clean(tmp_path
     def blocks():
         return (audio[i: i + 88_200] for i in range(0, len(audio), 88_200))
 
-    joined = mp3.encode_parallel(blocks(), len(audio), lambda a: encode_chunk(a, tmp_path), workers=2,
-                                 chunk_frames=chunk_frames)
+    def joined_with(workers: int) -> bytes:
+        out = io.BytesIO()
+        mp3.encode_parallel(blocks(), len(audio), lambda a: encode_chunk(a, tmp_path), workers, out, chunk_frames)
+        return out.getvalue()
+
+    joined = joined_with(2)
     # the same bytes with one encoder or four: the chunks do not depend on the cores
-    assert mp3.encode_parallel(blocks(), len(audio), lambda a: encode_chunk(a, tmp_path), workers=1,
-                               chunk_frames=chunk_frames) == joined
-    assert mp3.encode_parallel(blocks(), len(audio), lambda a: encode_chunk(a, tmp_path), workers=4,
-                               chunk_frames=chunk_frames) == joined
+    assert joined_with(1) == joined and joined_with(4) == joined
 
     # the header: as LAME writes it, for the whole file (mutagen reads it; both CRCs hold)
     from mutagen.mp3 import MP3

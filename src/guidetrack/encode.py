@@ -157,6 +157,7 @@ def limiter_chain(output: Output = Output(), gain_db: float = 0.0, ceiling_db: f
             f"aresample={rate}")
 
 
+BLOCK_FED = SAMPLE_RATE * 2  # samples written to an encoder at a time
 PEAK_BLOCK = 1024  # samples: the mix's sample peaks are looked at in blocks this long
 PEAK_CONTEXT = 256  # samples each side of a block oversampled: the filter rings where a piece is cut off
 
@@ -228,14 +229,15 @@ def _encode_mp3(blocks: Iterable[np.ndarray], samples: Samples, temp: Path, outp
         with tempfile.TemporaryDirectory(prefix=f"guidetrack-chunk-{os.getpid()}-") as folder:
             target = Path(folder) / "chunk.mp3"
             limit = reaches(audio, gain_db, ceiling_db)
-            run([chunk_command(str(target), output, gain_db, ceiling_db, limit)], [audio], what="the MP3 encoder")
+            pieces = (audio[at: at + BLOCK_FED] for at in range(0, len(audio), BLOCK_FED))  # no whole copy
+            run([chunk_command(str(target), output, gain_db, ceiling_db, limit)], pieces, what="the MP3 encoder")
             return target.read_bytes()
 
     try:
-        data = mp3.encode_parallel(blocks, samples, encode_chunk, workers=len(os.sched_getaffinity(0)))
+        with temp.open("w+b") as out:
+            mp3.encode_parallel(blocks, samples, encode_chunk, len(os.sched_getaffinity(0)), out)
     except ValueError as err:  # the encoder made something the join does not recognise
         raise EncodeError(f"the MP3 chunks could not be joined: {err}") from None
-    temp.write_bytes(data)
 
 
 def _id3_frames(tags: Tags) -> list[Any]:
