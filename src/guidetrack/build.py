@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .encode import FORMATS, Output
+from .encode import FORMATS, Output, cores
 from .engines import engine_version
 from .errors import GuidetrackError, InvalidInput
 from .files import check_writable, remove_stale_parts, replacing, sha256_of, temporary_folder
@@ -184,7 +184,7 @@ def _stamp(found: os.stat_result) -> tuple[int, int, int]:
 
 
 def render_job(job: Job, library: str | None, files: dict[str, bytes] | None, cache_dir: str | None,
-               progress: Any = None) -> JobResult:
+               progress: Any = None, encoders: int | None = None) -> JobResult:
     """Render one job in a temporary folder and return what it wrote, as bytes.
 
     With `library`, the scripts are read in place (a local worker). With `files` (a cluster
@@ -211,7 +211,7 @@ def render_job(job: Job, library: str | None, files: dict[str, bytes] | None, ca
         script = load(root / job.script, job.variant or None, root)
         script = replace(script, author=script.author or job.author, album=script.album or job.album)
         audio = Path(folder) / "out" / Path(job.name).name
-        rendered = render(script, audio, Path(cache_dir) if cache_dir else None, job.output)
+        rendered = render(script, audio, Path(cache_dir) if cache_dir else None, job.output, encoders=encoders)
         written = {"audio": audio, **sidecar_paths(audio)}
         track = track_of(rendered.plan, rendered.samples, job.order,
                          {"target_lufs": rendered.target_lufs, **rendered.figures.to_json()})
@@ -490,8 +490,9 @@ def _run_locally(pending: list[Job], library: Path, out: Path, manifest: Manifes
         pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=start_worker,
                                    initargs=(os.getpid(), logging.getLogger("guidetrack").getEffectiveLevel()))
         try:
+            encoders = max(1, cores() // workers)  # the workers share the cores: no more encoders than there are
             futures = {pool.submit(render_job, job, str(library), None, str(cache_dir) if cache_dir else None,
-                                   progress): job for job in pending}
+                                   progress, encoders): job for job in pending}
             while futures:
                 done, _ = wait(futures, return_when=FIRST_COMPLETED)
                 for future in done:

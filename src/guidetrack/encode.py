@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -28,7 +27,7 @@ import numpy as np
 from . import mp3
 from .errors import EncodeError
 from .ffmpeg import ffmpeg_path, run
-from .files import replacing, sha256_of
+from .files import replacing, sha256_of, temporary_folder
 from .loudness import Figures, measure_file, target_for
 from .report import SILENT, Progress
 from .units import CHANNELS, SAMPLE_RATE, Samples, timestamp
@@ -162,6 +161,15 @@ PEAK_BLOCK = 1024  # samples: the mix's sample peaks are looked at in blocks thi
 PEAK_CONTEXT = 256  # samples each side of a block oversampled: the filter rings where a piece is cut off
 
 
+def _block_peaks(audio: np.ndarray) -> np.ndarray:
+    """The sample peak of each PEAK_BLOCK of `audio` (the last may be shorter)."""
+    whole = len(audio) // PEAK_BLOCK * PEAK_BLOCK
+    peaks = np.abs(audio[:whole]).reshape(-1, PEAK_BLOCK * audio.shape[1]).max(axis=1)
+    if whole < len(audio):
+        peaks = np.append(peaks, np.abs(audio[whole:]).max())
+    return peaks
+
+
 def reaches(audio: np.ndarray, gain_db: float, ceiling_db: float) -> bool:
     """Whether `audio`, raised by `gain_db`, has a true peak (4x oversampled) over `ceiling_db`.
     Only the blocks whose sample peak is within 6 dB of the ceiling are oversampled: a peak
@@ -171,12 +179,9 @@ def reaches(audio: np.ndarray, gain_db: float, ceiling_db: float) -> bool:
     if not len(audio):
         return False
     scale = 10 ** ((gain_db - ceiling_db) / 20)  # the ceiling is 1.0 on this scale
-    whole = len(audio) // PEAK_BLOCK * PEAK_BLOCK
-    peaks = np.abs(audio[:whole]).reshape(-1, PEAK_BLOCK * audio.shape[1]).max(axis=1) if whole else np.zeros(0)
-    tail = float(np.abs(audio[whole:]).max(initial=0.0))
+    step = 256 * PEAK_BLOCK  # a slice at a time: no copy of the whole chunk
+    peaks = np.concatenate([_block_peaks(audio[at: at + step]) for at in range(0, len(audio), step)])
     candidates = [int(i) for i in np.flatnonzero(peaks * scale >= 0.5)]
-    if tail * scale >= 0.5:
-        candidates.append(len(peaks))
     for index in candidates:
         start = max(index * PEAK_BLOCK - PEAK_CONTEXT, 0)
         piece = audio[start: (index + 1) * PEAK_BLOCK + PEAK_CONTEXT].astype(np.float64)
@@ -217,25 +222,34 @@ def chunk_command(target: str, output: Output = Output(), gain_db: float = 0.0,
             "-f", "mp3", target]
 
 
-def in_chunks(output: Output) -> bool:
-    """Whether this output is encoded on every core: MP3 at the mix's own rate (see `mp3`)."""
-    return output.format is Format.MP3 and output.rate == SAMPLE_RATE
+MAX_ENCODERS = 8  # a render's encoders at most: each holds half a minute of the mix
+
+
+def in_chunks(output: Output, samples: Samples) -> bool:
+    """Whether this output is encoded on every core: MP3 at the mix's own rate, longer than one
+    chunk (see `mp3`); a shorter one keeps LAME's bit reservoir."""
+    return output.format is Format.MP3 and output.rate == SAMPLE_RATE and len(mp3.chunks(samples)) > 1
+
+
+def cores() -> int:
+    """The cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _encode_mp3(blocks: Iterable[np.ndarray], samples: Samples, temp: Path, output: Output, gain_db: float,
-                ceiling_db: float) -> None:
+                ceiling_db: float, encoders: int) -> None:
     """The mix as MP3 in chunks, one encoder a core, joined into `temp`."""
     def encode_chunk(audio: np.ndarray) -> bytes:
-        with tempfile.TemporaryDirectory(prefix=f"guidetrack-chunk-{os.getpid()}-") as folder:
-            target = Path(folder) / "chunk.mp3"
+        with temporary_folder("chunk") as folder:
+            target = folder / "chunk.mp3"
             limit = reaches(audio, gain_db, ceiling_db)
             pieces = (audio[at: at + BLOCK_FED] for at in range(0, len(audio), BLOCK_FED))  # no whole copy
             run([chunk_command(str(target), output, gain_db, ceiling_db, limit)], pieces, what="the MP3 encoder")
             return target.read_bytes()
 
     try:
-        with temp.open("w+b") as out:
-            mp3.encode_parallel(blocks, samples, encode_chunk, len(os.sched_getaffinity(0)), out)
+        with temp.open("wb") as out:
+            mp3.encode_parallel(blocks, samples, encode_chunk, encoders, out)
     except ValueError as err:  # the encoder made something the join does not recognise
         raise EncodeError(f"the MP3 chunks could not be joined: {err}") from None
 
@@ -365,7 +379,7 @@ def encode(blocks: Callable[[], Iterable[np.ndarray]], out: Path, tags: Tags, ou
            gain_db: float = 0.0, spans: Sequence[tuple[Samples, Samples]] = (),
            ceiling_db: float = CEILING_DB, known: tuple[str, Figures] | None = None,
            beside: Mapping[Path, bytes] | None = None, progress: Progress = SILENT,
-           samples: Samples | None = None) -> Encoded:
+           samples: Samples | None = None, encoders: int | None = None) -> Encoded:
     """Write the mix to `out` with the voice at the output's loudness target.
 
     `blocks` makes the mix afresh for each pass; `gain_db` is the gain expected to bring the
@@ -374,15 +388,17 @@ def encode(blocks: Callable[[], Iterable[np.ndarray]], out: Path, tags: Tags, ou
     made again with the gain and ceiling corrected, twice at most. `known` is (sha256, figures)
     of an earlier render: a file with the same bytes has the same figures, so it is not measured
     again. `beside` (path -> bytes: transcripts) are put in place with the audio (see `replacing`).
-    Given the mix's length in `samples`, an MP3 is encoded on every core (see `mp3`).
+    Given the mix's length in `samples`, an MP3 is encoded on `encoders` cores (default: all of
+    this process's, at most 8; see `mp3`).
     """
     target = output.target_lufs
     with replacing(out, beside=beside) as temp:
         for attempt in range(1, MAX_ENCODES + 1):
             progress.stage("mixing and encoding" if attempt == 1 else "encoding again (the first missed the target)")
             started = time.perf_counter()
-            if samples is not None and in_chunks(output):
-                _encode_mp3(blocks(), samples, temp, output, gain_db, ceiling_db)
+            if samples is not None and in_chunks(output, samples):
+                _encode_mp3(blocks(), samples, temp, output, gain_db, ceiling_db,
+                            max(1, min(encoders or cores(), MAX_ENCODERS)))
                 written = samples
             else:
                 written, _ = run([limiter_command(output, gain_db, ceiling_db), encoder_command(str(temp), output)],

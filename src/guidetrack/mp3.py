@@ -11,7 +11,7 @@ without the bit reservoir, so that no frame borrows bits from a frame of another
 decoder reading the joined frames meets, at each seam, two frames made from the same audio:
 the MDCT's overlap adds up as it does anywhere else (tests/test_mp3.py measures the seams).
 
-The joined file gets one Xing/LAME "Info" header, written as LAME and ffmpeg write it: the frame
+The joined file gets one Xing/LAME "Info" header, written as LAME writes it: the frame
 and byte counts, the seek table, the encoder delay and padding (which make a player play exactly
 the samples the mix had) and both CRCs.
 
@@ -119,26 +119,15 @@ def _crc_table() -> list[int]:
 _CRC_TABLE = _crc_table()
 
 
-CRC_BLOCK = 1 << 24  # bytes of the file read back at once for its music CRC
-CRC_LANES = 4096  # a block's CRC is worked out in this many pieces at once, then combined
-
-
-def crc16_of(read: Callable[[int, int], bytes], start: int, end: int) -> int:
-    """CRC-16/ARC of bytes [start, end) of a file (`read(offset, length)`), at numpy's speed: an
-    8-hour MP3 is 460 MB, which a byte-at-a-time loop in Python would take minutes over.
-
-    The CRC has no initial value or final xor, so it is linear: the CRC of A then B is the CRC of
-    A carried through len(B) zero bytes, xor the CRC of B; and zero bytes in front change nothing.
-    So a block is cut into equal lanes (zeros in front of the first), every lane's CRC is worked
-    out at once, a byte a step, and the lanes' CRCs are combined."""
-    crc = 0
-    for at in range(start, end, CRC_BLOCK):
-        data = np.frombuffer(read(at, min(CRC_BLOCK, end - at)), np.uint8)
-        crc = _carry(crc, len(data)) ^ _crc_lanes(data)
-    return crc
+CRC_LANES = 512  # a chunk's CRC is worked out in this many pieces at once, then combined
 
 
 def _crc_lanes(data: np.ndarray) -> int:
+    """CRC-16/ARC of `data` at numpy's speed (an 8-hour MP3 is 460 MB, which a byte-at-a-time loop
+    in Python would take minutes over). The CRC has no initial value or final xor, so it is
+    linear: the CRC of A then B is the CRC of A carried through len(B) zero bytes, xor the CRC of
+    B; and zero bytes in front change nothing. So `data` is cut into equal lanes (zeros in front
+    of the first), every lane's CRC is worked out at once, a byte a step, and they are combined."""
     if len(data) < 4 * CRC_LANES:
         return crc16(data.tobytes())
     lane = -(-len(data) // CRC_LANES)
@@ -190,6 +179,8 @@ class _Joined:
         self.out = out
         self.template = b""
         self.sizes = array("I")  # every audio frame's length, for the seek table
+        self.bitrates: set[int] = set()  # the frames' bitrate indexes: more than one is a VBR file
+        self.crc = 0  # of the audio frames written so far
 
     def add(self, chunk: Chunk, data: bytes) -> None:
         frames = frames_of(data)
@@ -204,36 +195,37 @@ class _Joined:
             if len(own) != chunk.end - chunk.first:
                 raise ValueError(f"a chunk made {len(own)} frames, not {chunk.end - chunk.first}")
         self.sizes.extend(len(frame) for frame in own)
-        self.out.write(b"".join(own))
+        self.bitrates.update(frame[2] >> 4 for frame in own)
+        data = b"".join(own)
+        self.crc = _carry(self.crc, len(data)) ^ _crc_lanes(np.frombuffer(data, np.uint8))
+        self.out.write(data)
 
     def finish(self, samples: int) -> None:
         """The Info frame: the first chunk's, with the counts, the seek table, the padding and the
         CRCs of the whole."""
         head = bytearray(self.template)
         tag = XING_AT[2 if (head[3] >> 6) != 3 else 1]
-        if head[tag: tag + 4] not in (b"Info", b"Xing") or int.from_bytes(head[tag + 4: tag + 8], "big") & 0x7 != 0x7:
-            raise ValueError("the first chunk has no Info tag with counts and a seek table")
+        lame = tag + 120  # the LAME extension, after the counts, the seek table and the quality
+        if head[tag: tag + 4] not in (b"Info", b"Xing") or int.from_bytes(head[tag + 4: tag + 8], "big") != 0xF:
+            raise ValueError("the first chunk has no Info tag with counts, a seek table and a quality")
+        delay = int.from_bytes(head[lame + 21: lame + 24], "big") >> 12
+        if delay != ENCODER_DELAY:
+            raise ValueError(f"the encoder's delay is {delay} samples, not {ENCODER_DELAY}: the chunks would not line up")
+        head[tag: tag + 4] = b"Xing" if len(self.bitrates) > 1 else b"Info"  # as ffmpeg and LAME name them
         frames = len(self.sizes)
         total = len(head) + sum(self.sizes)
+        stored = total & 0xFFFFFFFF  # as ffmpeg writes a file of 4 GiB or more
         head[tag + 8: tag + 12] = frames.to_bytes(4, "big")
-        head[tag + 12: tag + 16] = total.to_bytes(4, "big")
+        head[tag + 12: tag + 16] = stored.to_bytes(4, "big")
         offsets = len(head) + np.concatenate([[0], np.cumsum(np.frombuffer(self.sizes, np.uint32), dtype=np.int64)])
         toc = [0] + [min(255, int(256 * int(offsets[frames * i // 100]) // total)) for i in range(1, 100)]
         head[tag + 16: tag + 116] = bytes(toc)
-        lame = tag + 120  # the LAME extension, after the quality field
         padding = frames * FRAME - ENCODER_DELAY - samples
         if not 0 <= padding < 4096:
             raise ValueError(f"the joined frames do not hold the track: padding {padding}")
-        delay = int.from_bytes(head[lame + 21: lame + 24], "big") >> 12
         head[lame + 21: lame + 24] = (delay << 12 | padding).to_bytes(3, "big")
-        head[lame + 28: lame + 32] = total.to_bytes(4, "big")
-        self.out.flush()
-
-        def read(offset: int, length: int) -> bytes:
-            self.out.seek(offset)
-            return self.out.read(length)
-
-        head[lame + 32: lame + 34] = crc16_of(read, len(head), total).to_bytes(2, "big")
+        head[lame + 28: lame + 32] = stored.to_bytes(4, "big")
+        head[lame + 32: lame + 34] = self.crc.to_bytes(2, "big")
         head[lame + 34: lame + 36] = crc16(bytes(head[: lame + 34])).to_bytes(2, "big")
         self.out.seek(0)
         self.out.write(bytes(head))
@@ -279,3 +271,5 @@ def _cut(pcm: Iterable[np.ndarray], plan: list[Chunk]) -> Iterator[np.ndarray]:
         yield data[chunk.start - held_from: chunk.stop - held_from]
         following = plan[index + 1].start if index + 1 < len(plan) else have
         held, held_from = data[following - held_from:], following
+    if held_from != plan[-1].stop or next(blocks, None) is not None:  # read to its end: its progress is told
+        raise ValueError(f"the mix ran past its {plan[-1].stop} samples")

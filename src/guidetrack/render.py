@@ -163,7 +163,7 @@ def _check(body: dict) -> str:
 
 
 def render(script: Script, out: Path, cache_dir: Path | None = None, output: Output = Output(),
-           progress: Progress = SILENT) -> Rendered:
+           progress: Progress = SILENT, encoders: int | None = None) -> Rendered:
     """Render one script. The voice is brought to the loudness target (the script's, unless the
     command line gives one) and every other sound placed relative to it; the finished file is
     measured. The gain and ceiling that put a mix on target are remembered, so a later render of
@@ -199,7 +199,7 @@ def render(script: Script, out: Path, cache_dir: Path | None = None, output: Out
             progress.advance(done)
 
     done = encode(blocks, out, tags_for(script, plan), output, gain, where.spans, ceiling, known,
-                  beside=sidecars, progress=progress, samples=plan.length)
+                  beside=sidecars, progress=progress, samples=plan.length, encoders=encoders)
     try:
         write_atomically(state, _Remembered(done.gain_db, done.ceiling_db, done.sha256, done.figures).to_bytes())
     except OSError:

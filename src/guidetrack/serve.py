@@ -125,7 +125,7 @@ STYLE = PAGE_STYLE + """
   table { border-collapse: collapse; width: 100%; }
   td { padding: .3rem .5rem; border-bottom: 1px solid #e6e0d8; }"""
 
-SCRIPT_PAGE = """<!doctype html>
+HEAD = """<!doctype html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
@@ -136,7 +136,9 @@ SCRIPT_PAGE = """<!doctype html>
 </style>
 </head>
 <body>
-<nav><a href="/">{library}</a></nav>
+"""
+
+SCRIPT_PAGE = HEAD + """<nav><a href="/">{library}</a></nav>
 <article>
 <h2 id="title">{title}</h2>
 <p class="meta" id="meta"></p>
@@ -207,18 +209,7 @@ SCRIPT_PAGE = """<!doctype html>
 </html>
 """
 
-INDEX_PAGE = """<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{library}</title>
-<style>
-{style}
-</style>
-</head>
-<body>
-<h1>{library}</h1>
+INDEX_PAGE = HEAD + """<h1>{library}</h1>
 <p class="meta">Every save is checked at once; a page plays the newest render of its script.</p>
 <table>{rows}</table>
 <script>new EventSource("/events").onmessage = function () {{ location.reload(); }};</script>
@@ -244,7 +235,8 @@ def index_page(preview: Preview) -> str:
         link = (f'<a href="/s/{quote(e["name"])}">{html.escape(e["title"])}</a>' if e["kind"] == FileKind.SCRIPT.value
                 else f'{html.escape(e["name"])} <span class="meta">(block)</span>')
         rows.append(f'<tr><td>{link}</td><td class="meta">{e["length"]}</td><td class="meta">{state}</td></tr>')
-    return INDEX_PAGE.format(library=html.escape(preview.library.name), style=STYLE, rows="".join(rows))
+    name = html.escape(preview.library.name)
+    return INDEX_PAGE.format(title=name, library=name, style=STYLE, rows="".join(rows))
 
 
 def _js(text: str) -> str:
