@@ -302,21 +302,29 @@ PLAYER_SCRIPT = """  // breath pacers: while a player plays, its circle grows on
     }
   });"""
 
-PAGE = """<!doctype html>
-<html lang="{language}">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{title}</title>
-<style>
-{page_style}
-  .lengths button {{ border: 1px solid #c9c2b8; background: #fff; border-radius: 6px; padding: .2rem .6rem;
-                    cursor: pointer; font: inherit; margin-right: .3rem; }}
-  .lengths button[aria-pressed="true"] {{ background: #3d5a80; color: #fff; border-color: #3d5a80; }}
-</style>
-</head>
-<body>
-<header><img src="{cover}" alt=""><div><h1>{title}</h1><p class="meta">{count}{feed}</p>{about}</div></header>
+LENGTHS_STYLE = """  .lengths button { border: 1px solid #c9c2b8; background: #fff; border-radius: 6px; padding: .2rem .6rem;
+                    cursor: pointer; font: inherit; margin-right: .3rem; }
+  .lengths button[aria-pressed="true"] { background: #3d5a80; color: #fff; border-color: #3d5a80; }"""
+
+
+def page_head(title: str, style: str, language: str = "en") -> str:
+    """A page up to its body: the library page's and `guidetrack serve`'s. `title` is HTML."""
+    return (f'<!doctype html>\n<html lang="{html.escape(language)}">\n<head>\n<meta charset="utf-8">\n'
+            '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+            f"<title>{title}</title>\n<style>\n{style}\n</style>\n</head>\n<body>\n")
+
+
+def meta_line(track: Track) -> str:
+    """What a class's card says under its title: length, level, teacher, props (HTML)."""
+    e = html.escape
+    meta = [format_clock(round(track.duration * SAMPLE_RATE))]
+    meta += [e(x) for x in (track.level, track.author) if x]
+    if track.props:
+        meta.append("props: " + e(", ".join(track.props)))
+    return " · ".join(meta)
+
+
+PAGE = """{head}<header><img src="{cover}" alt=""><div><h1>{title}</h1><p class="meta">{count}{feed}</p>{about}</div></header>
 {articles}
 <script>
   // a class's length buttons show that variant, and pause the one shown before
@@ -415,13 +423,6 @@ def index_html(title: str, records: list[Record], feed: bool = False, settings: 
     for group in groups:
         main = group[0]
         track = main.track
-        meta = [format_clock(round(r.track.duration * SAMPLE_RATE)) for r in group[:1]]
-        if track.level:
-            meta.append(e(track.level))
-        if track.author:
-            meta.append(e(track.author))
-        if track.props:
-            meta.append("props: " + e(", ".join(track.props)))
         sections = []
         for index, record in enumerate(group):
             t = record.track
@@ -438,11 +439,12 @@ def index_html(title: str, records: list[Record], feed: bool = False, settings: 
                 f'{format_clock(round(r.track.duration * SAMPLE_RATE))} <small>{e(r.track.variant)}</small></button>'
                 for i, r in enumerate(group))
             lengths = f'\n  <p class="lengths">Length: {buttons}</p>'
-        articles.append(ARTICLE.format(anchor=e(main.script.rsplit(".", 1)[0]), title=e(class_title(main)), meta=" · ".join(meta),
+        articles.append(ARTICLE.format(anchor=e(main.script.rsplit(".", 1)[0]), title=e(class_title(main)), meta=meta_line(track),
                                        description=e(track.description), lengths=lengths,
                                        variants="\n".join(sections)))
     count = len(groups)
     about = f"<p>{e(settings.description)}</p>" if settings.description else ""
-    return PAGE.format(page_style=PAGE_STYLE, player_script=PLAYER_SCRIPT, title=e(title), cover=cover, count=f"{count} class{'es' if count != 1 else ''}",
-                       articles="\n".join(articles), language=e(library_language(records, settings)), about=about,
+    head = page_head(e(title), PAGE_STYLE + "\n" + LENGTHS_STYLE, library_language(records, settings))
+    return PAGE.format(head=head, player_script=PLAYER_SCRIPT, title=e(title), cover=cover, count=f"{count} class{'es' if count != 1 else ''}",
+                       articles="\n".join(articles), about=about,
                        feed=f' · <a href="{FEED}">podcast feed</a>' if feed else "")

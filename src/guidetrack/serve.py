@@ -26,7 +26,7 @@ from .files import temporary_folder
 from .picture import session_svg
 from .plan import Plan
 from .preview import Audio, Entry, Preview
-from .publish import PAGE_STYLE, PLAYER_SCRIPT, chapter_items, pacer_html, prose
+from .publish import PAGE_STYLE, PLAYER_SCRIPT, chapter_items, meta_line, pacer_html, page_head, prose
 from .render import track_of
 from .script import FileKind
 from .sidecars import breath_phases
@@ -48,8 +48,7 @@ def page_state(preview: Preview, name: str, variant: str) -> dict | None:
         problems = list(entry.problems)
         stale = bool(entry.errors) and plan is not None
         current = entry.keys.get(variant, "")
-        parts = {"version": preview.version, "plan": f"{entry.version}", "title": entry.title,
-                 "checked": entry.checked, "kind": entry.kind.value, "variant": variant,
+        parts = {"plan": f"{entry.version}", "title": entry.title, "checked": entry.checked, "variant": variant,
                  "variants": entry.variants, "audio": audio.url or None,
                  "status": _status(entry, audio, current, plan)}
     parts["problems"] = _problems_html(problems, preview.folder, stale)
@@ -57,12 +56,8 @@ def page_state(preview: Preview, name: str, variant: str) -> dict | None:
         parts.update(meta="", picture="", pacer="", chapters="", transcript="")
         return parts
     track = track_of(plan)
-    script = plan.script
-    meta = [format_clock(plan.length)] + [html.escape(x) for x in (script.level, script.author) if x]
-    if script.props:
-        meta.append("props: " + html.escape(", ".join(script.props)))
     phases = breath_phases(plan)
-    parts.update(meta=" · ".join(meta), picture=session_svg(plan), pacer=pacer_html(phases) if phases else "",
+    parts.update(meta=meta_line(track), picture=session_svg(plan), pacer=pacer_html(phases) if phases else "",
                  chapters=chapter_items(track), transcript=prose(track))
     return parts
 
@@ -71,8 +66,7 @@ def index(preview: Preview) -> list[dict]:
     with preview.changed:
         return [{"name": e.name, "title": e.title, "kind": e.kind.value, "checked": e.checked,
                  "errors": len(e.errors), "warnings": len(e.problems) - len(e.errors),
-                 "length": format_clock(next(iter(e.plans.values())).length) if e.plans else "",
-                 "variants": e.variants}
+                 "length": format_clock(next(iter(e.plans.values())).length) if e.plans else ""}
                 for e in sorted(preview.entries.values(), key=lambda e: e.name)]
 
 
@@ -125,20 +119,7 @@ STYLE = PAGE_STYLE + """
   table { border-collapse: collapse; width: 100%; }
   td { padding: .3rem .5rem; border-bottom: 1px solid #e6e0d8; }"""
 
-HEAD = """<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{title}</title>
-<style>
-{style}
-</style>
-</head>
-<body>
-"""
-
-SCRIPT_PAGE = HEAD + """<nav><a href="/">{library}</a></nav>
+SCRIPT_PAGE = """{head}<nav><a href="/">{library}</a></nav>
 <article>
 <h2 id="title">{title}</h2>
 <p class="meta" id="meta"></p>
@@ -209,7 +190,7 @@ SCRIPT_PAGE = HEAD + """<nav><a href="/">{library}</a></nav>
 </html>
 """
 
-INDEX_PAGE = HEAD + """<h1>{library}</h1>
+INDEX_PAGE = """{head}<h1>{library}</h1>
 <p class="meta">Every save is checked at once; a page plays the newest render of its script.</p>
 <table>{rows}</table>
 <script>new EventSource("/events").onmessage = function () {{ location.reload(); }};</script>
@@ -219,7 +200,8 @@ INDEX_PAGE = HEAD + """<h1>{library}</h1>
 
 
 def script_page(preview: Preview, name: str, variant: str) -> str:
-    return SCRIPT_PAGE.format(title=html.escape(name), style=STYLE, library=html.escape(preview.library.name),
+    return SCRIPT_PAGE.format(head=page_head(html.escape(name), STYLE), title=html.escape(name),
+                              library=html.escape(preview.library.name),
                               player_script=PLAYER_SCRIPT, name=_js(quote(name)), variant=_js(variant))
 
 
@@ -236,7 +218,7 @@ def index_page(preview: Preview) -> str:
                 else f'{html.escape(e["name"])} <span class="meta">(block)</span>')
         rows.append(f'<tr><td>{link}</td><td class="meta">{e["length"]}</td><td class="meta">{state}</td></tr>')
     name = html.escape(preview.library.name)
-    return INDEX_PAGE.format(title=name, library=name, style=STYLE, rows="".join(rows))
+    return INDEX_PAGE.format(head=page_head(name, STYLE), library=name, rows="".join(rows))
 
 
 def _js(text: str) -> str:
