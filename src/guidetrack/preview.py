@@ -39,7 +39,7 @@ from .errors import InvalidInput, Problem, Severity
 from .files import sha256_of
 from .loudness import Figures
 from .plan import Plan
-from .render import Checked, check_file, script_files
+from .render import Checked, check_file, script_files, sound_key
 from .script import BUILTIN_VOICES, FileKind
 from .units import format_clock, to_samples
 
@@ -129,9 +129,7 @@ class Preview:
         self._threads: list[threading.Thread] = []
         self._started: set[str] = set()  # the engines started ahead of need
         self._digests: dict[tuple[Path, int, int], str] = {}  # (file, mtime, size) -> sha256
-        found = self._find()
-        with self.changed:
-            self._apply(found, set())
+        self._rescan(set())
 
     # -------------------------------------------------------- running
 
@@ -215,16 +213,19 @@ class Preview:
         """The folders to watch, and whether below them too."""
         with self.changed:
             sources = {s for entry in self.entries.values() for s in entry.sources}
-        if self.single:
-            folders = {self.folder} | {s.parent for s in sources if not any(s.is_relative_to(b) for b in BUILT_IN)}
-        else:
-            folders = {self.folder} | self._outside(sources)
+        folders = {self.folder} | self._folders_of(sources)
         return sorted(f for f in folders if f.is_dir()), not self.single
 
-    def _outside(self, sources: set[Path]) -> set[Path]:
-        """The folders outside the library that these files are in, but for guidetrack's own."""
-        return {s.parent for s in sources
-                if not any(s.is_relative_to(folder) for folder in (self.folder, *BUILT_IN))}
+    def _folders_of(self, sources: set[Path]) -> set[Path]:
+        """The folders these files need watched, besides the library's (below which everything is
+        watched, unless it is one script's): never guidetrack's own."""
+        within = BUILT_IN if self.single else (self.folder, *BUILT_IN)
+        return {s.parent for s in sources if not any(s.is_relative_to(folder) for folder in within)}
+
+    def _rescan(self, changed: set[Path] | None) -> None:
+        found = self._find()
+        with self.changed:
+            self._apply(found, changed)
 
     def _watch(self) -> None:
         """Watch until the folders to watch change (or serving ends); every change on the way is
@@ -233,9 +234,7 @@ class Preview:
         folders, below = self._watched()
         if not folders:
             self.stopping.wait(0.5)  # the library is gone: look again soon
-            found = self._find()
-            with self.changed:
-                self._apply(found, None)
+            self._rescan(None)
             return
         log.debug("watching %s%s", ", ".join(map(str, folders)), "" if below else " (not below)")
         try:
@@ -244,17 +243,13 @@ class Preview:
                                             yield_on_timeout=False):
                 paths = {Path(path).resolve() for _, path in changes}
                 log.debug("changed: %s", ", ".join(map(str, sorted(paths))))
-                found = self._find()
-                with self.changed:
-                    self._apply(found, paths)
+                self._rescan(paths)
             missed: set[Path] | None = set()
         except (OSError, RuntimeError) as err:  # a watched folder went away: watch what is there now
             log.debug("watching stopped (%s); watching again", err)
             self.stopping.wait(0.5)
             missed = None
-        found = self._find()
-        with self.changed:
-            self._apply(found, missed)
+        self._rescan(missed)
 
     # -------------------------------------------------------- checking
 
@@ -299,15 +294,10 @@ class Preview:
             return Checked(entry.file, entry.kind, [], [Problem(f"could not check this script: {err}")])
 
     def _sound_key(self, plan: Plan) -> str:
-        """What the audio of a plan depends on: the timeline (every audio file by its bytes), the
-        voice (its model's bytes too) and the loudness. A save that changes none of it renders nothing."""
-        script = plan.script
-        try:
-            voice = get_engine(script.voice.engine).voice_key(script.voice)
-        except Exception:
-            voice = ""
-        fields = {"plan": plan.cache_key(self._digest), "voice": [script.voice.cache_key(), voice],
-                  "loudness": repr(script.loudness)}
+        """What the audio of a plan depends on (see `render.sound_key`) and its loudness. A save that
+        changes none of it renders nothing."""
+        fields = {**sound_key(plan, self._digest, get_engine(plan.script.voice.engine)),
+                  "loudness": repr(plan.script.loudness)}
         return json.dumps(fields, sort_keys=True, default=str)
 
     def _digest(self, path: str) -> str:
@@ -337,7 +327,7 @@ class Preview:
                 entry.plans = {plan.script.variant: plan for plan in plans}
                 entry.variants = [plan.script.variant for plan in plans]
                 entry.keys = keys
-                if (self._outside(sources) - self._outside(entry.sources)) or (self.single and sources - entry.sources):
+                if self._folders_of(sources) - self._folders_of(entry.sources):
                     self._rewatch.set()
                 entry.sources = sources
             elif entry.errors:

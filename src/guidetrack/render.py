@@ -5,15 +5,17 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from . import __version__
 from .decoded import decoded
 from .encode import CEILING_DB, MAX_GAIN_DB, Chapter, Output, Tags, codec_loss, encode
+from .engines import Engine
 from .errors import GuidetrackError, InvalidInput, Location, Problem, Severity
 from .files import check_writable, remove_stale_parts, sha256_of, write_atomically
 from .loudness import Figures, target_for
@@ -102,6 +104,15 @@ def output_path(script: Script, out: Path | None = None, several: bool = False, 
     return out
 
 
+def sound_key(plan: Plan, digest: Callable[[str], str], engine: Engine) -> dict[str, Any]:
+    """Everything about a plan that changes its mix's samples: the timeline and background (an
+    audio file by `digest`, its content's hash), the voice's settings and what names it to the
+    engine (for Piper, its model's and config's bytes), and the engine."""
+    voice = plan.script.voice
+    return {"plan": plan.cache_key(digest), "voice": {**voice.cache_key(), "key": engine.voice_key(voice)},
+            "engine": [engine.name, engine.version]}
+
+
 def _gain_file(plan: Plan, speaker: Speaker, output: Output) -> Path:
     """Where the normalising gain of this exact mix and output is remembered.
 
@@ -110,13 +121,8 @@ def _gain_file(plan: Plan, speaker: Speaker, output: Output) -> Path:
     settings and guidetrack itself; never a path, a title or a line number, so a moved or
     reformatted library finds its gains again.
     """
-    fields = {
-        "plan": plan.cache_key(lambda path: sha256_of(Path(path))),
-        # the voice's settings, and what names it to the engine (for Piper, its model's and config's bytes)
-        "voice": {**speaker.voice.cache_key(), "key": speaker.engine.voice_key(speaker.voice)},
-        "engine": [speaker.engine.name, speaker.engine.version],
-        "output": output.cache_key(), "guidetrack": __version__,
-    }
+    fields = {**sound_key(plan, lambda path: sha256_of(Path(path)), speaker.engine),
+              "output": output.cache_key(), "guidetrack": __version__}
     key = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
     return speaker.cache.folder / "gains" / f"{plan.script.slug[:40]}-{key[:24]}.json"
 
