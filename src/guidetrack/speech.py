@@ -250,7 +250,7 @@ class Speaker:
         self._held: dict[str, np.ndarray] = {}  # chunks the cache could not store
         self._recent: OrderedDict[str, np.ndarray] = OrderedDict()  # whole texts, joined from chunks
         self.progress: Progress = SILENT
-        self.estimated = 0  # chunks `estimated_lengths` guessed, last time
+        self.estimated = 0  # distinct chunks `estimated_lengths` guessed, last time
 
     @property
     def engine(self) -> Engine:
@@ -290,41 +290,23 @@ class Speaker:
         """Each text's spoken length without speaking anything: a clip the cache holds by its
         length, a new one by its letters at the pace of those it holds (for a picture that must
         not wait for the engine). `self.estimated` counts the chunks guessed."""
-        texts = list(texts)
-        known: dict[str, Samples] = {}
-        for text in texts:
-            for chunk, _ in split_speech(text):
-                if chunk in self._lengths:
-                    known[chunk] = self._lengths[chunk]
-                elif (clip := self.cache.get(self._entry(chunk))) is not None:
-                    known[chunk] = self._lengths[chunk] = len(clip)
+        parts = {text: split_speech(text) for text in texts}
+        chunks = {chunk for split in parts.values() for chunk, _ in split}
+        known = {chunk: self._lengths[chunk] for chunk in chunks if self._cached(chunk) is None}
         letters = sum(len(chunk) for chunk in known)
         pace = sum(known.values()) / letters if letters else ESTIMATED_PACE
-        self.estimated = 0
-        found = {}
-        for text in texts:
-            total = 0
-            for chunk, quiet in split_speech(text):
-                if chunk not in known:
-                    self.estimated += 1
-                total += known.get(chunk, round(len(chunk) * pace)) + quiet
-            found[text] = total
-        return found
+        self.estimated = len(chunks) - len(known)
+        return {text: sum(known.get(chunk, round(len(chunk) * pace)) + quiet for chunk, quiet in split)
+                for text, split in parts.items()}
 
     def prefetch(self, chunks: Iterable[str]) -> None:
         """Speak every chunk missing from the cache in one batch, when the engine can."""
         batch = self.engine.synthesize_many
         missing: dict[str, Path] = {}
         for chunk in dict.fromkeys(chunks):
-            if chunk in self._lengths:
-                continue
-            path = self._entry(chunk)
-            clip = self.cache.get(path)
-            if clip is None:
+            path = self._cached(chunk)
+            if path is not None:
                 missing[chunk] = path
-            else:
-                self.cache.hits += 1
-                self._lengths[chunk] = len(clip)
         if not missing:
             return
         self.progress.stage(f"speaking {len(missing)} new clip{'s' if len(missing) > 1 else ''}", len(missing))
@@ -338,6 +320,19 @@ class Speaker:
                     self._keep(chunk, missing[chunk], self._check(chunk, raw))
                     self.cache.misses += 1
                 self.progress.advance(start + len(part))
+
+    def _cached(self, chunk: str) -> Path | None:
+        """Learn a chunk's length from the cache, if it holds the chunk (a hit); else where the
+        cache would keep it (None when the length is known already)."""
+        if chunk in self._lengths:
+            return None
+        path = self._entry(chunk)
+        clip = self.cache.get(path)
+        if clip is None:
+            return path
+        self.cache.hits += 1
+        self._lengths[chunk] = len(clip)
+        return None
 
     def _length(self, chunk: str) -> Samples:
         if chunk not in self._lengths:
