@@ -27,6 +27,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import BinaryIO
 
 import numpy as np
@@ -93,8 +94,13 @@ def frames_of(data: bytes) -> list[bytes]:
     return found
 
 
+def _tag_at(frame: bytes | bytearray) -> int:
+    """Where an Info tag starts in this MPEG-1 frame: after the side information of its channels."""
+    return XING_AT[1 if frame[3] >> 6 == 3 else 2]
+
+
 def is_info(frame: bytes) -> bool:
-    at = XING_AT[2 if (frame[3] >> 6) != 3 else 1]
+    at = _tag_at(frame)
     return frame[at: at + 4] in (b"Info", b"Xing")
 
 
@@ -151,6 +157,7 @@ def _carry(crc: int, length: int) -> int:
     return int(low[crc & 0xFF] ^ high[crc >> 8])
 
 
+@lru_cache(maxsize=16)  # chunks are nearly all the same length: the same tables again and again
 def _carry_tables(length: int) -> tuple[np.ndarray, np.ndarray]:
     """What carrying a CRC through `length` zero bytes does to its low and to its high byte: the
     step for one zero byte as a 16x16 matrix over GF(2), raised to the `length`-th power."""
@@ -168,6 +175,7 @@ def _carry_tables(length: int) -> tuple[np.ndarray, np.ndarray]:
     values = np.arange(256)
     low = ((result @ ((values[None, :] >> np.arange(16)[:, None]) & 1)) % 2).T @ weights
     high = ((result @ (((values[None, :] << 8) >> np.arange(16)[:, None]) & 1)) % 2).T @ weights
+    low.flags.writeable = high.flags.writeable = False  # kept: shared by every call for this length
     return low, high
 
 
@@ -204,7 +212,7 @@ class _Joined:
         """The Info frame: the first chunk's, with the counts, the seek table, the padding and the
         CRCs of the whole."""
         head = bytearray(self.template)
-        tag = XING_AT[2 if (head[3] >> 6) != 3 else 1]
+        tag = _tag_at(head)
         lame = tag + 120  # the LAME extension, after the counts, the seek table and the quality
         if head[tag: tag + 4] not in (b"Info", b"Xing") or int.from_bytes(head[tag + 4: tag + 8], "big") != 0xF:
             raise ValueError("the first chunk has no Info tag with counts, a seek table and a quality")
@@ -234,7 +242,7 @@ class _Joined:
 
 def encode_parallel(pcm: Iterable[np.ndarray], samples: int, encode_chunk: Callable[[np.ndarray], bytes],
                     workers: int, out: BinaryIO, chunk_frames: int = CHUNK_FRAMES) -> None:
-    """Write to `out` (open for reading and writing) the joined MP3 of the `samples` the blocks
+    """Write to `out` (seekable: the Info frame is written last) the joined MP3 of the `samples` the blocks
     of `pcm` hold, each chunk given to `encode_chunk` (which returns its MP3 bytes) on one of
     `workers` threads. A few chunks at most are held: the mix waits for the encoders, and each
     chunk is written as soon as those before it are."""
