@@ -280,6 +280,20 @@ def test_a_value_every_variant_overrides_is_still_checked(tmp_path):
     assert len(found) == len(set(found)), found  # each once
 
 
+def test_a_library_the_script_is_not_in_says_so(tmp_path):
+    """`--library` naming another folder: not mistaken for a symbolic link."""
+    script = write(tmp_path, "guidetrack: 1\ntitle: T\nsteps: [chime]\n")
+    (tmp_path / "other").mkdir()
+    with pytest.raises(InvalidInput, match="not in the library folder .*other: name the folder it belongs to"):
+        load(script, None, tmp_path / "other")
+    assert load(script, None, tmp_path).title == "T"
+    library = tmp_path / "library"
+    library.mkdir()
+    (library / "link.yaml").symlink_to(script)  # in the library by its name, a file outside it in fact
+    with pytest.raises(InvalidInput, match="symbolic link to .*copy it into the library"):
+        load(library / "link.yaml", None, library)
+
+
 def test_fast_voice_is_a_warning(tmp_path):
     script = load(write(tmp_path, "guidetrack: 1\ntitle: T\nvoice: {rate: 220}\nsteps: [chime]\n"))
     assert [w.severity for w in script.warnings] == ["warning"]

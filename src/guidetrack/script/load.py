@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path
@@ -39,8 +40,13 @@ def _open(path: Path, root: str | Path | None) -> tuple[Context, Any, Tree]:
     context = Context(Path(root).resolve() if root is not None else path.resolve().parent)
     real = path.resolve()
     if not real.is_relative_to(context.root):
-        raise InvalidInput(Problem(f"this script is a symbolic link to {real}, outside the library folder "
-                                   f"{context.root}; copy it into the library instead", Location(path, 1, 1)))
+        if Path(os.path.abspath(path)).is_relative_to(context.root):  # in the folder by its name only
+            message = (f"this script is a symbolic link to {real}, outside the library folder {context.root}; "
+                       "copy it into the library instead")
+        else:  # --library names a folder the script is not in
+            message = (f"this script is not in the library folder {context.root}: name the folder it belongs "
+                       "to, or leave --library out")
+        raise InvalidInput(Problem(message, Location(path, 1, 1)))
     data, tree = context.read(path)
     return context, data, tree
 
