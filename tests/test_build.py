@@ -125,7 +125,18 @@ def test_a_failing_script_does_not_stop_the_others(gt, library, tmp_path):
     assert not (out / "unfittable.mp3").exists()
 
 
-def test_an_interrupted_build_leaves_no_partial_file_and_the_next_continues(library, tmp_path, cache_dir):
+def test_an_interrupted_build_leaves_no_partial_file_and_the_next_continues(tmp_path, cache_dir):
+    # three classes of a minute and a half each: once the first is built, the other two take
+    # seconds, however fast a render is (tests/library's take under a second each now that MP3
+    # encodes on every core, and a busy machine could let them finish before the Ctrl-C landed)
+    library = tmp_path / "library"
+    library.mkdir()
+    for name in ("dawn", "noon", "dusk"):
+        (library / f"{name}.yaml").write_text(
+            f"guidetrack: 1\ntitle: {name.title()} Rest\nvoice: calm\nduration: 90s\n"
+            "background: {sound: pink-noise, level: -24}\n"
+            f"steps:\n  - say: Rest now, in the quiet of the {name}.\n  - hold: {{for: 80s, min: 10s, max: 120s}}\n")
+    outputs = {"dawn.mp3", "noon.mp3", "dusk.mp3"}
     out = tmp_path / "out"
     env = {**os.environ, "GUIDETRACK_CACHE_DIR": str(cache_dir)}
     process = subprocess.Popen([sys.executable, "-m", "guidetrack", "build", str(library), "-o", str(out),
@@ -156,7 +167,7 @@ def test_an_interrupted_build_leaves_no_partial_file_and_the_next_continues(libr
     resumed = subprocess.run([sys.executable, "-m", "guidetrack", "build", str(library), "-o", str(out), "--json"],
                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
-    assert set(summary(resumed)["built"]) == OUTPUTS - done and set(summary(resumed)["skipped"]) == done
+    assert set(summary(resumed)["built"]) == outputs - done and set(summary(resumed)["skipped"]) == done
 
 
 def _built(out: Path) -> set[str]:
