@@ -150,20 +150,6 @@ def test_a_joined_file_is_gapless_deterministic_and_its_seams_are_clean(tmp_path
     assert np.mean(joined_error) <= 1.02 * np.mean(continuous_error)  # the whole file, as faithful
 
 
-def test_the_limiter_is_left_out_only_where_nothing_reaches_it():
-    from guidetrack.encode import reaches
-
-    t = np.arange(RATE) / RATE
-    quiet = np.stack([0.5 * np.sin(2 * np.pi * 440 * t)] * 2, axis=1).astype(np.float32)  # -6 dBFS
-    assert not reaches(quiet, 0.0, -1.2)
-    assert reaches(quiet, 6.0, -1.2)  # raised 6 dB: a 0 dBTP peak
-    # a peak between samples: a quarter of the rate at 45 degrees, every sample at 0.707 of it
-    between = np.stack([0.95 * np.sin(2 * np.pi * RATE / 4 * t + np.pi / 4)] * 2, axis=1).astype(np.float32)
-    assert float(np.abs(between).max()) < 10 ** (-1.2 / 20) * 0.8  # the samples stay 2 dB under -1.2 dBFS
-    assert reaches(between, 0.0, -1.2)  # the true peak does not
-    assert not reaches(np.zeros((0, 2), np.float32), 0.0, -1.2)
-
-
 @pytest.mark.integration
 def test_mono_vbr_with_a_silent_start(tmp_path):
     """A mono VBR file whose first chunk is silence (one bitrate there): the whole is still named

@@ -3,8 +3,8 @@ renamed into place.
 
 The mix comes with the voice's clips as they are; a gain brings the voice to its loudness
 target (see `loudness`), and a true-peak limiter (4x oversampled, so it sees the peaks between
-samples too) holds the rare peaks under a ceiling. The limiter runs in an ffmpeg process of its
-own, feeding the encoder's, so the two share the cores. The finished file is then measured
+samples too; see `truepeak`) holds the rare peaks under a ceiling, in this process and only where
+a peak comes near it. The finished file is then measured
 (speech loudness, programme loudness, loudness range, true peak) and, if the codec moved it off
 the target or over -1 dBTP, made again with the gain or ceiling corrected by what was measured.
 The output is written to a temporary file beside the target and renamed only when complete, so
@@ -30,12 +30,12 @@ from .ffmpeg import ffmpeg_path, run
 from .files import replacing, sha256_of, temporary_folder
 from .loudness import Figures, measure_file, target_for
 from .report import SILENT, Progress
+from .truepeak import Limiter
 from .units import CHANNELS, SAMPLE_RATE, Samples, timestamp
 
 log = logging.getLogger(__name__)
 TRUE_PEAK_LIMIT = -1.0  # dBTP: the most a finished file may read (the podcast and streaming norm)
 CEILING_DB = -1.2  # the limiter's first true-peak ceiling: a little room for what a lossy codec adds
-OVERSAMPLE = 4  # the limiter looks at peaks 4x oversampled (BS.1770-4 true peak)
 MAX_GAIN_DB = 40.0  # a near-silent voice is not blown up further than this
 LOUDNESS_TOLERANCE = 0.15  # LU: a file further than this off the voice's target is made again
 PROMISE = 0.5  # LU: a file further off than this, after every try, is reported
@@ -137,64 +137,14 @@ def codec_loss(output: Output) -> float:
 _INPUT = ["-f", "f32le", "-ar", str(SAMPLE_RATE), "-ac", str(CHANNELS), "-i", "pipe:0"]
 
 
-def limiter_chain(output: Output = Output(), gain_db: float = 0.0, ceiling_db: float = CEILING_DB,
-                  limit: bool = True) -> str:
-    """The filters taking the mix to the output's channels and rate, through the gain and a
-    lookahead limiter that runs at 4x the rate, so that its ceiling is a true-peak one.
-    latency=1 compensates the lookahead: every sample stays where the plan put it. Below the
-    ceiling, the limiter leaves the sound as it is, so where nothing reaches it (`limit` False,
-    see `reaches`) it is left out."""
-    # to mono: the mean of the two channels, as `loudness.as_played` reads it (ffmpeg's own
-    # downmix would be 3 dB louder)
+def format_chain(output: Output = Output()) -> str:
+    """The filter taking the mix (levelled and limited: see `truepeak.Limiter`) to the output's
+    channels and rate. To mono: the mean of the two channels, as `loudness.as_played` reads it
+    (ffmpeg's own downmix would be 3 dB louder); a mean's true peak is never over its channels'."""
     rate = output.rate
-    layout = (f"pan=mono|c0=0.5*c0+0.5*c1,aformat=sample_fmts=flt:sample_rates={rate}:channel_layouts=mono"
-              if output.channels == 1 else f"aformat=sample_fmts=flt:sample_rates={rate}:channel_layouts=stereo")
-    if not limit:
-        return f"volume={gain_db:.4f}dB,{layout}"
-    return (f"volume={gain_db:.4f}dB,{layout},"
-            f"aresample={OVERSAMPLE * rate},alimiter=limit={10 ** (ceiling_db / 20):.5f}:level=0:latency=1,"
-            f"aresample={rate}")
-
-
-BLOCK_FED = SAMPLE_RATE * 2  # samples written to an encoder at a time
-PEAK_BLOCK = 1024  # samples: the mix's sample peaks are looked at in blocks this long
-PEAK_CONTEXT = 256  # samples each side of a block oversampled: the filter rings where a piece is cut off
-
-
-def _block_peaks(audio: np.ndarray) -> np.ndarray:
-    """The sample peak of each PEAK_BLOCK of `audio` (the last may be shorter)."""
-    whole = len(audio) // PEAK_BLOCK * PEAK_BLOCK
-    peaks = np.abs(audio[:whole]).reshape(-1, PEAK_BLOCK * audio.shape[1]).max(axis=1)
-    if whole < len(audio):
-        peaks = np.append(peaks, np.abs(audio[whole:]).max())
-    return peaks
-
-
-def reaches(audio: np.ndarray, gain_db: float, ceiling_db: float) -> bool:
-    """Whether `audio`, raised by `gain_db`, has a true peak (4x oversampled) over `ceiling_db`.
-    Only the blocks whose sample peak is within 6 dB of the ceiling are oversampled: a peak
-    between samples stands a few dB at most over the samples beside it."""
-    from scipy.signal import resample_poly
-
-    if not len(audio):
-        return False
-    scale = 10 ** ((gain_db - ceiling_db) / 20)  # the ceiling is 1.0 on this scale
-    step = 256 * PEAK_BLOCK  # a slice at a time: no copy of the whole chunk
-    peaks = np.concatenate([_block_peaks(audio[at: at + step]) for at in range(0, len(audio), step)])
-    candidates = [int(i) for i in np.flatnonzero(peaks * scale >= 0.5)]
-    for index in candidates:
-        start = max(index * PEAK_BLOCK - PEAK_CONTEXT, 0)
-        piece = audio[start: (index + 1) * PEAK_BLOCK + PEAK_CONTEXT].astype(np.float64)
-        if float(np.abs(resample_poly(piece, OVERSAMPLE, 1, axis=0)).max()) * scale > 1.0:
-            return True
-    return False
-
-
-def limiter_command(output: Output = Output(), gain_db: float = 0.0, ceiling_db: float = CEILING_DB) -> list[str]:
-    """ffmpeg taking the mix (float PCM on stdin) through `limiter_chain`; float PCM out."""
-    return [ffmpeg_path(), "-hide_banner", "-nostdin", "-loglevel", "error", *_INPUT,
-            "-af", limiter_chain(output, gain_db, ceiling_db),
-            "-f", "f32le", "-ar", str(output.rate), "-ac", str(output.channels), "pipe:1"]
+    if output.channels == 1:
+        return f"pan=mono|c0=0.5*c0+0.5*c1,aformat=sample_fmts=flt:sample_rates={rate}:channel_layouts=mono"
+    return f"aformat=sample_fmts=flt:sample_rates={rate}:channel_layouts=stereo"
 
 
 def _codec_options(output: Output) -> list[str]:
@@ -206,23 +156,19 @@ def _codec_options(output: Output) -> list[str]:
 
 
 def encoder_command(target: str, output: Output = Output()) -> list[str]:
-    """ffmpeg reading float PCM at the output's rate and channels on stdin, writing an untagged,
-    bit-exact file to `target`."""
-    return [ffmpeg_path(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
-            "-f", "f32le", "-ar", str(output.rate), "-ac", str(output.channels), "-i", "pipe:0",
-            *_codec_options(output), "-f", FORMATS[output.format][2], target]
-
-
-def chunk_command(target: str, output: Output = Output(), gain_db: float = 0.0,
-                  ceiling_db: float = CEILING_DB, limit: bool = True) -> list[str]:
-    """One ffmpeg taking a chunk of the mix through the limiter (when it reaches it) into LAME,
-    without the bit reservoir (see `mp3`), to `target`."""
+    """ffmpeg reading the mix's float PCM on stdin, writing an untagged, bit-exact file in the
+    output's format, channels and rate to `target`."""
     return [ffmpeg_path(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", *_INPUT,
-            "-af", limiter_chain(output, gain_db, ceiling_db, limit), *_codec_options(output), "-reservoir", "0",
-            "-f", "mp3", target]
+            "-af", format_chain(output), *_codec_options(output), "-f", FORMATS[output.format][2], target]
 
 
-MAX_ENCODERS = 8  # a render's encoders at most: each holds half a minute of the mix
+def chunk_command(target: str, output: Output = Output()) -> list[str]:
+    """One ffmpeg encoding a chunk of the mix as MP3 without the bit reservoir (see `mp3`)."""
+    return [*encoder_command(target, output)[:-3], "-reservoir", "0", "-f", "mp3", target]
+
+
+BLOCK_FED = SAMPLE_RATE * 2  # samples written to an encoder at a time
+MAX_ENCODERS = 8  # a render's encoders at most: each holds a minute of the mix
 
 
 def in_chunks(output: Output, samples: Samples) -> bool:
@@ -236,15 +182,13 @@ def cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def _encode_mp3(blocks: Iterable[np.ndarray], samples: Samples, temp: Path, output: Output, gain_db: float,
-                ceiling_db: float, encoders: int) -> None:
+def _encode_mp3(blocks: Iterable[np.ndarray], samples: Samples, temp: Path, output: Output, encoders: int) -> None:
     """The mix as MP3 in chunks, one encoder a core, joined into `temp`."""
     def encode_chunk(audio: np.ndarray) -> bytes:
         with temporary_folder("chunk") as folder:
             target = folder / "chunk.mp3"
-            limit = reaches(audio, gain_db, ceiling_db)
             pieces = (audio[at: at + BLOCK_FED] for at in range(0, len(audio), BLOCK_FED))  # no whole copy
-            run([chunk_command(str(target), output, gain_db, ceiling_db, limit)], pieces, what="the MP3 encoder")
+            run([chunk_command(str(target), output)], pieces, what="the MP3 encoder")
             return target.read_bytes()
 
     try:
@@ -396,13 +340,13 @@ def encode(blocks: Callable[[], Iterable[np.ndarray]], out: Path, tags: Tags, ou
         for attempt in range(1, MAX_ENCODES + 1):
             progress.stage("mixing and encoding" if attempt == 1 else "encoding again (the first missed the target)")
             started = time.perf_counter()
+            limiter = Limiter(10 ** (gain_db / 20), 10 ** (ceiling_db / 20))
             if samples is not None and in_chunks(output, samples):
-                _encode_mp3(blocks(), samples, temp, output, gain_db, ceiling_db,
-                            max(1, min(encoders or cores(), MAX_ENCODERS)))
+                _encode_mp3(limiter(blocks()), samples, temp, output, max(1, min(encoders or cores(), MAX_ENCODERS)))
                 written = samples
             else:
-                written, _ = run([limiter_command(output, gain_db, ceiling_db), encoder_command(str(temp), output)],
-                                 blocks())
+                written, _ = run([encoder_command(str(temp), output)], limiter(blocks()))
+            log.debug("limited %d samples to a true peak of %.2f dB", limiter.limited, ceiling_db)
             log.debug("mixed and encoded in %.2f s", time.perf_counter() - started)
             digest = sha256_of(temp)
             if known is not None and known[0] == digest:

@@ -15,6 +15,7 @@ import logging
 import shutil
 import subprocess
 import threading
+import time
 from collections.abc import Callable, Generator, Iterable, Sequence
 from typing import IO, Any
 
@@ -76,7 +77,7 @@ def read_pcm(command: list[str], block_bytes: int) -> Generator[bytes, None, Non
     finally:
         watchdog.cancel()
         process.stdout.close()
-        if process.poll() is None:
+        if not finished and process.poll() is None:  # left early: no need to decode the rest
             process.kill()
         process.wait()
         reader.join()
@@ -128,7 +129,7 @@ def run(commands: Sequence[list[str]], blocks: Iterable[np.ndarray] | None = Non
                 first.stdin.close()
             except BrokenPipeError:
                 pass
-        codes = [process.wait(timeout=TIMEOUT) for process in processes]
+        codes = _wait(processes, readers)
     except subprocess.TimeoutExpired:
         raise EncodeError(f"{what} did not finish", commands[-1]) from None
     finally:
@@ -154,6 +155,18 @@ def run(commands: Sequence[list[str]], blocks: Iterable[np.ndarray] | None = Non
         if any(failure in line for failure in WRITE_FAILURES):  # ffmpeg 6 prefixes "[out#0/mp3 @ 0x...]"
             raise EncodeError(f"{what} could not write its output: {line.strip()}")
     return written, report
+
+
+def _wait(processes: list[subprocess.Popen[bytes]], readers: list[threading.Thread]) -> list[int]:
+    """The exit codes, TIMEOUT at most from now. Each process's stderr ends when it exits, so the
+    thread draining it is joined first: Popen.wait with a timeout polls, sleeping up to 50 ms
+    between looks, which a render of twenty chunks would wait through twenty times."""
+    deadline = time.monotonic() + TIMEOUT
+    for process, reader in zip(processes, readers, strict=True):
+        reader.join(max(0.0, deadline - time.monotonic()))
+        if reader.is_alive():
+            raise subprocess.TimeoutExpired(process.args, TIMEOUT)
+    return [process.wait(timeout=max(0.0, deadline - time.monotonic())) for process in processes]
 
 
 def _widen_pipe(stream) -> None:

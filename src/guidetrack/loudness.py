@@ -8,9 +8,10 @@ Every other level (a bed, chimes, tones, an intro) is a loudness relative to the
 `level: -20` means 20 LU under the voice for brown noise, the ocean or a music file alike.
 
 The meter is ffmpeg's `ebur128` filter. With metadata on, it hands back the loudness of every
-400 ms block at 100 ms steps (three decimals) and the true peak (4x oversampled) of every
-100 ms; the gating (an absolute gate at -70 LUFS, a relative one 10 LU under the mean of what
-passes it) is applied to those blocks here.
+400 ms block at 100 ms steps (three decimals); the gating (an absolute gate at -70 LUFS, a
+relative one 10 LU under the mean of what passes it) is applied to those blocks here. The true
+peak (4x oversampled) is read in this process, where the file is decoded for the voice's
+stretches anyway, and only where it can be high (see `truepeak`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import numpy as np
 
 from .errors import EncodeError
 from .ffmpeg import ffmpeg_path, read_pcm, run
+from .truepeak import PeakMeter
 from .units import CHANNELS, SAMPLE_RATE, Samples
 
 BLOCK_STEP = SAMPLE_RATE // 10  # 100 ms: the meter's step between 400 ms blocks
@@ -111,7 +113,6 @@ class Reading:
     """What the meter read from a stream."""
 
     blocks: np.ndarray  # the loudness (LUFS) of each 400 ms block, block k starting at k * 100 ms
-    true_peak: float  # dBTP, the highest over the stream (-inf for silence)
     lra: float  # loudness range, LU (EBU Tech 3342), as the meter summarises it
 
     @property
@@ -132,12 +133,9 @@ def gated(blocks: np.ndarray) -> float | None:
 
 
 _BLOCK = "lavfi.r128.M="
-_PEAK = "lavfi.r128.true_peak="
 _LRA = re.compile(r"LRA:\s+(-?[\d.]+) LU")
 # blocks are 100 ms apart at any sample rate, so a file is read at its own rate and channels
-METER = ("ebur128=peak=true:metadata=1,"
-         "ametadata=mode=print:key=lavfi.r128.M,ametadata=mode=print:key=lavfi.r128.true_peak")
-LOUDNESS_ONLY = "ebur128=metadata=1,ametadata=mode=print:key=lavfi.r128.M"  # no true peak: half the work
+LOUDNESS_ONLY = "ebur128=metadata=1,ametadata=mode=print:key=lavfi.r128.M"  # the true peak is `truepeak`'s
 
 
 def _number(text: str, otherwise: float) -> float:
@@ -151,21 +149,16 @@ def _number(text: str, otherwise: float) -> float:
 
 class _Report:
     """Reads the meter's report as ffmpeg writes it (an 8-hour file's is a million lines, so it
-    is never held whole): every block's loudness, the highest true peak, the summary's range."""
+    is never held whole): every block's loudness and the summary's range."""
 
     def __init__(self, stream):
         self.blocks = array("d")
-        self.peak = 0.0
         self.tail: list[str] = []  # the last lines: the summary, or what went wrong
         for raw in stream:
             line = raw.decode("utf-8", "replace")
             at = line.find(_BLOCK)
             if at >= 0:
                 self.blocks.append(_number(line[at + len(_BLOCK):], -math.inf))
-                continue
-            at = line.find(_PEAK)
-            if at >= 0:
-                self.peak = max(self.peak, _number(line[at + len(_PEAK):], 0.0))
                 continue
             self.tail = (self.tail + [line])[-60:]
 
@@ -180,8 +173,7 @@ class _Report:
         # the meter reads the block that ends 100 ms after each frame starts: the first three
         # cover time before the stream began, and are left out, so block k starts at k * 100 ms
         blocks = np.frombuffer(self.blocks, dtype=np.float64)[3:].copy()
-        peak = 20 * math.log10(self.peak) if self.peak > 0 else -math.inf
-        return Reading(blocks, peak, float(lra[-1]))
+        return Reading(blocks, float(lra[-1]))
 
 
 def _run_meter(command: list[str], blocks: Iterable[np.ndarray] | None = None) -> Reading:
@@ -191,9 +183,10 @@ def _run_meter(command: list[str], blocks: Iterable[np.ndarray] | None = None) -
 
 
 def meter_file(path: Path) -> Reading:
-    """Read an encoded file as a listener's player decodes it, at its own rate and channels."""
+    """Read an encoded file's loudness as a listener's player decodes it, at its own rate and
+    channels (its true peak is read by `measure_file`, not here: -inf)."""
     return _run_meter([ffmpeg_path(), "-hide_banner", "-nostdin", "-nostats", "-loglevel", "info",
-                       "-i", str(path), "-map", "0:a:0", "-af", METER, "-f", "null", "-"])
+                       "-i", str(path), "-map", "0:a:0", "-af", LOUDNESS_ONLY, "-f", "null", "-"])
 
 
 def meter_pcm(blocks: Iterable[np.ndarray], channels: int = CHANNELS, rate: int = SAMPLE_RATE) -> Reading:
@@ -265,10 +258,11 @@ class Figures:
 
 def measure_file(path: Path, spans: Sequence[tuple[Samples, Samples]], channels: int = CHANNELS,
                  rate: int = SAMPLE_RATE) -> Figures:
-    """A finished file's figures. The whole file is metered as a player decodes it; at the same
-    time the voice's stretches (`spans`, in samples at SAMPLE_RATE) are cut from the decoded
-    audio, joined, and metered on their own: the voice's loudness, as `mix.voice_loudness`
-    reads it before the mix."""
+    """A finished file's figures, read as a player decodes it. Two ffmpeg processes at once: one
+    meters the whole file (programme loudness and range); the other decodes it for this process,
+    which reads its true peak (see `truepeak`) and cuts out the voice's stretches (`spans`, in
+    samples at SAMPLE_RATE), which a third meters joined: the voice's loudness, as
+    `mix.voice_loudness` reads it before the mix."""
     whole: list[Reading | BaseException] = []
 
     def meter_whole() -> None:
@@ -279,38 +273,54 @@ def measure_file(path: Path, spans: Sequence[tuple[Samples, Samples]], channels:
 
     thread = threading.Thread(target=meter_whole, daemon=True)
     thread.start()
+    peak = PeakMeter()
     try:
-        speech = meter_pcm(_cut(path, spans, channels, rate), channels, rate).integrated if spans else None
+        decoded = _decoded(path, channels, rate, peak)
+        if spans:
+            speech = meter_pcm(_cut(decoded, spans, rate), channels, rate).integrated
+        else:
+            speech = None
+        for _ in decoded:  # the rest, for its peak
+            pass
     finally:
         thread.join()
     if isinstance(whole[0], BaseException):
         raise whole[0]
     reading = whole[0]
-    return Figures(speech, reading.integrated, reading.lra, reading.true_peak)
+    found = peak.close()
+    return Figures(speech, reading.integrated, reading.lra, 20 * math.log10(found) if found > 0 else -math.inf)
 
 
-def _cut(path: Path, spans: Sequence[tuple[Samples, Samples]], channels: int, rate: int) -> Iterator[np.ndarray]:
-    """The stretches `spans` of the decoded file, one after another."""
+def _decoded(path: Path, channels: int, rate: int, peak: PeakMeter) -> Generator[np.ndarray, None, None]:
+    """The decoded file in blocks of (n, channels), each given to `peak` on the way."""
     command = [ffmpeg_path(), "-hide_banner", "-nostdin", "-loglevel", "error", "-i", str(path), "-map", "0:a:0",
                "-f", "f32le", "-ac", str(channels), "-ar", str(rate), "pipe:1"]
-    wanted = [(start * rate // SAMPLE_RATE, end * rate // SAMPLE_RATE) for start, end in sorted(spans)]
     frame = 4 * channels
     pcm: Generator[bytes, None, None] = read_pcm(command, frame * SAMPLE_RATE * 2)
     try:
-        position, index = 0, 0
         for data in pcm:
             block = np.frombuffer(data[: len(data) // frame * frame], "<f4").reshape(-1, channels)
-            end = position + len(block)
-            while index < len(wanted) and wanted[index][0] < end:
-                lo, hi = max(wanted[index][0], position), min(wanted[index][1], end)
-                if hi > lo:
-                    yield block[lo - position: hi - position]
-                if wanted[index][1] <= end:
-                    index += 1
-                else:
-                    break
-            position = end
-            if index >= len(wanted):
-                break
+            peak.add(block)
+            yield block
     finally:
         pcm.close()
+
+
+def _cut(blocks: Iterator[np.ndarray], spans: Sequence[tuple[Samples, Samples]], rate: int) -> Iterator[np.ndarray]:
+    """The stretches `spans` of a stream of blocks, one after another; the stream is left where
+    the last one ends."""
+    wanted = [(start * rate // SAMPLE_RATE, end * rate // SAMPLE_RATE) for start, end in sorted(spans)]
+    position, index = 0, 0
+    for block in blocks:
+        end = position + len(block)
+        while index < len(wanted) and wanted[index][0] < end:
+            lo, hi = max(wanted[index][0], position), min(wanted[index][1], end)
+            if hi > lo:
+                yield block[lo - position: hi - position]
+            if wanted[index][1] <= end:
+                index += 1
+            else:
+                break
+        position = end
+        if index >= len(wanted):
+            return

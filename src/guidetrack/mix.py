@@ -8,7 +8,9 @@ read a block at a time; a background file loops with a crossfaded seam.
 from __future__ import annotations
 
 import bisect
+import math
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -107,10 +109,57 @@ def tone(length: Samples, phase: str) -> np.ndarray:
     return (out / np.sqrt(np.mean(out**2) + 1e-12)).astype(np.float32)
 
 
-class NoiseBed:
-    """Endless seeded noise with unit RMS: white, pink (Kellet's filter) or brown (leaky integrator)."""
+NOISE_LOOP = 1 << 23  # samples in a generated noise's loop: 3 min 10 s, made by one FFT
+HIGH_PASS_HZ = 20.0  # nothing under this is heard; brown noise would spend half its power there
 
-    FILTERS = {
+
+@lru_cache(maxsize=4)
+def noise_loop(kind: str, seed: int = NOISE_SEED) -> np.ndarray:
+    """A loop of coloured noise, NOISE_LOOP samples at unit RMS, that runs from its end into its
+    start with no seam: seeded Gaussian white noise, shaped in frequency (one FFT, so the loop is
+    periodic by construction) by the magnitude of the colour's filter, white (flat), pink
+    (Kellet's) or brown (a leaky integrator), and a gentle 20 Hz high-pass. Made once and
+    looped, so a bed costs the same for ten minutes or eight hours."""
+    bins = NOISE_LOOP // 2 + 1
+    # white noise's spectrum, made directly: every bin's real and imaginary parts independent
+    # Gaussians (an FFT of white noise would give the same, and cost as much again)
+    rng = np.random.default_rng(seed)
+    spectrum = rng.standard_normal(2 * bins, dtype=np.float32).view(np.complex64)
+    hz = np.arange(bins) * (SAMPLE_RATE / NOISE_LOOP)
+    # the filter's power response |B|^2 / |A|^2, each a polynomial in cos(omega) (Chebyshev's)
+    cosine = np.cos(2 * np.pi / SAMPLE_RATE * hz)
+    b, a = NoiseBed.FILTERS[kind]
+    shape = np.sqrt(_power_response(b, cosine) / _power_response(a, cosine))
+    del cosine
+    low = int(np.searchsorted(hz, 50 * HIGH_PASS_HZ))  # above this, the high-pass is 1 within 1e-9
+    shape[:low] *= hz[:low] ** 2 / np.sqrt(hz[:low] ** 4 + HIGH_PASS_HZ**4)  # second-order Butterworth
+    del hz
+    spectrum *= shape.astype(np.float32)
+    del shape
+    loop = np.fft.irfft(spectrum, NOISE_LOOP).astype(np.float32)
+    del spectrum
+    loop /= np.float32(np.sqrt(np.mean(np.square(loop, dtype=np.float64))))
+    loop.flags.writeable = False  # shared by every bed of this colour in the process
+    return loop
+
+
+def _power_response(taps: list[float], cosine: np.ndarray) -> np.ndarray:
+    """|sum taps[k] e^(-jk omega)|^2 at each cos(omega): r0 + 2 sum r_m cos(m omega), where r is
+    the taps' autocorrelation; cos(m omega) is the Chebyshev polynomial T_m of cos(omega)."""
+    r = np.correlate(taps, taps, "full")[len(taps) - 1:]
+    total = np.full_like(cosine, r[0])
+    before, now = np.ones_like(cosine), cosine
+    for coefficient in r[1:]:
+        total += 2 * coefficient * now
+        before, now = now, 2 * cosine * now - before
+    return total
+
+
+class NoiseBed:
+    """Endless seeded noise with unit RMS, white, pink or brown: a loop (see `noise_loop`) read by
+    two heads half a loop apart, one for each ear, so the channels are independent."""
+
+    FILTERS = {  # each colour's filter: numerator and denominator taps
         "white-noise": ([1.0], [1.0]),
         "pink-noise": ([0.049922035, -0.095993537, 0.050612699, -0.004408786],
                        [1.0, -2.494956002, 2.017265875, -0.522189400]),
@@ -118,26 +167,25 @@ class NoiseBed:
     }
 
     def __init__(self, kind: str, seed: int = NOISE_SEED):
-        from scipy.signal import lfilter
-
-        self._lfilter = lfilter
-        self.b, self.a = (np.asarray(c, dtype=np.float32) for c in self.FILTERS[kind])
-        impulse = np.zeros(1 << 16)
-        impulse[0] = 1.0
-        self.gain = 1.0 / np.sqrt(np.sum(lfilter(self.b, self.a, impulse) ** 2))
-        self.rng = np.random.default_rng(seed)
-        order = max(len(self.a), len(self.b)) - 1
-        self.state = [np.zeros(order, dtype=np.float32) for _ in range(CHANNELS)]
+        self.loop = noise_loop(kind, seed)
+        self.position = 0
 
     def read(self, count: Samples) -> np.ndarray:
-        white = self.rng.standard_normal((CHANNELS, count), dtype=np.float32)
-        if not len(self.state[0]):  # white noise: nothing to filter
-            return np.ascontiguousarray(white.T) * np.float32(self.gain)
         out = np.empty((count, CHANNELS), dtype=np.float32)
         for channel in range(CHANNELS):
-            out[:, channel], self.state[channel] = self._lfilter(self.b, self.a, white[channel], zi=self.state[channel])
-        out *= self.gain
+            _wrapped(self.loop, self.position + channel * len(self.loop) // CHANNELS, out[:, channel])
+        self.position = (self.position + count) % len(self.loop)
         return out
+
+
+def _wrapped(loop: np.ndarray, start: int, out: np.ndarray) -> None:
+    """Fill `out` from `loop` read from `start` on, round and round."""
+    filled, at = 0, start % len(loop)
+    while filled < len(out):
+        take = min(len(out) - filled, len(loop) - at)
+        out[filled: filled + take] = loop[at: at + take]
+        filled += take
+        at = 0
 
 
 class Ocean:
@@ -379,9 +427,12 @@ def voice_loudness(spans: list[tuple[Samples, Samples]], events: list[Event],
     reads a finished file the same way)."""
     if not spans:
         return NOMINAL_VOICE_LUFS
-    found = meter_pcm((as_played(_speech_audio(events, clip, start, end), channels) for start, end in spans),
-                      channels).integrated
-    return found if found is not None else NOMINAL_VOICE_LUFS
+    # the clips are mono: a stereo file plays them in both channels, which the meter reads as
+    # exactly twice the power of one, so half the samples are metered and 3.01 dB added
+    found = meter_pcm((_speech_audio(events, clip, start, end) for start, end in spans), 1).integrated
+    if found is None:
+        return NOMINAL_VOICE_LUFS
+    return found + (10 * math.log10(CHANNELS) if channels == CHANNELS else 0.0)
 
 
 def levels(plan: Plan, clip: Callable[[str], np.ndarray], bed_db: float = -18.0, channels: int = CHANNELS) -> Levels:
@@ -394,18 +445,21 @@ def levels(plan: Plan, clip: Callable[[str], np.ndarray], bed_db: float = -18.0,
     # each utterance from where it starts to sound to where it stops, pauses inside it included
     spans = _merged([(e.start + spoken[e.text][0][0], e.start + spoken[e.text][-1][1])
                      for e in full if spoken[e.text]])
-    voice = voice_loudness(spans, sorted(full, key=lambda e: e.start), clip, channels)
-    gains: dict[str, float] = {}
-    for event in plan.events:
-        key = sound_key(event) if event.kind is not Kind.SPEECH else ""
-        if not key or key in gains:
-            continue
-        relative = {Kind.CHIME: CHIME_DB, Kind.TONE: TONE_DB}.get(event.kind, event.gain_db)
-        gains[key] = voice + relative - _unit_loudness(event.kind, event.text, event.length, channels)
+    # every sound's own loudness, each read by its own meter, all at once
+    sounds = {sound_key(e): e for e in plan.events if e.kind is not Kind.SPEECH}
     background = plan.script.background
-    if background is not None:
-        level = background.level_db if background.level_db is not None else bed_db
-        gains["bed"] = voice + level - _bed_loudness(background, channels)
+    with ThreadPoolExecutor(max_workers=4, thread_name_prefix="guidetrack-levels") as pool:
+        voice_reading = pool.submit(voice_loudness, spans, sorted(full, key=lambda e: e.start), clip, channels)
+        units = {key: pool.submit(_unit_loudness, e.kind, e.text, e.length, channels) for key, e in sounds.items()}
+        bed = pool.submit(_bed_loudness, background, channels) if background is not None else None
+        voice = voice_reading.result()
+        gains: dict[str, float] = {}
+        for key, event in sounds.items():
+            relative = {Kind.CHIME: CHIME_DB, Kind.TONE: TONE_DB}.get(event.kind, event.gain_db)
+            gains[key] = voice + relative - units[key].result()
+        if background is not None and bed is not None:
+            level = background.level_db if background.level_db is not None else bed_db
+            gains["bed"] = voice + level - bed.result()
     return Levels(voice, tuple(spans), gains, voiced)
 
 

@@ -34,7 +34,7 @@ import numpy as np
 
 FRAME = 1152  # samples per MPEG-1 Layer III frame
 ENCODER_DELAY = 576  # LAME's, in samples (the decoder's own 529 are part of how players read the header)
-CHUNK_FRAMES = 1148  # about 30 s at 44.1 kHz: each chunk costs an ffmpeg start, a few frames of overlap and 10 MB held
+CHUNK_FRAMES = 2296  # about 60 s at 44.1 kHz: each chunk costs an ffmpeg start (70 ms), a few frames of overlap, 21 MB held
 PRE_FRAMES = 4  # frames encoded before a chunk's own and dropped: the encoder and limiter settle
 POST = 2 * FRAME  # samples encoded after a chunk's own, so its last frames know what comes next
 BITRATES = (0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320)  # kbit/s, MPEG-1 Layer III
