@@ -174,3 +174,34 @@ def test_a_mix_longer_than_its_plan_is_an_error():
     assert sum(len(part) for part in mp3._cut([audio], plan)) >= 5000  # as long as its plan: fine
     with pytest.raises(ValueError, match="ran past"):
         list(mp3._cut([audio, audio], plan))
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("channels", [2, 1])
+def test_measured_as_written_is_measured_on_the_finished_file(tmp_path, channels):
+    """The figures read from the frames as they are written (the chunked MP3's own measurement)
+    are the finished file's, measured afresh by decoding it: the same decoded samples."""
+    from guidetrack.loudness import MeasuredAsWritten, measure_file
+
+    audio = speechlike(75.0, seed=5)  # two chunks of 60 s: a seam, and frames written in two goes
+    audio[RATE * 20: RATE * 40] *= 0.3  # a softer stretch, for the range
+    spans = [(RATE * 2, RATE * 19), (RATE * 33, RATE * 70)]
+    output = Output(channels=channels)
+    measure = MeasuredAsWritten(len(audio), spans, channels)
+    target = tmp_path / "joined.mp3"
+    with target.open("wb") as out:
+        mp3.encode_parallel([audio], len(audio), lambda a: encode_chunk(a, tmp_path, output), 2, out, listen=measure.write)
+    as_written = measure.figures()
+    finished = measure_file(target, spans, channels)
+    assert as_written == finished
+    assert finished.speech_lufs is not None and finished.true_peak > -10 and finished.lra > 1
+
+
+@pytest.mark.integration
+def test_a_measurement_stopped_midway_leaves_no_process(tmp_path):
+    from guidetrack.loudness import MeasuredAsWritten
+
+    measure = MeasuredAsWritten(RATE * 100, [(0, RATE)], 2)
+    measure.write(b"\xff\xfb\x90\x00" + bytes(413))  # a frame's worth, then the file is given up
+    measure.abort()
+    assert measure.decoder.process.poll() is not None and not measure.thread.is_alive()

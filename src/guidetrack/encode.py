@@ -28,7 +28,7 @@ from . import mp3
 from .errors import EncodeError
 from .ffmpeg import ffmpeg_path, run
 from .files import replacing, sha256_of, temporary_folder
-from .loudness import Figures, measure_file, target_for
+from .loudness import Figures, MeasuredAsWritten, measure_file, target_for
 from .report import SILENT, Progress
 from .truepeak import Limiter
 from .units import CHANNELS, SAMPLE_RATE, Samples, timestamp
@@ -182,8 +182,9 @@ def cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def _encode_mp3(blocks: Iterable[np.ndarray], samples: Samples, temp: Path, output: Output, encoders: int) -> None:
-    """The mix as MP3 in chunks, one encoder a core, joined into `temp`."""
+def _encode_mp3(blocks: Iterable[np.ndarray], samples: Samples, temp: Path, output: Output, encoders: int,
+                measure: MeasuredAsWritten | None = None) -> None:
+    """The mix as MP3 in chunks, one encoder a core, joined into `temp` (and handed to `measure`)."""
     def encode_chunk(audio: np.ndarray) -> bytes:
         with temporary_folder("chunk") as folder:
             target = folder / "chunk.mp3"
@@ -193,7 +194,8 @@ def _encode_mp3(blocks: Iterable[np.ndarray], samples: Samples, temp: Path, outp
 
     try:
         with temp.open("wb") as out:
-            mp3.encode_parallel(blocks, samples, encode_chunk, encoders, out)
+            mp3.encode_parallel(blocks, samples, encode_chunk, encoders, out,
+                                listen=measure.write if measure is not None else None)
     except ValueError as err:  # the encoder made something the join does not recognise
         raise EncodeError(f"the MP3 chunks could not be joined: {err}") from None
 
@@ -338,18 +340,32 @@ def encode(blocks: Callable[[], Iterable[np.ndarray]], out: Path, tags: Tags, ou
     target = output.target_lufs
     with replacing(out, beside=beside) as temp:
         for attempt in range(1, MAX_ENCODES + 1):
-            progress.stage("mixing and encoding" if attempt == 1 else "encoding again (the first missed the target)")
+            chunked = samples is not None and in_chunks(output, samples)
+            measuring = chunked and (known is None or attempt > 1)  # measured as it is written
+            progress.stage(("mixing, encoding and measuring" if measuring else "mixing and encoding") if attempt == 1
+                           else "encoding again (the first missed the target)")
             started = time.perf_counter()
             limiter = Limiter(10 ** (gain_db / 20), 10 ** (ceiling_db / 20))
-            if samples is not None and in_chunks(output, samples):
-                _encode_mp3(limiter(blocks()), samples, temp, output, max(1, min(encoders or cores(), MAX_ENCODERS)))
+            measured: Figures | None = None
+            if samples is not None and chunked:
+                # measured as it is written, unless an earlier render of these very settings was
+                measure = MeasuredAsWritten(samples, spans, output.channels) if measuring else None
+                try:
+                    _encode_mp3(limiter(blocks()), samples, temp, output,
+                                max(1, min(encoders or cores(), MAX_ENCODERS)), measure)
+                    measured = measure.figures() if measure is not None else None
+                finally:
+                    if measure is not None and measured is None:
+                        measure.abort()
                 written = samples
             else:
                 written, _ = run([encoder_command(str(temp), output)], limiter(blocks()))
             log.debug("limited %d samples to a true peak of %.2f dB", limiter.limited, ceiling_db)
-            log.debug("mixed and encoded in %.2f s", time.perf_counter() - started)
+            log.debug("mixed, encoded and measured in %.2f s", time.perf_counter() - started)
             digest = sha256_of(temp)
-            if known is not None and known[0] == digest:
+            if measured is not None:
+                figures = measured
+            elif known is not None and known[0] == digest:
                 figures = known[1]
             else:
                 progress.stage("measuring the finished file")

@@ -2,7 +2,9 @@
 
 - `run`: float PCM fed through a pipeline of processes (the meter, the limiter and encoder);
 - `decode_into`: a whole audio file decoded into a file (`decoded`);
-- `read_pcm`: a file's float PCM read as it is decoded (measuring a finished file).
+- `read_pcm`: a file's float PCM read as it is decoded (measuring a finished file);
+- `Feed`: one process fed bytes as they are made, its output read as it comes (measuring an MP3
+  while it is written).
 
 One place for the pipes, the threads that drain each process's stderr, the timeouts, the one
 "ffmpeg is not installed" error, and the error that names the failing command and what it said.
@@ -16,7 +18,7 @@ import shutil
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Generator, Iterable, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from typing import IO, Any
 
 import numpy as np
@@ -155,6 +157,60 @@ def run(commands: Sequence[list[str]], blocks: Iterable[np.ndarray] | None = Non
         if any(failure in line for failure in WRITE_FAILURES):  # ffmpeg 6 prefixes "[out#0/mp3 @ 0x...]"
             raise EncodeError(f"{what} could not write its output: {line.strip()}")
     return written, report
+
+
+class Feed:
+    """One ffmpeg `command` reading what `write` gives it on stdin; its stdout read by `output`,
+    its stderr by `read_last` (whose result `finish` returns)."""
+
+    def __init__(self, command: list[str], read_last: Callable[[IO[bytes]], Any] = _keep, what: str = "ffmpeg"):
+        log.debug("running %s", " ".join(command))
+        self.command, self.what = command, what
+        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert self.process.stdin is not None and self.process.stdout is not None
+        _widen_pipe(self.process.stdin)
+        self.said: list[Any] = []
+        stderr = self.process.stderr
+        assert stderr is not None
+        self.reader = threading.Thread(target=lambda: self.said.append(read_last(stderr)), daemon=True)
+        self.reader.start()
+
+    def write(self, data: bytes) -> None:
+        try:
+            self.process.stdin.write(data)  # type: ignore[union-attr]
+        except (BrokenPipeError, ValueError):
+            raise EncodeError(f"{self.what} stopped reading", self.command, self._report_text()) from None
+
+    def output(self, block_bytes: int) -> Iterator[bytes]:
+        """What the process writes, in blocks of about `block_bytes`, to its end."""
+        while data := self.process.stdout.read(block_bytes):  # type: ignore[union-attr]
+            yield data
+
+    def finish(self) -> Any:
+        """Close its input and wait for it; raises EncodeError if it failed."""
+        with contextlib.suppress(OSError):
+            self.process.stdin.close()  # type: ignore[union-attr]
+        try:
+            code = _wait([self.process], [self.reader])[0]
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise EncodeError(f"{self.what} did not finish", self.command) from None
+        if code != 0 or not self.said:
+            raise EncodeError(f"{self.what} failed with exit code {code}", self.command, self._report_text())
+        return self.said[0]
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+        with contextlib.suppress(OSError):
+            self.process.stdin.close()  # type: ignore[union-attr]
+        self.process.stdout.close()  # type: ignore[union-attr]
+        self.reader.join()
+
+    def _report_text(self) -> str:
+        report = self.said[0] if self.said else ""
+        return report if isinstance(report, str) else getattr(report, "text", "")
 
 
 def _wait(processes: list[subprocess.Popen[bytes]], readers: list[threading.Thread]) -> list[int]:

@@ -17,6 +17,7 @@ stretches anyway, and only where it can be high (see `truepeak`).
 from __future__ import annotations
 
 import math
+import queue
 import re
 import threading
 from array import array
@@ -27,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import EncodeError
-from .ffmpeg import ffmpeg_path, read_pcm, run
+from .ffmpeg import Feed, ffmpeg_path, read_pcm, run
 from .truepeak import PeakMeter
 from .units import CHANNELS, SAMPLE_RATE, Samples
 
@@ -273,35 +274,119 @@ def measure_file(path: Path, spans: Sequence[tuple[Samples, Samples]], channels:
 
     thread = threading.Thread(target=meter_whole, daemon=True)
     thread.start()
-    peak = PeakMeter()
     try:
-        decoded = _decoded(path, channels, rate, peak)
-        if spans:
-            speech = meter_pcm(_cut(decoded, spans, rate), channels, rate).integrated
-        else:
-            speech = None
-        for _ in decoded:  # the rest, for its peak
-            pass
+        speech, peak = _speech_and_peak(_decoded(path, channels, rate), spans, channels, rate)
     finally:
         thread.join()
     if isinstance(whole[0], BaseException):
         raise whole[0]
-    reading = whole[0]
-    found = peak.close()
-    return Figures(speech, reading.integrated, reading.lra, 20 * math.log10(found) if found > 0 else -math.inf)
+    return _figures(speech, whole[0], peak)
 
 
-def _decoded(path: Path, channels: int, rate: int, peak: PeakMeter) -> Generator[np.ndarray, None, None]:
-    """The decoded file in blocks of (n, channels), each given to `peak` on the way."""
+def _figures(speech: float | None, whole: Reading, peak: float) -> Figures:
+    return Figures(speech, whole.integrated, whole.lra, 20 * math.log10(peak) if peak > 0 else -math.inf)
+
+
+class MeasuredAsWritten:
+    """The figures of an MP3 read while it is written, from its audio frames as they come (see
+    `mp3.encode_parallel`): one ffmpeg decodes them, meters the whole and hands the audio on, for
+    the true peak and the voice's stretches, as `measure_file` reads them. Its samples are the
+    ones a player decodes from the finished file (tests/test_loudness.py compares the figures).
+    `abort` stops it, if the file is not finished."""
+
+    def __init__(self, samples: Samples, spans: Sequence[tuple[Samples, Samples]], channels: int = CHANNELS):
+        from .mp3 import DECODER_START
+
+        trim = f"atrim=start_sample={DECODER_START}:end_sample={DECODER_START + samples}"
+        command = [ffmpeg_path(), "-hide_banner", "-nostdin", "-nostats", "-loglevel", "info", "-f", "mp3",
+                   "-i", "pipe:0", "-filter_complex", f"[0:a]{trim},asplit=2[m][o];[m]{LOUDNESS_ONLY},anullsink",
+                   "-map", "[o]", "-f", "f32le", "pipe:1"]
+        self.decoder = Feed(command, read_last=_Report, what="ffmpeg decoding the MP3 to measure it")
+        self.channels = channels
+        self.result: list[tuple[float | None, float] | BaseException] = []
+        self.thread = threading.Thread(target=self._read, args=(spans,), daemon=True)
+        self.thread.start()
+        # the frames are handed to the decoder by a thread of its own, so that the writer (the
+        # mix's thread) never waits for the decoder to catch up
+        self.frames: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        self.feeder = threading.Thread(target=self._feed, daemon=True)
+        self.feeder.start()
+
+    def _feed(self) -> None:
+        try:
+            while (frames := self.frames.get()) is not None:
+                self.decoder.write(frames)
+        except Exception:  # the decoder stopped (or was stopped): figures() tells what went wrong
+            while self.frames.get() is not None:  # the rest is let go, up to the end
+                pass
+
+    def _read(self, spans: Sequence[tuple[Samples, Samples]]) -> None:
+        frame = 4 * self.channels
+
+        def blocks() -> Iterator[np.ndarray]:
+            for data in self.decoder.output(frame * SAMPLE_RATE * 2):
+                yield np.frombuffer(data[: len(data) // frame * frame], "<f4").reshape(-1, self.channels)
+
+        try:
+            self.result.append(_speech_and_peak(blocks(), spans, self.channels, SAMPLE_RATE))
+        except BaseException as err:  # handed on by figures(); the decoder must not wait for a reader
+            self.result.append(err)
+            self.decoder.process.kill()
+
+    def write(self, frames: bytes) -> None:
+        self.frames.put(frames)
+
+    def figures(self) -> Figures:
+        """Once every frame is written: the whole file's figures."""
+        self.frames.put(None)
+        self.feeder.join()
+        try:
+            report = self.decoder.finish()
+        finally:
+            self.thread.join()
+        if isinstance(self.result[0], BaseException):
+            raise self.result[0]
+        speech, peak = self.result[0]
+        return _figures(speech, report.reading(self.decoder.command), peak)
+
+    def abort(self) -> None:
+        """Stop: the decoder first, so that the threads writing to it and reading from it meet a
+        closed pipe and end, and only then its pipes are closed."""
+        if self.decoder.process.poll() is None:
+            self.decoder.process.kill()
+        self.frames.put(None)
+        self.feeder.join()
+        self.thread.join()
+        self.decoder.kill()
+
+
+def _speech_and_peak(blocks: Iterator[np.ndarray], spans: Sequence[tuple[Samples, Samples]], channels: int,
+                     rate: int) -> tuple[float | None, float]:
+    """From decoded audio: the voice's loudness (its stretches `spans` joined and metered; None
+    without spans) and the true peak (linear) of the whole."""
+    peak = PeakMeter()
+
+    def seen() -> Iterator[np.ndarray]:
+        for block in blocks:
+            peak.add(block)
+            yield block
+
+    stream = seen()
+    speech = meter_pcm(_cut(stream, spans, rate), channels, rate).integrated if spans else None
+    for _ in stream:  # the rest, for its peak
+        pass
+    return speech, peak.close()
+
+
+def _decoded(path: Path, channels: int, rate: int) -> Generator[np.ndarray, None, None]:
+    """The decoded file in blocks of (n, channels)."""
     command = [ffmpeg_path(), "-hide_banner", "-nostdin", "-loglevel", "error", "-i", str(path), "-map", "0:a:0",
                "-f", "f32le", "-ac", str(channels), "-ar", str(rate), "pipe:1"]
     frame = 4 * channels
     pcm: Generator[bytes, None, None] = read_pcm(command, frame * SAMPLE_RATE * 2)
     try:
         for data in pcm:
-            block = np.frombuffer(data[: len(data) // frame * frame], "<f4").reshape(-1, channels)
-            peak.add(block)
-            yield block
+            yield np.frombuffer(data[: len(data) // frame * frame], "<f4").reshape(-1, channels)
     finally:
         pcm.close()
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import bisect
 import math
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -113,8 +114,17 @@ NOISE_LOOP = 1 << 23  # samples in a generated noise's loop: 3 min 10 s, made by
 HIGH_PASS_HZ = 20.0  # nothing under this is heard; brown noise would spend half its power there
 
 
-@lru_cache(maxsize=4)
+_LOOPS = threading.Lock()  # one loop made at a time: a second asker waits for it, and shares it
+
+
 def noise_loop(kind: str, seed: int = NOISE_SEED) -> np.ndarray:
+    """See `_noise_loop`: made once in the process, whichever thread asks first."""
+    with _LOOPS:
+        return _noise_loop(kind, seed)
+
+
+@lru_cache(maxsize=4)
+def _noise_loop(kind: str, seed: int = NOISE_SEED) -> np.ndarray:
     """A loop of coloured noise, NOISE_LOOP samples at unit RMS, that runs from its end into its
     start with no seam: seeded Gaussian white noise, shaped in frequency (one FFT, so the loop is
     periodic by construction) by the magnitude of the colour's filter, white (flat), pink

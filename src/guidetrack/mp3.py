@@ -39,6 +39,9 @@ PRE_FRAMES = 4  # frames encoded before a chunk's own and dropped: the encoder a
 POST = 2 * FRAME  # samples encoded after a chunk's own, so its last frames know what comes next
 BITRATES = (0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320)  # kbit/s, MPEG-1 Layer III
 RATES = (44_100, 48_000, 32_000)
+# a decoder reading the audio frames without the Info frame (which tells it to skip these) gives
+# first LAME's delay, then the decoder's own 529 samples: the track starts this far in
+DECODER_START = ENCODER_DELAY + 529
 XING_AT = {1: 21, 2: 36}  # where the Info tag starts in an MPEG-1 frame: after its header and side info
 
 
@@ -183,8 +186,9 @@ class _Joined:
     """The joined file, written as the chunks come: room for the Info frame, then each chunk's
     own frames; the Info frame is written last, when the whole is known."""
 
-    def __init__(self, out: BinaryIO):
+    def __init__(self, out: BinaryIO, listen: Callable[[bytes], None] | None = None):
         self.out = out
+        self.listen = listen  # given the audio frames too, as they are written
         self.template = b""
         self.sizes = array("I")  # every audio frame's length, for the seek table
         self.bitrates: set[int] = set()  # the frames' bitrate indexes: more than one is a VBR file
@@ -207,6 +211,8 @@ class _Joined:
         data = b"".join(own)
         self.crc = _carry(self.crc, len(data)) ^ _crc_lanes(np.frombuffer(data, np.uint8))
         self.out.write(data)
+        if self.listen is not None:
+            self.listen(data)
 
     def finish(self, samples: int) -> None:
         """The Info frame: the first chunk's, with the counts, the seek table, the padding and the
@@ -241,13 +247,15 @@ class _Joined:
 
 
 def encode_parallel(pcm: Iterable[np.ndarray], samples: int, encode_chunk: Callable[[np.ndarray], bytes],
-                    workers: int, out: BinaryIO, chunk_frames: int = CHUNK_FRAMES) -> None:
+                    workers: int, out: BinaryIO, chunk_frames: int = CHUNK_FRAMES,
+                    listen: Callable[[bytes], None] | None = None) -> None:
     """Write to `out` (seekable: the Info frame is written last) the joined MP3 of the `samples` the blocks
     of `pcm` hold, each chunk given to `encode_chunk` (which returns its MP3 bytes) on one of
     `workers` threads. A few chunks at most are held: the mix waits for the encoders, and each
-    chunk is written as soon as those before it are."""
+    chunk is written as soon as those before it are, and given to `listen` (the audio frames in
+    order, without the Info frame: see `DECODER_START`)."""
     plan = chunks(samples, chunk_frames)
-    joined = _Joined(out)
+    joined = _Joined(out, listen)
     pending: deque[tuple[Chunk, Future[bytes]]] = deque()
     with ThreadPoolExecutor(max_workers=max(workers, 1), thread_name_prefix="guidetrack-mp3") as pool:
         for chunk, audio in zip(plan, _cut(pcm, plan), strict=True):

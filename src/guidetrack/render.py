@@ -20,7 +20,7 @@ from .errors import GuidetrackError, InvalidInput, Location, Problem, Severity
 from .files import check_writable, remove_stale_parts, sha256_of, write_atomically
 from .loudness import Figures, target_for
 from .manifest import Track, TrackChapter
-from .mix import levels, mix
+from .mix import Levels, levels, mix
 from .plan import Plan, make_plan
 from .report import SILENT, Progress
 from .script import MAX_COVER_BYTES, FileKind, Script, load_any
@@ -129,17 +129,18 @@ def _gain_file(plan: Plan, speaker: Speaker, output: Output) -> Path:
 
 @dataclass(frozen=True)
 class _Remembered:
-    """What the last render of this exact mix found: the gain and limiter ceiling that put it on
-    target, and the sha256 and measured figures of the audio they gave."""
+    """What the last render of this exact mix found: every sound's level, the gain and limiter
+    ceiling that put it on target, and the sha256 and measured figures of the audio they gave."""
 
     gain_db: float
     ceiling_db: float
     sha256: str
     figures: Figures
+    levels: Levels | None = None  # None in a file written before levels were remembered
 
     def to_bytes(self) -> bytes:
         body = {"gain_db": self.gain_db, "ceiling_db": self.ceiling_db, "sha256": self.sha256,
-                "figures": self.figures.to_json()}
+                "figures": self.figures.to_json(), "levels": _levels_json(self.levels)}
         return json.dumps({**body, "check": _check(body)}, sort_keys=True).encode()
 
     @classmethod
@@ -148,7 +149,7 @@ class _Remembered:
         render could have found: nothing cached is trusted unchecked."""
         try:
             data = json.loads(path.read_bytes())
-            body = {key: data[key] for key in ("gain_db", "ceiling_db", "sha256", "figures")}
+            body = {key: data[key] for key in ("gain_db", "ceiling_db", "sha256", "figures", "levels")}
             if data.get("check") != _check(body):
                 return None
             gain, ceiling = body["gain_db"], body["ceiling_db"]
@@ -159,9 +160,32 @@ class _Remembered:
             sha = body["sha256"]
             if not (isinstance(sha, str) and len(sha) == 64 and all(c in "0123456789abcdef" for c in sha)):
                 return None
-            return cls(float(gain), float(ceiling), sha, Figures.from_json(body["figures"]))
+            return cls(float(gain), float(ceiling), sha, Figures.from_json(body["figures"]), _levels_from(body["levels"]))
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             return None
+
+
+def _levels_json(where: Levels | None) -> dict | None:
+    if where is None:
+        return None
+    return {"voice_lufs": where.voice_lufs, "spans": [list(s) for s in where.spans], "gains": dict(where.gains),
+            "voiced": [list(s) for s in where.voiced]}
+
+
+def _levels_from(data: Any) -> Levels | None:
+    """Levels as `_levels_json` wrote them; raises ValueError (or TypeError) on anything else."""
+    if data is None:
+        return None
+    def spans(key: str) -> tuple[tuple[int, int], ...]:
+        found = tuple((int(a), int(b)) for a, b in data[key])
+        if any(a > b or a < 0 for a, b in found):
+            raise ValueError(key)
+        return found
+    gains = {str(k): float(v) for k, v in data["gains"].items()}
+    voice = float(data["voice_lufs"])
+    if not all(math.isfinite(v) for v in (voice, *gains.values())):
+        raise ValueError("levels")
+    return Levels(voice, spans("spans"), gains, spans("voiced"))
 
 
 def _check(body: dict) -> str:
@@ -186,10 +210,13 @@ def render(script: Script, out: Path, cache_dir: Path | None = None, output: Out
     output = output.for_script(script.loudness)
     target = target_for(output.loudness, output.channels)
     plan, speaker = plan_script(script, cache_dir, progress)
-    progress.stage("setting the levels")
-    where = levels(plan, speaker.clip, target.bed_db, output.channels)
     state = _gain_file(plan, speaker, output)
     remembered = _Remembered.read(state)
+    if remembered is not None and remembered.levels is not None:
+        where = remembered.levels  # this exact mix's, found by the last render of it
+    else:
+        progress.stage("setting the levels")
+        where = levels(plan, speaker.clip, target.bed_db, output.channels)
     if remembered is not None:
         gain, ceiling, known = remembered.gain_db, remembered.ceiling_db, (remembered.sha256, remembered.figures)
     else:
@@ -207,7 +234,8 @@ def render(script: Script, out: Path, cache_dir: Path | None = None, output: Out
     done = encode(blocks, out, tags_for(script, plan), output, gain, where.spans, ceiling, known,
                   beside=sidecars, progress=progress, samples=plan.length, encoders=encoders)
     try:
-        write_atomically(state, _Remembered(done.gain_db, done.ceiling_db, done.sha256, done.figures).to_bytes())
+        write_atomically(state, _Remembered(done.gain_db, done.ceiling_db, done.sha256, done.figures,
+                                            where).to_bytes())
     except OSError:
         pass  # a read-only or full cache: the next render measures again
     decoded.cache_clear()  # the decoded copies of its audio files hold disk space; a long-lived worker lets go
