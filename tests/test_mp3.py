@@ -187,7 +187,7 @@ def test_measured_as_written_is_measured_on_the_finished_file(tmp_path, channels
     audio[RATE * 20: RATE * 40] *= 0.3  # a softer stretch, for the range
     spans = [(RATE * 2, RATE * 19), (RATE * 33, RATE * 70)]
     output = Output(channels=channels)
-    measure = MeasuredAsWritten(len(audio), spans, channels)
+    measure = MeasuredAsWritten(len(audio), spans, channels, mp3.DECODER_START)
     target = tmp_path / "joined.mp3"
     with target.open("wb") as out:
         mp3.encode_parallel([audio], len(audio), lambda a: encode_chunk(a, tmp_path, output), 2, out, listen=measure.write)
@@ -201,7 +201,7 @@ def test_measured_as_written_is_measured_on_the_finished_file(tmp_path, channels
 def test_a_measurement_stopped_midway_leaves_no_process(tmp_path):
     from guidetrack.loudness import MeasuredAsWritten
 
-    measure = MeasuredAsWritten(RATE * 100, [(0, RATE)], 2)
+    measure = MeasuredAsWritten(RATE * 100, [(0, RATE)], 2, mp3.DECODER_START)
     measure.write(b"\xff\xfb\x90\x00" + bytes(413))  # a frame's worth, then the file is given up
     measure.abort()
     assert measure.decoder.process.poll() is not None and not measure.thread.is_alive()

@@ -349,7 +349,8 @@ def encode(blocks: Callable[[], Iterable[np.ndarray]], out: Path, tags: Tags, ou
             measured: Figures | None = None
             if samples is not None and chunked:
                 # measured as it is written, unless an earlier render of these very settings was
-                measure = MeasuredAsWritten(samples, spans, output.channels) if measuring else None
+                measure = MeasuredAsWritten(samples, spans, output.channels, mp3.DECODER_START) \
+                    if measuring else None
                 try:
                     _encode_mp3(limiter(blocks()), samples, temp, output,
                                 max(1, min(encoders or cores(), MAX_ENCODERS)), measure)

@@ -291,13 +291,12 @@ class MeasuredAsWritten:
     """The figures of an MP3 read while it is written, from its audio frames as they come (see
     `mp3.encode_parallel`): one ffmpeg decodes them, meters the whole and hands the audio on, for
     the true peak and the voice's stretches, as `measure_file` reads them. Its samples are the
-    ones a player decodes from the finished file (tests/test_loudness.py compares the figures).
+    ones a player decodes from the finished file (tests/test_mp3.py compares the figures); the
+    track starts `start` samples into what the decoder gives (see `mp3.DECODER_START`).
     `abort` stops it, if the file is not finished."""
 
-    def __init__(self, samples: Samples, spans: Sequence[tuple[Samples, Samples]], channels: int = CHANNELS):
-        from .mp3 import DECODER_START
-
-        trim = f"atrim=start_sample={DECODER_START}:end_sample={DECODER_START + samples}"
+    def __init__(self, samples: Samples, spans: Sequence[tuple[Samples, Samples]], channels: int, start: int):
+        trim = f"atrim=start_sample={start}:end_sample={start + samples}"  # the track, in what the decoder gives
         command = [ffmpeg_path(), "-hide_banner", "-nostdin", "-nostats", "-loglevel", "info", "-f", "mp3",
                    "-i", "pipe:0", "-filter_complex", f"[0:a]{trim},asplit=2[m][o];[m]{LOUDNESS_ONLY},anullsink",
                    "-map", "[o]", "-f", "f32le", "pipe:1"]
