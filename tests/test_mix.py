@@ -240,3 +240,30 @@ def test_intro_and_outro(gt, tmp_path):
     tags = ID3(out)
     chapters = [tags[f"CHAP:{e}"] for e in tags.getall("CTOC")[0].child_element_ids]
     assert [str(c.sub_frames["TIT2"]) for c in chapters] == ["Intro", "Practice", "Outro"]
+
+
+@pytest.mark.parametrize("kind, slope", [("white-noise", 0.0), ("pink-noise", -3.0), ("brown-noise", -6.0)])
+def test_a_noise_bed_has_its_colour_no_seam_and_independent_ears(kind, slope):
+    """The generated noise is a loop: its spectrum falls by the colour's dB an octave (from 80 Hz
+    to 2.5 kHz; brown's integrator flattens towards the top), the rumble under 10 Hz is cut, the loop runs into itself like anywhere else, and the
+    two channels are uncorrelated."""
+    from guidetrack.mix import NOISE_LOOP, NoiseBed, noise_loop
+
+    loop = noise_loop(kind).astype(np.float64)
+    assert np.sqrt(np.mean(loop**2)) == pytest.approx(1.0, abs=1e-3)
+    power = np.abs(np.fft.rfft(loop)) ** 2
+    hz = np.fft.rfftfreq(len(loop), 1 / 44_100)
+
+    def band(low: float) -> float:
+        return 10 * np.log10(power[(hz >= low) & (hz < 2 * low)].mean())
+
+    for low in (80, 160, 320, 640, 1280):
+        assert band(2 * low) - band(low) == pytest.approx(slope, abs=0.8), low
+    assert band(5) < band(80) - 4 * slope - 8  # the high-pass: 8 dB under the colour's own at 5-10 Hz
+    # the seam: the step from the last sample to the first is an ordinary step
+    steps = np.abs(np.diff(loop))
+    assert abs(loop[0] - loop[-1]) < np.percentile(steps, 99.9)
+    bed = NoiseBed(kind)
+    both = np.concatenate([bed.read(NOISE_LOOP // 3) for _ in range(4)])  # once round and more
+    assert np.array_equal(both[NOISE_LOOP: NOISE_LOOP + 1000, 0], both[:1000, 0])  # it loops
+    assert abs(np.corrcoef(both[:, 0], both[:, 1])[0, 1]) < 0.02  # the ears are independent

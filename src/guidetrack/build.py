@@ -35,7 +35,7 @@ from .errors import GuidetrackError, InvalidInput
 from .files import check_writable, remove_stale_parts, replacing, sha256_of, temporary_folder
 from .languages import FOLDER as LANGUAGE_FILES
 from .manifest import Entry, JobResult, Manifest, StoredFile
-from .render import script_files
+from .render import free_memory_promptly, script_files
 from .script import BUILTIN_VOICES, LibrarySettings, Script, load_any, read_library
 from .units import to_seconds
 
@@ -432,6 +432,7 @@ def start_worker(parent: int, log_level: int) -> None:
     """Run first in each of the build's worker processes: they end with the build (see
     `die_with_parent`), and log as the build does (`guidetrack -v build`)."""
     die_with_parent(parent)
+    free_memory_promptly()
     if log_level < logging.WARNING:
         logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
         logging.getLogger("guidetrack").setLevel(log_level)

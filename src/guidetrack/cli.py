@@ -603,6 +603,9 @@ def main() -> None:
     if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:  # under nohup, a closed terminal is ignored
         signal.signal(signal.SIGHUP, _interrupt)
     from .files import remove_stale_folders
+    from .render import free_memory_promptly
+
+    free_memory_promptly()
 
     try:
         remove_stale_folders()

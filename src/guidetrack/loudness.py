@@ -306,8 +306,8 @@ class MeasuredAsWritten:
         self.thread = threading.Thread(target=self._read, args=(spans,), daemon=True)
         self.thread.start()
         # the frames are handed to the decoder by a thread of its own, so that the writer (the
-        # mix's thread) never waits for the decoder to catch up
-        self.frames: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        # mix's thread) need not wait for the decoder, unless it falls a few minutes behind
+        self.frames: queue.Queue[bytes | None] = queue.Queue(maxsize=4)
         self.feeder = threading.Thread(target=self._feed, daemon=True)
         self.feeder.start()
 
