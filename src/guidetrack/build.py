@@ -18,6 +18,7 @@ import hashlib
 import json
 import logging
 import os
+import signal
 import socket
 import sys
 import time
@@ -490,20 +491,34 @@ def _run_locally(pending: list[Job], library: Path, out: Path, manifest: Manifes
         listener.start()
         pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=start_worker,
                                    initargs=(os.getpid(), logging.getLogger("guidetrack").getEffectiveLevel()))
+        # Ctrl-C (or a polite kill) is noted and acted on here, between two looks at the renders,
+        # rather than raised wherever this thread happens to be: inside a callback that frees a
+        # proxy of the manager's, it was swallowed, with a traceback ("Exception ignored in")
+        interrupted = threading.Event()
+        handled = (signal.SIGINT, signal.SIGTERM)
+        previous = {s: signal.getsignal(s) for s in handled} if threading.current_thread() is threading.main_thread() else {}
+        for signum in previous:
+            signal.signal(signum, lambda signum, frame: interrupted.set())
         try:
             encoders = max(1, cores() // workers)  # the workers share the cores: no more encoders than there are
             futures = {pool.submit(render_job, job, str(library), None, str(cache_dir) if cache_dir else None,
                                    progress, encoders): job for job in pending}
             while futures:
-                done, _ = wait(futures, return_when=FIRST_COMPLETED)
+                done, _ = wait(futures, timeout=0.1, return_when=FIRST_COMPLETED)
+                if interrupted.is_set():
+                    raise KeyboardInterrupt
                 for future in done:
                     _finish(futures.pop(future), future.result, out, manifest, summary, reporter)
+            if interrupted.is_set():
+                raise KeyboardInterrupt
         except KeyboardInterrupt:
             for process in list(getattr(pool, "_processes", {}).values()):
                 process.kill()  # a render in progress is thrown away; nothing of it is at an output path
             pool.shutdown(wait=False, cancel_futures=True)
             raise
         finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
             stop.set()
             pool.shutdown(wait=True, cancel_futures=True)
             listener.join(timeout=1)
