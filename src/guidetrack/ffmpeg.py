@@ -1,6 +1,6 @@
 """Running ffmpeg: every process guidetrack starts from it is started here.
 
-- `run`: float PCM fed through a pipeline of processes (the meter, the limiter and encoder);
+- `run`: float PCM fed through a pipeline of processes (the meter, the encoder);
 - `decode_into`: a whole audio file decoded into a file (`decoded`);
 - `read_pcm`: a file's float PCM read as it is decoded (measuring a finished file);
 - `Feed`: one process fed bytes as they are made, its output read as it comes (measuring an MP3

@@ -185,7 +185,7 @@ def _run_meter(command: list[str], blocks: Iterable[np.ndarray] | None = None) -
 
 def meter_file(path: Path) -> Reading:
     """Read an encoded file's loudness as a listener's player decodes it, at its own rate and
-    channels (its true peak is read by `measure_file`, not here: -inf)."""
+    channels (its true peak is read by `measure_file`)."""
     return _run_meter([ffmpeg_path(), "-hide_banner", "-nostdin", "-nostats", "-loglevel", "info",
                        "-i", str(path), "-map", "0:a:0", "-af", LOUDNESS_ONLY, "-f", "null", "-"])
 
@@ -320,14 +320,9 @@ class MeasuredAsWritten:
                 pass
 
     def _read(self, spans: Sequence[tuple[Samples, Samples]]) -> None:
-        frame = 4 * self.channels
-
-        def blocks() -> Iterator[np.ndarray]:
-            for data in self.decoder.output(frame * SAMPLE_RATE * 2):
-                yield np.frombuffer(data[: len(data) // frame * frame], "<f4").reshape(-1, self.channels)
-
         try:
-            self.result.append(_speech_and_peak(blocks(), spans, self.channels, SAMPLE_RATE))
+            blocks = _pcm_blocks(self.decoder.output(_pcm_bytes(self.channels)), self.channels)
+            self.result.append(_speech_and_peak(blocks, spans, self.channels, SAMPLE_RATE))
         except BaseException as err:  # handed on by figures(); the decoder must not wait for a reader
             self.result.append(err)
             self.decoder.process.kill()
@@ -381,13 +376,23 @@ def _decoded(path: Path, channels: int, rate: int) -> Generator[np.ndarray, None
     """The decoded file in blocks of (n, channels)."""
     command = [ffmpeg_path(), "-hide_banner", "-nostdin", "-loglevel", "error", "-i", str(path), "-map", "0:a:0",
                "-f", "f32le", "-ac", str(channels), "-ar", str(rate), "pipe:1"]
-    frame = 4 * channels
-    pcm: Generator[bytes, None, None] = read_pcm(command, frame * SAMPLE_RATE * 2)
+    pcm: Generator[bytes, None, None] = read_pcm(command, _pcm_bytes(channels))
     try:
-        for data in pcm:
-            yield np.frombuffer(data[: len(data) // frame * frame], "<f4").reshape(-1, channels)
+        yield from _pcm_blocks(pcm, channels)
     finally:
         pcm.close()
+
+
+def _pcm_bytes(channels: int) -> int:
+    """Bytes of float PCM read at a time: two seconds."""
+    return 4 * channels * SAMPLE_RATE * 2
+
+
+def _pcm_blocks(data: Iterable[bytes], channels: int) -> Iterator[np.ndarray]:
+    """Float PCM as ffmpeg writes it, as blocks of (n, channels)."""
+    frame = 4 * channels
+    for piece in data:
+        yield np.frombuffer(piece[: len(piece) // frame * frame], "<f4").reshape(-1, channels)
 
 
 def _cut(blocks: Iterator[np.ndarray], spans: Sequence[tuple[Samples, Samples]], rate: int) -> Iterator[np.ndarray]:

@@ -120,6 +120,7 @@ HIGH_PASS_HZ = 20.0  # nothing under this is heard; brown noise would spend half
 NOISE_FORMAT = 1  # bump when the noise a loop holds changes: loops kept on disk are made again
 _LOOPS = threading.Lock()  # one loop made at a time: a second asker waits for it, and shares it
 _KEPT_IN: list[Path] = []  # where loops are kept between processes (see `keep_loops_in`)
+_HELD: dict[tuple[str, int], np.ndarray] = {}  # the loops this process has, the latest 4
 
 
 def keep_loops_in(folder: Path | None) -> None:
@@ -150,8 +151,6 @@ def noise_loop(kind: str, seed: int = NOISE_SEED) -> np.ndarray:
         _HELD[kind, seed] = loop
         return loop
 
-
-_HELD: dict[tuple[str, int], np.ndarray] = {}  # the loops this process has, the latest 4
 
 
 def _read_loop(path: Path) -> np.ndarray | None:

@@ -5,7 +5,7 @@ An MP3 frame holds 1152 samples, and LAME starts its stream 576 samples early (i
 delay). So in one continuous encode, frame k carries input samples from 1152 k - 576 on, and a
 chunk whose input starts at a multiple of 1152 makes frames that line up with those of the
 continuous encode, shifted by a whole number of frames. Each chunk is encoded with a little of
-the audio before it (its first frames, which warm the encoder and its limiter up, are dropped)
+the audio before it (its first frames, which warm the encoder up, are dropped)
 and after it (so its last kept frames are made knowing what follows, as in one encode), and
 without the bit reservoir, so that no frame borrows bits from a frame of another chunk. A
 decoder reading the joined frames meets, at each seam, two frames made from the same audio:
@@ -35,7 +35,7 @@ import numpy as np
 FRAME = 1152  # samples per MPEG-1 Layer III frame
 ENCODER_DELAY = 576  # LAME's, in samples (the decoder's own 529 are part of how players read the header)
 CHUNK_FRAMES = 2296  # about 60 s at 44.1 kHz: each chunk costs an ffmpeg start (70 ms), a few frames of overlap, 21 MB held
-PRE_FRAMES = 4  # frames encoded before a chunk's own and dropped: the encoder and limiter settle
+PRE_FRAMES = 4  # frames encoded before a chunk's own and dropped: the encoder settles
 POST = 2 * FRAME  # samples encoded after a chunk's own, so its last frames know what comes next
 BITRATES = (0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320)  # kbit/s, MPEG-1 Layer III
 RATES = (44_100, 48_000, 32_000)

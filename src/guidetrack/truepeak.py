@@ -28,7 +28,7 @@ LIMIT_SPAN = 441  # samples (10 ms): how long a gain reduction is held, and how 
 def _phases() -> np.ndarray:
     """The interpolator: (OVERSAMPLE - 1, TAPS) taps for the points p/4 of the way from a sample
     to the next, applied to the samples from TAPS/2 - 1 before to TAPS/2 after it."""
-    offsets = np.arange(-(TAPS // 2 - 1), TAPS // 2 + 1)  # -5 .. 6
+    offsets = np.arange(-(TAPS // 2 - 1), TAPS // 2 + 1)  # -7 .. 8
     rows = []
     for phase in range(1, OVERSAMPLE):
         t = phase / OVERSAMPLE - offsets  # how far each sample is from the point
@@ -115,30 +115,50 @@ def true_peak(audio: np.ndarray) -> float:
     return peak_between(audio, 0, len(audio))
 
 
+class _Stretches:
+    """A stream of blocks cut again into stretches that each come with the samples around them:
+    `add` and `close` give (audio, start, stop), audio[start:stop] the next stretch, with at least
+    `before` samples before it in `audio` and `after` after it (fewer only at the stream's ends,
+    beyond which is silence). Every sample is in one stretch, in order, whatever the blocks' sizes."""
+
+    def __init__(self, before: int, after: int):
+        self.before, self.after = before, after
+        self.held: np.ndarray | None = None  # samples already given (context), then those not yet
+        self.start = 0  # where, in `held`, the samples not yet given begin
+
+    def add(self, block: np.ndarray) -> tuple[np.ndarray, int, int] | None:
+        held = block if self.held is None else np.concatenate([self.held, block])
+        ready = len(held) - self.after  # the samples before this have all they need after them
+        if ready <= self.start:
+            self.held = held
+            return None
+        stretch = (held, self.start, ready)
+        keep = max(ready - self.before, 0)
+        self.held, self.start = held[keep:], ready - keep
+        return stretch
+
+    def close(self) -> tuple[np.ndarray, int, int] | None:
+        held, start = self.held, self.start
+        self.held, self.start = None, 0
+        return (held, start, len(held)) if held is not None and len(held) > start else None
+
+
 class PeakMeter:
     """The true peak of a stream of blocks, read as they come: a block's last points are read
     once the samples after them have come."""
 
     def __init__(self) -> None:
         self.peak = 0.0
-        self._held: np.ndarray | None = None  # the last few samples read (context), then those not yet read
-        self._waiting = 0  # where, in `_held`, the samples not yet read begin
+        self._stretches = _Stretches(_BEFORE, _AFTER)
 
     def add(self, block: np.ndarray) -> None:
-        block = _as_2d(block)
-        held = block if self._held is None else np.concatenate([self._held, block])
-        ready = len(held) - _AFTER  # the points before this have all their samples
-        if ready > self._waiting:
-            self.peak = peak_between(held, self._waiting, ready, self.peak)
-            keep = max(ready - _BEFORE, 0)
-            held, self._waiting = held[keep:], ready - keep
-        self._held = held
+        if (stretch := self._stretches.add(_as_2d(block))) is not None:
+            self.peak = peak_between(*stretch, self.peak)
 
     def close(self) -> float:
         """The highest true peak of the whole stream (linear; 0.0 for silence)."""
-        if self._held is not None and len(self._held) > self._waiting:
-            self.peak = peak_between(self._held, self._waiting, len(self._held), self.peak)
-        self._held, self._waiting = None, 0
+        if (stretch := self._stretches.close()) is not None:
+            self.peak = peak_between(*stretch, self.peak)
         return self.peak
 
 
@@ -189,19 +209,12 @@ class Limiter:
         self.limited = 0  # samples whose gain was lowered
 
     def __call__(self, blocks: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
-        margin = self.MARGIN
-        held: np.ndarray | None = None  # the context before (already let go), then what is not yet
-        let_go = 0  # how many samples of `held` are context
+        stretches = _Stretches(self.MARGIN, self.MARGIN)
         for block in blocks:
-            block = _as_2d(block) * self.gain
-            held = block if held is None else np.concatenate([held, block])
-            ready = len(held) - margin
-            if ready > let_go:
-                yield self._limit(held, let_go, ready)
-                keep = max(ready - margin, 0)
-                held, let_go = held[keep:], ready - keep
-        if held is not None and len(held) > let_go:
-            yield self._limit(held, let_go, len(held))
+            if (stretch := stretches.add(_as_2d(block) * self.gain)) is not None:
+                yield self._limit(*stretch)
+        if (stretch := stretches.close()) is not None:
+            yield self._limit(*stretch)
 
     def _limit(self, audio: np.ndarray, start: int, stop: int) -> np.ndarray:
         """audio[start:stop], limited, knowing what comes before and after it in `audio` (and
