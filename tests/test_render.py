@@ -274,34 +274,3 @@ def test_a_given_cover_is_embedded(gt, tmp_path):
     (cover,) = ID3(out).getall("APIC")
     assert cover.mime == "image/png" and cover.data == (tmp_path / "art.png").read_bytes()
 
-
-def test_big_buffers_go_back_to_the_system_when_freed():
-    """free_memory_promptly() holds glibc's mmap threshold: a freed minute of audio (10 MB) does
-    not raise it, so the next buffer that size is mapped again (and given back when freed), not
-    carved from a heap that the render's threads would fragment. Run in a fresh process."""
-    import subprocess
-    import sys
-
-    check = """
-import ctypes, sys
-import numpy as np
-if len(sys.argv) > 1:
-    from guidetrack.render import free_memory_promptly
-    free_memory_promptly()
-class Info(ctypes.Structure):
-    _fields_ = [(n, ctypes.c_size_t) for n in "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost".split()]
-libc = ctypes.CDLL(None)
-if not hasattr(libc, "mallinfo2"):
-    print("skip"); sys.exit()
-libc.mallinfo2.restype = Info
-first = np.ones(10_000_000 // 4, np.float32)
-mapped = libc.mallinfo2().hblks
-del first
-again = np.ones(10_000_000 // 4, np.float32)
-print(libc.mallinfo2().hblks - mapped + 1)  # how many of the two big buffers were mapped
-"""
-    held = subprocess.run([sys.executable, "-c", check, "held"], capture_output=True, text=True, check=True).stdout
-    if held.strip() == "skip":
-        pytest.skip("not glibc")
-    left = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, check=True).stdout
-    assert held.strip() == "1" and left.strip() == "0", (held, left)
