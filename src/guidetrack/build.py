@@ -439,6 +439,14 @@ def start_worker(parent: int, log_level: int) -> None:
         logging.getLogger("guidetrack").setLevel(log_level)
 
 
+def start_manager(parent: int) -> None:
+    """Run first in the build's manager process: it ends with the build, and leaves Ctrl-C to the
+    build (which shuts it down), since the terminal sends it to the whole process group: killed
+    by it mid-shutdown, the manager printed a traceback into the build's output."""
+    die_with_parent(parent)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def die_with_parent(parent: int) -> None:
     """Run first in each of the build's helper processes: when the build is killed (even by
     SIGKILL), the kernel ends them too (Linux's parent-death signal), instead of leaving them
@@ -471,7 +479,7 @@ def _run_locally(pending: list[Job], library: Path, out: Path, manifest: Manifes
     # for a Unix socket (108 bytes); it goes with the build's process
     address = f"\0guidetrack-build-{os.getpid()}-{os.urandom(6).hex()}" if sys.platform == "linux" else None
     manager = SyncManager(address=address, ctx=context)
-    manager.start(die_with_parent, (os.getpid(),))
+    manager.start(start_manager, (os.getpid(),))
     with manager as sync:
         progress = sync.Queue()
         stop = threading.Event()
