@@ -313,3 +313,66 @@ def test_the_meter_is_pyloudnorms():
                   np.zeros((RATE, 2), np.float32)):
         expected = pyloudnorm.Meter(RATE).integrated_loudness(audio.astype(np.float64))
         assert fast(audio) == pytest.approx(expected, abs=1e-9) if np.isfinite(expected) else fast(audio) == expected
+
+
+def test_the_k_weighted_energy_is_the_filter_run_sample_by_sample():
+    """The FFT's K-weighting equals BS.1770's two biquads run sample by sample (scipy), and the
+    loudness read from its frames is pyloudnorm's, to the difference of their filters' rounding."""
+    from scipy.signal import lfilter
+
+    from guidetrack.loudness import k_weighted_energy, k_weighting, loudness_of_energy, meter_pcm
+
+    rng = np.random.default_rng(3)
+    t = np.arange(int(RATE * 7.3)) / RATE
+    speechlike = ((np.sin(t * 2.1) > -0.3) * rng.standard_normal(len(t)) * 0.2
+                  + 0.3 * np.sin(2 * np.pi * 55 * t) * (t > 5)).astype(np.float32)  # a low hum the high-pass cuts
+    for audio in (speechlike, speechlike[:441 * 45 + 17], np.zeros(RATE, np.float32)):
+        filtered = audio.astype(np.float64)
+        for numerator, denominator in k_weighting(RATE):
+            filtered = lfilter(numerator, denominator, filtered)
+        whole = len(audio) // 441 * 441
+        expected = np.square(filtered[:whole]).reshape(-1, 441).sum(axis=1)
+        found = k_weighted_energy(audio, 441)
+        assert found.shape == expected.shape
+        assert np.allclose(found, expected, rtol=1e-5, atol=1e-9 * max(expected.max(), 1e-12))
+    found = loudness_of_energy(k_weighted_energy(speechlike, 441), 441)
+    assert found == pytest.approx(meter_pcm([speechlike], 1).integrated, abs=0.002)  # the meter guidetrack reads files with
+    assert found == pytest.approx(lufs(speechlike), abs=0.1)  # pyloudnorm: its shelf is a little other
+    assert loudness_of_energy(k_weighted_energy(np.zeros(RATE, np.float32), 441), 441) is None
+    with pytest.raises(ValueError):
+        loudness_of_energy(np.ones(100), 400)  # 400 samples do not divide 100 ms
+
+
+def test_the_voice_is_read_from_its_clips_as_the_meter_reads_it_joined():
+    """The voice's loudness from its clips' kept energies equals ffmpeg's meter (and pyloudnorm)
+    on the utterances cut out and joined, spans of two clips at odd offsets included."""
+    from guidetrack.loudness import meter_pcm
+    from guidetrack.mix import voice_loudness
+    from guidetrack.plan import Event, Kind
+    from guidetrack.speech import ClipLevels
+
+    rng = np.random.default_rng(11)
+
+    def utterance(seconds: float, level: float) -> np.ndarray:
+        t = np.arange(int(RATE * seconds)) / RATE
+        words = (np.sin(2 * np.pi * 1.7 * t) > -0.5) * (0.6 + 0.4 * np.sin(2 * np.pi * 3.1 * t))
+        sound = words * (np.sin(2 * np.pi * 190 * t) + 0.3 * rng.standard_normal(len(t))) * level
+        return np.pad(sound, (2205, 3000)).astype(np.float32)
+
+    clips = {f"line {i}": utterance(s, g) for i, (s, g) in enumerate([(2.3, 0.2), (3.1, 0.05), (1.7, 0.3),
+                                                                      (4.4, 0.1)])}
+    starts = [RATE, RATE * 5 + 123, RATE * 5 + 123 + len(clips["line 1"]) + 2999, RATE * 13 + 7]
+    events = [Event(start, len(clips[text]), Kind.SPEECH, text) for start, text in zip(starts, clips, strict=True)]
+    # each from where it sounds to where it stops; the second and third, a breath apart, as one
+    spans = [(events[0].start + 2205, events[0].start + len(clips["line 0"]) - 3000),
+             (events[1].start + 2205, events[2].start + len(clips["line 2"]) - 3000),
+             (events[3].start + 1764, events[3].start + len(clips["line 3"]) - 441 * 7)]
+    track = np.zeros(starts[-1] + len(clips["line 3"]), np.float32)
+    for event in events:
+        track[event.start: event.start + event.length] += clips[event.text]
+    joined = np.concatenate([track[start:end] for start, end in spans])
+    measured = {text: ClipLevels.of(clip) for text, clip in clips.items()}
+    for channels, added in ((1, 0.0), (2, 10 * np.log10(2))):
+        found = voice_loudness(spans, events, measured.__getitem__, channels)
+        assert found == pytest.approx(meter_pcm([joined], 1).integrated + added, abs=0.01)
+        assert found == pytest.approx(lufs(joined) + added, abs=0.1)  # pyloudnorm counts a part block

@@ -267,3 +267,34 @@ def test_a_noise_bed_has_its_colour_no_seam_and_independent_ears(kind, slope):
     both = np.concatenate([bed.read(NOISE_LOOP // 3) for _ in range(4)])  # once round and more
     assert np.array_equal(both[NOISE_LOOP: NOISE_LOOP + 1000, 0], both[:1000, 0])  # it loops
     assert abs(np.corrcoef(both[:, 0], both[:, 1])[0, 1]) < 0.02  # the ears are independent
+
+
+def test_a_sounds_loudness_is_metered_once_and_kept_by_its_samples(tmp_path, monkeypatch):
+    """Where the sounds are kept, a loudness is remembered by the digest of the samples metered:
+    the same sound is not metered again, a changed one is, and a damaged record is metered anew."""
+    from guidetrack import mix
+    from guidetrack.loudness import Reading
+
+    metered = []
+
+    def meter(blocks, channels):
+        audio = np.concatenate(list(blocks))
+        metered.append(len(audio))
+        return Reading(np.array([-20.0 + len(audio) / 1e6]), 0.0)
+
+    monkeypatch.setattr(mix, "meter_pcm", meter)
+    monkeypatch.setattr(mix, "_KEPT_IN", [])
+    tone = np.ones((1000, 2), np.float32) * 0.1
+    assert mix._metered(lambda: [tone], 2) == pytest.approx(-19.999)  # nowhere to keep it: metered every time
+    assert mix._metered(lambda: [tone], 2) == pytest.approx(-19.999) and len(metered) == 2
+    mix.keep_sounds_in(tmp_path)
+    for _ in range(3):
+        assert mix._metered(lambda: [tone[:600], tone[600:]], 2) == pytest.approx(-19.999)
+    assert len(metered) == 3
+    assert mix._metered(lambda: [tone[:999]], 2) == pytest.approx(-19.999001) and len(metered) == 4
+    assert mix._metered(lambda: [tone], 1) is not None and len(metered) == 5  # the channels are in the key
+    kept = sorted((tmp_path / "levels").iterdir())
+    assert len(kept) == 3
+    for path in kept:
+        path.write_text('{"lufs": "loud"}')
+    assert mix._metered(lambda: [tone], 2) == pytest.approx(-19.999) and len(metered) == 6

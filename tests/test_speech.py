@@ -278,3 +278,46 @@ def test_lengths_can_be_estimated_without_speaking(tmp_path):
     assert found["Soften the jaw and the eyes."] == pytest.approx(len("Soften the jaw and the eyes.") * pace, abs=1)
     assert fresh.lengths(["Soften the jaw and the eyes."])  # the exact length, now spoken
     assert engine.calls == ["Soften the jaw.", "Soften the jaw and the eyes."]
+
+
+def test_a_clips_levels_are_kept_by_its_samples_and_checked(tmp_path, monkeypatch):
+    """A render with one new line reads the other clips' levels from the cache: kept under the
+    digest of the very samples, read back equal, worked out again when damaged, and never
+    taken for a clip whose samples changed."""
+    from guidetrack import speech
+    from guidetrack.speech import ClipLevels
+
+    text = "Soften the jaw. Let the shoulders rest, and breathe."
+    first = speaker(tmp_path, ToneEngine())
+    made = first.levels(text)
+    expected = ClipLevels.of(first.clip(text))
+    assert np.array_equal(made.energy, expected.energy) and np.array_equal(made.power, expected.power)
+    assert (made.length, made.active, made.every) == (expected.length, expected.active, expected.every)
+    kept = list((tmp_path / "cache" / "levels").iterdir())
+    assert len(kept) == 1
+
+    def never(clip):
+        raise AssertionError("worked out again")
+
+    monkeypatch.setattr(speech.ClipLevels, "of", classmethod(lambda cls, clip: never(clip)))
+    again = speaker(tmp_path, ToneEngine())
+    again.lengths([text])  # a render reads its clips for their lengths first, as the plan does
+    read = again.levels(text)
+    assert np.array_equal(read.energy, made.energy) and read.active == made.active
+    monkeypatch.undo()
+
+    kept[0].write_bytes(kept[0].read_bytes()[:-1] + b"x")  # damaged: worked out again, and replaced
+    assert ClipLevels.from_bytes(kept[0].read_bytes()) is None
+    third = speaker(tmp_path, ToneEngine())
+    third.lengths([text])
+    assert np.array_equal(third.levels(text).energy, made.energy)
+    assert ClipLevels.from_bytes(kept[0].read_bytes()) is not None
+
+    louder = speaker(tmp_path, ToneEngine())  # the same text, other samples (an entry made again)
+    doubled = 2 * first.clip("Soften the jaw.")
+    for path in (tmp_path / "cache").glob("*.wav"):
+        path.unlink()
+    assert louder.cache.put(louder._entry("Soften the jaw."), doubled) is doubled
+    louder.lengths([text])
+    assert louder.levels(text).active[0] > made.active[0]
+    assert len(list((tmp_path / "cache" / "levels").iterdir())) == 2

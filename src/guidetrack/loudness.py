@@ -23,6 +23,7 @@ import threading
 from array import array
 from collections.abc import Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -131,6 +132,80 @@ def gated(blocks: np.ndarray) -> float | None:
     relative = 10.0 * math.log10(float(np.mean(power))) + RELATIVE_GATE
     kept = power[blocks > relative]
     return 10.0 * math.log10(float(np.mean(kept)))
+
+
+def k_weighting(rate: int = SAMPLE_RATE) -> tuple[tuple[list[float], list[float]], ...]:
+    """BS.1770's K-weighting at `rate`, as ffmpeg's meter (and libebur128) makes it: a high shelf
+    (+4 dB above about 1.7 kHz) and a high-pass at 38 Hz, each (numerator, denominator) taps."""
+    k = math.tan(math.pi * 1681.974450955533 / rate)
+    q = 0.7071752369554196
+    vh = 10 ** (3.999843853973347 / 20)
+    vb = vh ** 0.4996667741545416
+    a0 = 1 + k / q + k * k
+    shelf = ([(vh + vb * k / q + k * k) / a0, 2 * (k * k - vh) / a0, (vh - vb * k / q + k * k) / a0],
+             [1.0, 2 * (k * k - 1) / a0, (1 - k / q + k * k) / a0])
+    k = math.tan(math.pi * 38.13547087602444 / rate)
+    q = 0.5003270373238773
+    a0 = 1 + k / q + k * k
+    high_pass = ([1.0, -2.0, 1.0], [1.0, 2 * (k * k - 1) / a0, (1 - k / q + k * k) / a0])
+    return shelf, high_pass
+
+
+K_TAIL = 4096  # samples of the K-weighting's impulse response kept: what follows holds under -190 dB of it
+K_BLOCK = 4 * K_TAIL  # samples an FFT filters at a time, K_TAIL of them seen before
+
+
+@lru_cache(maxsize=4)
+def _k_response(rate: int) -> np.ndarray:
+    """The K-weighting's frequency response on the grid of a K_BLOCK-point FFT: that of its
+    impulse response's first K_TAIL samples (worked out from the filters' own response)."""
+    size = 1 << 18
+    z = np.exp(-1j * np.pi * np.arange(size // 2 + 1) / (size // 2))  # e^(-j omega) at every bin
+    response = np.ones(len(z), complex)
+    for numerator, denominator in k_weighting(rate):
+        response *= np.polyval(numerator[::-1], z) / np.polyval(denominator[::-1], z)
+    impulse = np.fft.irfft(response, size)[:K_TAIL]
+    found = np.fft.rfft(impulse, K_BLOCK).astype(np.complex64)
+    found.flags.writeable = False
+    return found
+
+
+def k_weighted_energy(audio: np.ndarray, frame: int, rate: int = SAMPLE_RATE) -> np.ndarray:
+    """The energy (sum of squares) of mono `audio` after K-weighting, in each whole `frame` of
+    samples, as the filter run sample by sample from silence gives it (to 1e-6): FFTs of
+    K_BLOCK samples, each giving a whole number of frames (overlap-save), a few dozen at once so
+    that a long clip needs little memory. What `loudness_of_energy` reads."""
+    step = (K_BLOCK - K_TAIL) // frame * frame  # the samples each FFT gives, after the K_TAIL it only sees
+    frames = len(audio) // frame
+    count = -(-frames * frame // step)
+    padded = np.zeros(K_TAIL + count * step + K_BLOCK, np.float32)
+    padded[K_TAIL: K_TAIL + frames * frame] = audio[: frames * frame]
+    blocks = np.lib.stride_tricks.sliding_window_view(padded, K_BLOCK)[::step][:count]
+    out = np.empty(count * (step // frame))
+    for at in range(0, count, 32):
+        spectra = np.fft.rfft(blocks[at: at + 32], axis=1)
+        spectra *= _k_response(rate)
+        weighted = np.fft.irfft(spectra, K_BLOCK, axis=1)[:, K_TAIL: K_TAIL + step]
+        out[at * (step // frame): (at + len(weighted)) * (step // frame)] = \
+            np.square(weighted, dtype=np.float64).reshape(-1, frame).sum(axis=1)
+    return out[:frames]
+
+
+def loudness_of_energy(energy: np.ndarray, frame: int) -> float | None:
+    """The integrated loudness (LUFS) of a mono stream from its K-weighted energy in frames of
+    `frame` samples (see `k_weighted_energy`), 400 ms blocks at 100 ms steps as the meter reads
+    them, gated; None if nothing passes the gates."""
+    per_block, per_step = BLOCK_LENGTH // frame, BLOCK_STEP // frame
+    if per_block * frame != BLOCK_LENGTH or per_step * frame != BLOCK_STEP:
+        raise ValueError(f"{frame} samples do not divide the meter's blocks")
+    if len(energy) < per_block:
+        return None
+    running = np.concatenate([[0.0], np.cumsum(energy)])
+    starts = np.arange(0, len(energy) - per_block + 1, per_step)
+    mean = (running[starts + per_block] - running[starts]) / BLOCK_LENGTH
+    with np.errstate(divide="ignore"):
+        blocks = -0.691 + 10 * np.log10(np.maximum(mean, 0.0))
+    return gated(blocks)
 
 
 _BLOCK = "lavfi.r128.M="

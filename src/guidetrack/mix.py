@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import bisect
 import hashlib
+import json
 import math
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -21,10 +22,11 @@ import numpy as np
 
 from .decoded import Decoded, decoded
 from .errors import InvalidInput
-from .files import write_new
-from .loudness import BLOCK_LENGTH, as_played, meter_pcm
+from .files import write_atomically, write_new
+from .loudness import BLOCK_LENGTH, as_played, loudness_of_energy, meter_pcm
 from .plan import Event, Kind, Plan
 from .script import Background, Duck
+from .speech import FRAME, ClipLevels
 from .units import CHANNELS, SAMPLE_RATE, Samples, db_to_gain, to_samples
 
 BLOCK = SAMPLE_RATE * 2  # samples per block handed to the encoder
@@ -39,18 +41,16 @@ NOISE_SEED = 20261122
 LOOP_CROSSFADE = SAMPLE_RATE  # 1 s crossfade where a background file loops
 
 
-def voice_level_db(clips: Iterable[np.ndarray]) -> float:
-    """The voice's RMS level over its active speech (louder than -40 dBFS), read one clip at a
-    time: the reference for finding where it sounds."""
+def voice_level_db(clips: Iterable[ClipLevels]) -> float:
+    """The voice's RMS level over its active speech (louder than -40 dBFS), from each clip's
+    levels: the reference for finding where it sounds."""
     active = [0.0, 0]  # sum of squares, samples
     every = [0.0, 0]
     for clip in clips:
-        power = np.square(clip, dtype=np.float64)
-        loud = power[np.abs(clip) > db_to_gain(-40)]
-        active[0] += float(loud.sum())
-        active[1] += loud.size
-        every[0] += float(power.sum())
-        every[1] += power.size
+        active[0] += clip.active[0]
+        active[1] += clip.active[1]
+        every[0] += clip.every[0]
+        every[1] += clip.every[1]
     total, count = active if active[1] else every
     return float(10 * np.log10(total / count + 1e-12)) if count else -20.0
 
@@ -119,13 +119,14 @@ HIGH_PASS_HZ = 20.0  # nothing under this is heard; brown noise would spend half
 
 NOISE_FORMAT = 1  # bump when the noise a loop holds changes: loops kept on disk are made again
 _LOOPS = threading.Lock()  # one loop made at a time: a second asker waits for it, and shares it
-_KEPT_IN: list[Path] = []  # where loops are kept between processes (see `keep_loops_in`)
+_KEPT_IN: list[Path] = []  # where generated sounds are kept between processes (see `keep_sounds_in`)
 _HELD: dict[tuple[str, int], np.ndarray] = {}  # the loops this process has, the latest 4
 
 
-def keep_loops_in(folder: Path | None) -> None:
-    """Keep the noise loops this process makes in `folder` (render gives the clip cache's), and
-    read them from there: 35 ms instead of the 0.45 s making one takes."""
+def keep_sounds_in(folder: Path | None) -> None:
+    """Keep what this process makes of the generated sounds in `folder` (render gives the clip
+    cache's), and read it from there: the noise loops in `beds` (35 ms to read, 0.45 s to
+    make), and every sound's loudness in `levels` (see `_metered`)."""
     _KEPT_IN[:] = [folder] if folder is not None else []
 
 
@@ -135,7 +136,7 @@ def noise_loop(kind: str, seed: int = NOISE_SEED) -> np.ndarray:
     with _LOOPS:
         if (kind, seed) in _HELD:
             return _HELD[kind, seed]
-        folder = _KEPT_IN[0] if _KEPT_IN else None
+        folder = _KEPT_IN[0] / "beds" if _KEPT_IN else None
         path = folder / f"{kind}-{seed}-{NOISE_LOOP}-{NOISE_FORMAT}.f32" if folder is not None else None
         loop = _read_loop(path) if path is not None else None
         if loop is None:
@@ -373,18 +374,17 @@ def _envelope(start: Samples, count: Samples, total: Samples, fade_in: Samples, 
 
 # ---------------------------------------------------------------- ducking
 
-FRAME = SAMPLE_RATE // 100  # 10 ms: the resolution at which speech is found
 VOICED_DB = -30.0  # a frame this far below the voice's level is not speech
 BRIDGE = to_samples(0.25)  # shorter quiet inside speech (between words) does not let the bed up
 
 
-def voiced_spans(clip: np.ndarray, threshold: float) -> list[tuple[Samples, Samples]]:
-    """Where a clip actually sounds: (start, end) in samples, gaps under BRIDGE joined."""
-    frames = len(clip) // FRAME
-    if not frames:
-        return [(0, len(clip))] if len(clip) else []
-    power = np.mean(np.square(clip[: frames * FRAME].reshape(frames, FRAME), dtype=np.float64), axis=1)
-    loud = np.flatnonzero(power > threshold**2)
+def voiced_spans(clip: np.ndarray | ClipLevels, threshold: float) -> list[tuple[Samples, Samples]]:
+    """Where a clip actually sounds, by its 10 ms frames' power: (start, end) in samples, gaps
+    under BRIDGE joined."""
+    found = clip if isinstance(clip, ClipLevels) else ClipLevels.of(clip)
+    if not len(found.power):
+        return [(0, found.length)] if found.length else []
+    loud = np.flatnonzero(found.power > threshold**2)
     spans: list[tuple[Samples, Samples]] = []
     for frame in loud:
         start, end = int(frame) * FRAME, (int(frame) + 1) * FRAME
@@ -457,36 +457,46 @@ def _merged(spans: list[tuple[Samples, Samples]]) -> list[tuple[Samples, Samples
     return merged
 
 
-def _speech_audio(events: list[Event], clip: Callable[[str], np.ndarray], start: Samples, end: Samples) -> np.ndarray:
-    """The voice alone over start..end."""
-    out = np.zeros(end - start, dtype=np.float32)
-    for event in events:
-        lo, hi = max(start, event.start), min(end, event.start + event.length)
-        if hi > lo:
-            out[lo - start: hi - start] += clip(event.text)[lo - event.start: hi - event.start]
-    return out
-
-
 def voice_loudness(spans: list[tuple[Samples, Samples]], events: list[Event],
-                   clip: Callable[[str], np.ndarray], channels: int = CHANNELS) -> float:
+                   measured: Callable[[str], ClipLevels], channels: int = CHANNELS) -> float:
     """The voice's loudness (LUFS, on its clips' scale): its utterances, each from where it
     starts to sound to where it stops, joined and metered (see `loudness.measure_file`, which
-    reads a finished file the same way)."""
+    reads a finished file the same way). Read from the clips' K-weighted energies in 10 ms
+    frames (see `ClipLevels`), each placed where its stretch falls in the joined stream: within
+    0.01 LU of metering the joined audio (tests/test_loudness.py). `events` are sorted by start."""
     if not spans:
         return NOMINAL_VOICE_LUFS
+    starts = [e.start for e in events]
+    longest = max((e.length for e in events), default=0)
+    joined = np.zeros(-(-sum(end - start for start, end in spans) // FRAME) + 1)
+    offset = 0  # where the stretch starts in the joined stream, in samples
+    for start, end in spans:
+        for event in events[bisect.bisect_left(starts, start - longest): bisect.bisect_left(starts, end)]:
+            lo, hi = max(start, event.start), min(end, event.start + event.length)
+            if hi > lo:  # two clips sounding at once add their energies
+                energy = measured(event.text).energy
+                part = energy[(lo - event.start) // FRAME: -(-(hi - event.start) // FRAME)]
+                at = round((offset + lo - start) / FRAME)
+                part = part[: len(joined) - at]
+                joined[at: at + len(part)] += part
+        offset += end - start
     # the clips are mono: a stereo file plays them in both channels, which the meter reads as
-    # exactly twice the power of one, so half the samples are metered and 3.01 dB added
-    found = meter_pcm((_speech_audio(events, clip, start, end) for start, end in spans), 1).integrated
+    # exactly twice the power of one, so one is read and 3.01 dB added
+    found = loudness_of_energy(joined[: offset // FRAME], FRAME)  # whole frames, as the meter reads whole blocks
     if found is None:
         return NOMINAL_VOICE_LUFS
     return found + (10 * math.log10(CHANNELS) if channels == CHANNELS else 0.0)
 
 
-def levels(plan: Plan, clip: Callable[[str], np.ndarray], bed_db: float = -18.0, channels: int = CHANNELS) -> Levels:
+def levels(plan: Plan, clip: Callable[[str], np.ndarray], bed_db: float = -18.0, channels: int = CHANNELS,
+           measured: Callable[[str], ClipLevels] | None = None) -> Levels:
     """Every sound's gain, each level read as loudness relative to the voice's in a file of
     `channels` (in mono, a bed whose channels differ sums to less). `bed_db` is the background's
-    level when the script gives none."""
-    spoken = _voiced(plan, clip)
+    level when the script gives none. `measured` gives a text's `ClipLevels` (the speaker's,
+    kept in the cache); by default they are worked out from `clip`."""
+    if measured is None:
+        measured = lru_cache(maxsize=None)(lambda text: ClipLevels.of(clip(text)))
+    spoken = _voiced(plan, measured)
     voiced = tuple((e.start + a, e.start + b) for e in plan.speech() for a, b in spoken[e.text])
     full = [e for e in plan.speech() if e.gain_db == 0]  # cues that fade are softer than the voice on purpose
     # each utterance from where it starts to sound to where it stops, pauses inside it included
@@ -496,7 +506,7 @@ def levels(plan: Plan, clip: Callable[[str], np.ndarray], bed_db: float = -18.0,
     sounds = {sound_key(e): e for e in plan.events if e.kind is not Kind.SPEECH}
     background = plan.script.background
     with ThreadPoolExecutor(max_workers=4, thread_name_prefix="guidetrack-levels") as pool:
-        voice_reading = pool.submit(voice_loudness, spans, sorted(full, key=lambda e: e.start), clip, channels)
+        voice_reading = pool.submit(voice_loudness, spans, sorted(full, key=lambda e: e.start), measured, channels)
         units = {key: pool.submit(_unit_loudness, e.kind, e.text, e.length, channels) for key, e in sounds.items()}
         bed = pool.submit(_bed_loudness, background, channels) if background is not None else None
         voice = voice_reading.result()
@@ -521,11 +531,35 @@ def _audio(event: Event) -> np.ndarray | Decoded:
     raise ValueError(f"no sound for a {event.kind} event")
 
 
-def _voiced(plan: Plan, clip: Callable[[str], np.ndarray]) -> dict[str, list[tuple[Samples, Samples]]]:
+def _voiced(plan: Plan, measured: Callable[[str], ClipLevels]) -> dict[str, list[tuple[Samples, Samples]]]:
     """Where each utterance's clip sounds (see `voiced_spans`)."""
     texts = list(dict.fromkeys(e.text for e in plan.speech()))
-    threshold = db_to_gain(voice_level_db(clip(t) for t in texts) + VOICED_DB)
-    return {text: voiced_spans(clip(text), threshold) for text in texts}
+    threshold = db_to_gain(voice_level_db(measured(t) for t in texts) + VOICED_DB)
+    return {text: voiced_spans(measured(text), threshold) for text in texts}
+
+
+def _metered(blocks: Callable[[], Iterable[np.ndarray]], channels: int) -> float | None:
+    """The integrated loudness of the PCM `blocks()` gives, as `meter_pcm` reads it; remembered
+    where the sounds are kept, by the sha256 of the very samples, so a sound is metered once
+    however many renders play it (and a changed sound, file or generator is metered anew)."""
+    if not _KEPT_IN:
+        return meter_pcm(blocks(), channels).integrated
+    named = hashlib.sha256(f"{channels}".encode())
+    for block in blocks():
+        named.update(np.ascontiguousarray(block, "<f4").data)
+    path = _KEPT_IN[0] / "levels" / f"sound-{named.hexdigest()}.json"
+    try:
+        kept = json.loads(path.read_bytes())["lufs"]
+        if kept is None or (isinstance(kept, float) and math.isfinite(kept)):
+            return kept
+    except (OSError, ValueError, KeyError, TypeError):
+        pass  # not there, or damaged: metered again
+    found = meter_pcm(blocks(), channels).integrated
+    try:
+        write_atomically(path, json.dumps({"lufs": found}).encode())
+    except OSError:
+        pass  # a read-only or full cache: metered again next time
+    return found
 
 
 @lru_cache(maxsize=64)
@@ -541,7 +575,7 @@ def _unit_loudness(kind: Kind, text: str, length: Samples, channels: int) -> flo
         if length < BLOCK_LENGTH:
             yield np.zeros((BLOCK_LENGTH - length,) + ((channels,) if channels > 1 else ()), np.float32)
 
-    found = meter_pcm(blocks(), channels).integrated
+    found = _metered(blocks, channels)
     return found if found is not None else NOMINAL_VOICE_LUFS
 
 
@@ -553,17 +587,23 @@ def _bed_loudness(background: Background, channels: int) -> float:
 
 @lru_cache(maxsize=8)
 def _generated_bed_loudness(sound: str, channels: int) -> float:
-    bed = _bed(Background(sound))
-    blocks = BED_PROBE.get(sound, NOISE_PROBE) // BLOCK
-    found = meter_pcm((as_played(bed.read(BLOCK), channels) for _ in range(blocks)), channels).integrated
+    def blocks() -> Iterator[np.ndarray]:
+        bed = _bed(Background(sound))
+        for _ in range(BED_PROBE.get(sound, NOISE_PROBE) // BLOCK):
+            yield as_played(bed.read(BLOCK), channels)
+
+    found = _metered(blocks, channels)
     return found if found is not None else NOMINAL_VOICE_LUFS
 
 
 @lru_cache(maxsize=4)
 def _file_bed_loudness(path: str, channels: int) -> float:
-    bed = LoopedFile(path)
-    blocks = (as_played(bed.read(min(BLOCK, bed.period - start)), channels) for start in range(0, bed.period, BLOCK))
-    found = meter_pcm(blocks, channels).integrated
+    def blocks() -> Iterator[np.ndarray]:
+        bed = LoopedFile(path)
+        for start in range(0, bed.period, BLOCK):
+            yield as_played(bed.read(min(BLOCK, bed.period - start)), channels)
+
+    found = _metered(blocks, channels)
     if found is None:
         raise InvalidInput(f"{path}: the audio file has no sound loud enough to measure")
     return found

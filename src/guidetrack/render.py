@@ -20,7 +20,7 @@ from .errors import GuidetrackError, InvalidInput, Location, Problem, Severity
 from .files import check_writable, remove_stale_parts, sha256_of, write_atomically
 from .loudness import Figures, target_for
 from .manifest import Track, TrackChapter
-from .mix import Levels, keep_loops_in, levels, mix
+from .mix import Levels, keep_sounds_in, levels, mix
 from .plan import Plan, make_plan
 from .report import SILENT, Progress
 from .script import MAX_COVER_BYTES, FileKind, Script, load_any
@@ -230,14 +230,14 @@ def render(script: Script, out: Path, cache_dir: Path | None = None, output: Out
     output = output.for_script(script.loudness)
     target = target_for(output.loudness, output.channels)
     plan, speaker = plan_script(script, cache_dir, progress)
-    keep_loops_in(speaker.cache.folder / "beds")
+    keep_sounds_in(speaker.cache.folder)
     state = _gain_file(plan, speaker, output)
     remembered = _Remembered.read(state)
     if remembered is not None and remembered.levels is not None:
         where = remembered.levels  # this exact mix's, found by the last render of it
     else:
         progress.stage("setting the levels")
-        where = levels(plan, speaker.clip, target.bed_db, output.channels)
+        where = levels(plan, speaker.clip, target.bed_db, output.channels, speaker.levels)
     if remembered is not None:
         gain, ceiling, known = remembered.gain_db, remembered.ceiling_db, (remembered.sha256, remembered.figures)
     else:

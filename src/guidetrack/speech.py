@@ -17,6 +17,7 @@ import struct
 import wave
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,7 @@ import numpy as np
 from .engines import Engine, get_engine
 from .errors import EngineError, InvalidInput
 from .files import remove_stale_parts, temporary_folder, write_atomically, write_new
+from .loudness import k_weighted_energy
 from .report import SILENT, Progress
 from .script import slugify
 from .units import SAMPLE_RATE, Samples, db_to_gain
@@ -40,6 +42,9 @@ _CHECKSUM_CHUNK = b"gtsm"
 RECENT_SAMPLES = 120 * SAMPLE_RATE  # whole clips kept in memory (about 21 MB), the most recently used
 ESTIMATED_PACE = 0.07 * SAMPLE_RATE  # samples a letter, for a clip not yet spoken when no other tells the pace
 BATCH = 24  # chunks sent to the engine at once: big enough to keep its workers busy, small enough to tell progress
+FRAME = SAMPLE_RATE // 100  # 10 ms: the resolution at which a clip's levels are kept (and speech is found)
+ACTIVE_DB = -40.0  # a sample louder than this (dBFS) is active speech, for the voice's reference level
+LEVELS_FORMAT = 1  # bump when what ClipLevels holds, or how it is worked out, changes
 
 
 def default_cache_dir() -> Path:
@@ -61,6 +66,7 @@ class ClipCache:
         self.misses = 0
         self.repaired = 0
         self.unwritable = ""  # why entries could not be stored, if they could not
+        self.digests: dict[Path, bytes] = {}  # the sha256 of each entry's samples this process read or stored
         self._swept = False
 
     @staticmethod
@@ -84,6 +90,8 @@ class ClipCache:
         clip = _decode_entry(data)
         if clip is None:
             self.repaired += 1
+        else:
+            self.digests[path] = data[-32:]  # checked by _decode_entry
         return clip
 
     def put(self, path: Path, clip: np.ndarray) -> np.ndarray | None:
@@ -99,13 +107,16 @@ class ClipCache:
             except OSError:
                 pass
             self._swept = True
+        entry = _encode_entry(clip)
         try:
-            if write_new(path, _encode_entry(clip), mode=None):
+            if write_new(path, entry, mode=None):
+                self.digests[path] = entry[-32:]
                 return clip
             first = self.get(path)
             if first is not None:
                 return first
-            write_atomically(path, _encode_entry(clip), mode=None)
+            write_atomically(path, entry, mode=None)
+            self.digests[path] = entry[-32:]
             return clip
         except OSError as err:
             if not self.unwritable:
@@ -153,6 +164,61 @@ def _decode_entry(data: bytes) -> np.ndarray | None:
     if hashlib.sha256(pcm).digest() != data[-32:] or not pcm:
         return None
     return _from_int16(np.frombuffer(pcm, "<i2"))
+
+
+# ---------------------------------------------------------------- a clip's levels
+
+
+@dataclass(frozen=True)
+class ClipLevels:
+    """What setting the levels needs of a clip, in 10 ms frames: where it sounds (its power),
+    how loud it is (its K-weighted energy, see `loudness.k_weighted_energy`) and its active
+    speech level. Kept in the cache beside the clips (see `Speaker.levels`), so that a render
+    with one new line reads the voice's loudness without metering every clip again."""
+
+    length: Samples
+    power: np.ndarray  # mean square in every whole FRAME
+    energy: np.ndarray  # K-weighted sum of squares in every whole FRAME
+    active: tuple[float, int]  # sum of squares and count of the samples louder than ACTIVE_DB
+    every: tuple[float, int]  # ... of every sample
+
+    @classmethod
+    def of(cls, clip: np.ndarray) -> ClipLevels:
+        frames = len(clip) // FRAME
+        power = np.empty(frames)
+        active, every = [0.0, 0], 0.0
+        piece = FRAME * 1000  # ten seconds at a time: a long clip needs little memory
+        for at in range(0, len(clip), piece):
+            part = clip[at: at + piece]
+            square = np.square(part, dtype=np.float64)
+            loud = square[np.abs(part) > db_to_gain(ACTIVE_DB)]
+            active[0] += float(loud.sum())
+            active[1] += loud.size
+            every += float(square.sum())
+            whole = len(part) // FRAME
+            power[at // FRAME: at // FRAME + whole] = square[: whole * FRAME].reshape(whole, FRAME).mean(axis=1)
+        return cls(len(clip), power, k_weighted_energy(clip, FRAME), (active[0], int(active[1])), (every, len(clip)))
+
+    _HEAD = struct.Struct("<4sIQdQdQ")
+
+    def to_bytes(self) -> bytes:
+        body = self._HEAD.pack(b"gtlv", LEVELS_FORMAT, self.length, self.active[0], self.active[1],
+                               self.every[0], self.every[1])
+        body += self.power.astype("<f8").tobytes() + self.energy.astype("<f8").tobytes()
+        return body + hashlib.sha256(body).digest()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> ClipLevels | None:
+        """The levels `to_bytes` wrote, or None for anything else (damaged, or another format)."""
+        size = cls._HEAD.size
+        if len(data) < size + 32 or hashlib.sha256(data[:-32]).digest() != data[-32:]:
+            return None
+        magic, form, length, active, loud, every, count = cls._HEAD.unpack_from(data)
+        frames = length // FRAME
+        if magic != b"gtlv" or form != LEVELS_FORMAT or len(data) != size + 16 * frames + 32:
+            return None
+        arrays = np.frombuffer(data, "<f8", 2 * frames, size)
+        return cls(length, arrays[:frames], arrays[frames:], (active, loud), (every, count))
 
 
 # ---------------------------------------------------------------- clip processing
@@ -247,6 +313,7 @@ class Speaker:
         self._lengths: dict[str, Samples] = {}  # what the engine speaks in one call -> its length
         self._held: dict[str, np.ndarray] = {}  # chunks the cache could not store
         self._recent: OrderedDict[str, np.ndarray] = OrderedDict()  # whole texts, joined from chunks
+        self._levels: dict[str, ClipLevels] = {}  # whole texts' levels, read or worked out
         self.progress: Progress = SILENT
         self.estimated = 0  # distinct chunks `estimated_lengths` guessed, last time
 
@@ -272,6 +339,44 @@ class Speaker:
         while len(self._recent) > 1 and sum(map(len, self._recent.values())) > RECENT_SAMPLES:
             self._recent.popitem(last=False)
         return clip
+
+    def levels(self, text: str) -> ClipLevels:
+        """The levels of `clip(text)`, from the cache's `levels` folder when an earlier render
+        worked them out for these very samples (keyed by the sha256 of its chunks' samples),
+        else worked out from the clip, and kept there."""
+        if text in self._levels:
+            return self._levels[text]
+        key = self._levels_key(text)
+        if key is None:  # a chunk not read yet: read (or spoken) now, so that its digest is known
+            self.clip(text)
+            key = self._levels_key(text)
+        path = self.cache.folder / "levels" / f"{key}.bin" if key else None
+        found = None
+        if path is not None:
+            try:
+                found = ClipLevels.from_bytes(path.read_bytes())
+            except OSError:
+                pass
+        if found is None:
+            found = ClipLevels.of(self.clip(text))
+            if path is not None and not self.cache.unwritable:
+                try:
+                    write_atomically(path, found.to_bytes(), mode=None)  # replacing a damaged one
+                except OSError:
+                    pass  # a read-only or full cache: worked out again next time
+        self._levels[text] = found
+        return found
+
+    def _levels_key(self, text: str) -> str | None:
+        """What names a text's samples: its chunks' digests and the quiet between them (None
+        when a chunk's samples are not the cache's: held in memory, or never read)."""
+        named = hashlib.sha256(f"levels-{LEVELS_FORMAT}-{FRAME}".encode())
+        for chunk, quiet in split_speech(text):
+            digest = None if chunk in self._held else self.cache.digests.get(self._entry(chunk))
+            if digest is None:
+                return None
+            named.update(digest + quiet.to_bytes(8, "little"))
+        return named.hexdigest()
 
     def lengths(self, texts: Iterable[str]) -> Mapping[str, Samples]:
         texts = list(texts)
@@ -347,7 +452,7 @@ class Speaker:
                 self.cache.hits += 1
                 self._lengths[text] = len(clip)
             elif len(clip) != self._lengths[text]:  # replaced since it was timed (it was damaged): keep the timing
-                clip = _to_length(clip, self._lengths[text])
+                clip = self._held[text] = _to_length(clip, self._lengths[text])
             return clip
         self.cache.misses += 1
         with temporary_folder("speech") as folder:
