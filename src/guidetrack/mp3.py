@@ -128,7 +128,7 @@ def _crc_table() -> list[int]:
 _CRC_TABLE = _crc_table()
 
 
-CRC_LANES = 512  # a chunk's CRC is worked out in this many pieces at once, then combined
+CRC_LANES = 4096  # a chunk's CRC is worked out in this many pieces at once, then combined
 
 
 def _crc_lanes(data: np.ndarray) -> int:
