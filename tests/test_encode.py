@@ -44,3 +44,34 @@ def test_encoder_failure_carries_command_and_stderr(tmp_path, monkeypatch):
     assert caught.value.command[-1].endswith(".part") and "nonsense" in caught.value.command
     assert not (tmp_path / "a.mp3").exists()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_chunked_mp3_is_the_same_audio_whether_lame_runs_here_or_in_ffmpeg(tmp_path, monkeypatch):
+    """Over a minute of MP3 is encoded in chunks: by libmp3lame in this process, or, where that
+    cannot be loaded, by an ffmpeg a chunk. Both give the same audio frames, so the same sound
+    and the same figures."""
+    import guidetrack.encode as enc
+    from guidetrack import mp3
+
+    rng = np.random.default_rng(2)
+    t = np.arange(44100 * 2) / 44100
+
+    def music():
+        for i in range(33):  # 66 s: two chunks
+            tone = 0.2 * np.sin(2 * np.pi * (220 + 20 * i) * t) + 0.02 * rng.standard_normal(len(t))
+            yield np.stack([tone, np.roll(tone, 9)], axis=1).astype(np.float32)
+
+    spans = [(44100, 44100 * 30)]
+    here = encode(lambda: music(), tmp_path / "here.mp3", TAGS, gain_db=-3.0, spans=spans, samples=44100 * 66)
+    rng = np.random.default_rng(2)
+    monkeypatch.setattr(enc.lame, "encoder", lambda: None)
+    there = encode(lambda: music(), tmp_path / "there.mp3", TAGS, gain_db=-3.0, spans=spans, samples=44100 * 66)
+
+    def audio_frames(path):
+        data = path.read_bytes()  # after its ID3v2 tag
+        size = (data[6] & 0x7F) << 21 | (data[7] & 0x7F) << 14 | (data[8] & 0x7F) << 7 | (data[9] & 0x7F)
+        return mp3.frames_of(data[10 + size:])
+
+    assert len(audio_frames(tmp_path / "here.mp3")) > mp3.CHUNK_FRAMES  # more than one chunk
+    assert audio_frames(tmp_path / "here.mp3")[1:] == audio_frames(tmp_path / "there.mp3")[1:]
+    assert here.figures == there.figures and here.samples == there.samples == 44100 * 66

@@ -205,3 +205,44 @@ def test_a_measurement_stopped_midway_leaves_no_process(tmp_path):
     measure.write(b"\xff\xfb\x90\x00" + bytes(413))  # a frame's worth, then the file is given up
     measure.abort()
     assert measure.decoder.process.poll() is not None and not measure.thread.is_alive()
+
+
+@pytest.mark.parametrize("output", [Output(), Output(bitrate="192k"), Output(bitrate="64000", channels=1),
+                                    Output(quality=2), Output(quality=6, channels=1)])
+def test_lame_in_this_process_makes_ffmpegs_frames_bit_for_bit(output, tmp_path):
+    """The chunks are encoded by libmp3lame called in this process (no ffmpeg start per chunk):
+    every audio frame is the one ffmpeg's libmp3lame makes from the same samples, at every
+    setting a chunk is made with, and its own Info frame carries what the join needs."""
+    from guidetrack import lame
+    from guidetrack.encode import _kbps
+
+    encoder = lame.encoder()
+    assert encoder is not None, "libmp3lame (which ffmpeg links) could not be loaded"
+    audio = speechlike(4.3, seed=5)
+    ours = mp3.frames_of(encoder.encode(audio, output.channels, output.rate, _kbps(output.bitrate), output.quality))
+    theirs = mp3.frames_of(encode_chunk(audio, tmp_path, output))
+    assert len(ours) == len(theirs) > 100
+    assert ours[1:] == theirs[1:]
+    assert mp3.is_info(ours[0]) and mp3.is_info(theirs[0])
+    lame_tag = mp3._tag_at(ours[0]) + 120
+    assert int.from_bytes(ours[0][lame_tag + 21: lame_tag + 24], "big") >> 12 == mp3.ENCODER_DELAY
+
+
+def test_a_track_joined_from_chunks_lame_made_in_this_process_decodes_exactly(tmp_path):
+    from guidetrack import lame
+
+    encoder = lame.encoder()
+    assert encoder is not None
+    audio = speechlike(7.7, seed=9)
+    ours, theirs = io.BytesIO(), io.BytesIO()
+    mp3.encode_parallel([audio], len(audio), lambda a: encoder.encode(a, 2, RATE, 128, None), 2, ours, chunk_frames=60)
+    mp3.encode_parallel([audio], len(audio), lambda a: encode_chunk(a, tmp_path), 2, theirs, chunk_frames=60)
+    decoded = decode(ours.getvalue(), tmp_path)
+    assert len(decoded) == len(audio)  # the Info frame LAME wrote carries the delay and padding
+    assert np.array_equal(decoded, decode(theirs.getvalue(), tmp_path))
+
+
+def test_bitrates_are_read_as_ffmpeg_reads_them():
+    from guidetrack.encode import _kbps
+
+    assert (_kbps("128k"), _kbps("192K"), _kbps("96000"), _kbps(" 64k "), _kbps("1.5M")) == (128, 192, 96, 64, None)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from . import mp3
+from . import lame, mp3
 from .errors import EncodeError
 from .ffmpeg import ffmpeg_path, run
 from .files import replacing, sha256_of, temporary_folder
@@ -182,10 +183,24 @@ def cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
+def _kbps(bitrate: str) -> int | None:
+    """A bitrate as ffmpeg reads it ("128k", "128000"), in kbit/s; None if it is not so simple."""
+    match = re.fullmatch(r"(\d+)(k?)", bitrate.strip().lower())
+    if not match:
+        return None
+    return int(match.group(1)) if match.group(2) else int(match.group(1)) // 1000
+
+
 def _encode_mp3(blocks: Iterable[np.ndarray], samples: Samples, temp: Path, output: Output, encoders: int,
                 measure: MeasuredAsWritten | None = None) -> None:
-    """The mix as MP3 in chunks, one encoder a core, joined into `temp` (and handed to `measure`)."""
+    """The mix as MP3 in chunks, one encoder a core (LAME in this process, see `lame`, or else an
+    ffmpeg each), joined into `temp` (and handed to `measure`)."""
+    in_process = lame.encoder()
+    kbps = _kbps(output.bitrate)
+
     def encode_chunk(audio: np.ndarray) -> bytes:
+        if in_process is not None and (output.quality is not None or kbps is not None):
+            return in_process.encode(audio, output.channels, output.rate, kbps, output.quality)
         with temporary_folder("chunk") as folder:
             target = folder / "chunk.mp3"
             pieces = (audio[at: at + BLOCK_FED] for at in range(0, len(audio), BLOCK_FED))  # no whole copy
