@@ -298,3 +298,30 @@ def test_a_sounds_loudness_is_metered_once_and_kept_by_its_samples(tmp_path, mon
     for path in kept:
         path.write_text('{"lufs": "loud"}')
     assert mix._metered(lambda: [tone], 2) == pytest.approx(-19.999) and len(metered) == 6
+
+
+def test_ducking_by_its_curves_is_the_formula_it_stands_for():
+    """The gain, read from the ramps worked out once, is the raised-cosine formula evaluated
+    sample by sample: the deeper of two stretches' curves where they meet, any block size."""
+    from guidetrack.units import db_to_gain
+
+    duck = Duck(depth_db=7.5, attack=to_samples(0.4), release=to_samples(1.2))
+    spans = [(to_samples(1.0), to_samples(2.5)), (to_samples(3.1), to_samples(3.3)), (to_samples(4.0), to_samples(9.0))]
+    ducker = Ducker(spans, duck)
+    index = np.arange(to_samples(11), dtype=np.float64)
+    amount = np.zeros(len(index))
+    for start, end in spans:
+        rise = np.clip((index - (start - duck.attack)) / duck.attack, 0, 1)
+        fall = np.clip((end + duck.release - index) / duck.release, 0, 1)
+        amount = np.maximum(amount, np.minimum(rise, fall))
+    expected = 10 ** (-duck.depth_db * (0.5 - 0.5 * np.cos(np.pi * amount)) / 20)
+    for block in (to_samples(11), 44_100, 1_000, 777):
+        found = np.concatenate([g[:, 0] if (g := ducker.gain(b, min(block, len(index) - b))) is not None
+                                else np.ones(min(block, len(index) - b)) for b in range(0, len(index), block)])
+        assert np.allclose(found, expected, rtol=0, atol=2e-7)
+    assert ducker.gain(to_samples(9) + duck.release, 100) is None
+    assert min(found) == pytest.approx(db_to_gain(-7.5), abs=1e-6)
+    sharp = Ducker(spans, Duck(depth_db=6.0, attack=0, release=0))  # no ramps: a step at each edge
+    assert np.array_equal(sharp.gain(0, to_samples(3))[:, 0], np.where(
+        (index[: to_samples(3)] >= spans[0][0]) & (index[: to_samples(3)] < spans[0][1]),
+        np.float32(db_to_gain(-6.0)), np.float32(1.0)))

@@ -398,29 +398,46 @@ def voiced_spans(clip: np.ndarray | ClipLevels, threshold: float) -> list[tuple[
 class Ducker:
     """The bed's gain under the voice: down by `depth` over `attack` before each stretch of
     speech (it looks ahead, so the first syllable is already clear), back up over `release`
-    after it, along raised-cosine curves so the bed never steps."""
+    after it, along raised-cosine curves so the bed never steps. The two curves are worked out
+    once; a block's gain is slices of them and of the full depth, so ducking costs next to
+    nothing however much speech there is."""
 
     def __init__(self, spans: list[tuple[Samples, Samples]], duck: Duck):
         merged = _merged(spans)
         self.starts = [s for s, _ in merged]
         self.ends = [e for _, e in merged]
         self.duck = duck
+        self.depth = np.float32(self._gain(np.ones(1))[0])
+        self.rise = self._gain(np.arange(duck.attack, dtype=np.float64) / max(duck.attack, 1))
+        self.fall = self._gain(np.arange(duck.release, 0, -1, dtype=np.float64) / max(duck.release, 1))
+
+    def _gain(self, amount: np.ndarray) -> np.ndarray:
+        """The gain for an amount of ducking from 0 (none) to 1 (the full depth)."""
+        shaped = 0.5 - 0.5 * np.cos(np.pi * amount)
+        return (10 ** (-self.duck.depth_db * shaped / 20)).astype(np.float32)
 
     def gain(self, begin: Samples, count: Samples) -> np.ndarray | None:
-        """The gain for samples begin..begin+count, or None where the bed is not ducked at all."""
+        """The gain for samples begin..begin+count, or None where the bed is not ducked at all.
+        Where two stretches' curves meet, the deeper one holds."""
         attack, release = self.duck.attack, self.duck.release
         first = bisect.bisect_right(self.ends, begin - release)
         last = bisect.bisect_left(self.starts, begin + count + attack)
         if first >= last:
             return None
-        index = np.arange(begin, begin + count, dtype=np.float64)
-        amount = np.zeros(count)
+        out = np.ones(count, np.float32)
+        end_of_block = begin + count
         for start, end in zip(self.starts[first:last], self.ends[first:last], strict=True):
-            rise = np.clip((index - (start - attack)) / attack, 0, 1) if attack else (index >= start) * 1.0
-            fall = np.clip((end + release - index) / release, 0, 1) if release else (index < end) * 1.0
-            np.maximum(amount, np.minimum(rise, fall), out=amount)
-        amount = 0.5 - 0.5 * np.cos(np.pi * amount)
-        return (10 ** (-self.duck.depth_db * amount / 20)).astype(np.float32)[:, None]
+            for at, curve in ((start - attack, self.rise), (start, None), (end, self.fall)):
+                length = len(curve) if curve is not None else end - start
+                lo, hi = max(begin, at), min(end_of_block, at + length)
+                if hi <= lo:
+                    continue
+                part = out[lo - begin: hi - begin]
+                if curve is None:
+                    np.minimum(part, self.depth, out=part)
+                else:
+                    np.minimum(part, curve[lo - at: hi - at], out=part)
+        return out[:, None]
 
 
 # ---------------------------------------------------------------- levels
