@@ -321,3 +321,24 @@ def test_a_clips_levels_are_kept_by_its_samples_and_checked(tmp_path, monkeypatc
     louder.lengths([text])
     assert louder.levels(text).active[0] > made.active[0]
     assert len(list((tmp_path / "cache" / "levels").iterdir())) == 2
+
+
+def test_the_engine_starts_while_the_cache_is_read_only_when_there_is_something_to_say(tmp_path):
+    class Starting(ToneEngine):
+        def __init__(self):
+            super().__init__()
+            self.events = []
+
+        def ensure_started(self):
+            self.events.append("start")
+
+        def synthesize_many(self, items, voice):
+            self.events.append("speak")
+            super().synthesize_many(items, voice)
+
+    engine = Starting()
+    speaker(tmp_path, engine).lengths(["Soften the jaw.", "Rest."])
+    assert engine.events == ["start", "speak"]
+    again = Starting()
+    speaker(tmp_path, again).lengths(["Soften the jaw.", "Rest."])  # all in the cache: nothing started
+    assert again.events == [] and again.calls == []

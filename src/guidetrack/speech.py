@@ -14,6 +14,7 @@ import json
 import os
 import re
 import struct
+import threading
 import wave
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
@@ -405,11 +406,22 @@ class Speaker:
     def prefetch(self, chunks: Iterable[str]) -> None:
         """Speak every chunk missing from the cache in one batch, when the engine can."""
         batch = self.engine.synthesize_many
+        wanted = [chunk for chunk in dict.fromkeys(chunks) if chunk not in self._lengths]
+        starting = None
+        if any(not self._entry(chunk).exists() for chunk in wanted):
+            # something to speak: the engine starts (a second, for a neural voice) while the
+            # cache is read (each clip checked against its checksum)
+            starting = threading.Thread(target=self._start_engine, name="guidetrack-engine-start", daemon=True)
+            starting.start()
         missing: dict[str, Path] = {}
-        for chunk in dict.fromkeys(chunks):
-            path = self._cached(chunk)
-            if path is not None:
-                missing[chunk] = path
+        try:
+            for chunk in wanted:
+                path = self._cached(chunk)
+                if path is not None:
+                    missing[chunk] = path
+        finally:
+            if starting is not None:
+                starting.join()
         if not missing:
             return
         self.progress.stage(f"speaking {len(missing)} new clip{'s' if len(missing) > 1 else ''}", len(missing))
@@ -423,6 +435,12 @@ class Speaker:
                     self._keep(chunk, missing[chunk], self._check(chunk, raw))
                     self.cache.misses += 1
                 self.progress.advance(start + len(part))
+
+    def _start_engine(self) -> None:
+        try:
+            self.engine.ensure_started()
+        except Exception:  # noqa: BLE001 - speaking starts it again, and reports what went wrong
+            pass
 
     def _cached(self, chunk: str) -> Path | None:
         """Learn a chunk's length from the cache, if it holds the chunk (a hit); else where the

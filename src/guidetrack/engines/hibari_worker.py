@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 import wave
 
 from .serving import serve
@@ -26,13 +27,30 @@ def main() -> None:
 
     import numpy as np
     from hibari import Hibari
+    from hibari.voices import DEFAULT
 
     models: dict[str, Hibari] = {}
+    loading = threading.Lock()
+
+    def model(voice: str) -> Hibari:
+        with loading:
+            if voice not in models:
+                models[voice] = Hibari(voice=voice, threads=1)
+                models[voice].g2p  # noqa: B018 - its spelling-to-sound rules load now, not at the first word
+            return models[voice]
+
+    def preload() -> None:
+        try:
+            model(DEFAULT)
+        except Exception:  # noqa: BLE001 - the first request loads it again, and reports what went wrong
+            pass
+
+    # the bundled voice loads (half a second) while the render reads its cache, before it asks
+    threading.Thread(target=preload, name="hibari-preload", daemon=True).start()
 
     def speak(request: dict) -> None:
         voice = request["voice"]
-        if voice not in models:
-            models[voice] = Hibari(voice=voice, threads=1)
+        model(voice)
         text = PHONEMES.sub(lambda m: f"[x](/{m.group(1)}/)", request["text"])
         audio = models[voice](text, speed=request["speed"], seed=request["seed"]) * request["volume"]
         pcm = (np.clip(audio, -1.0, 1.0) * 32767).astype("<i2")
