@@ -342,3 +342,27 @@ def test_the_engine_starts_while_the_cache_is_read_only_when_there_is_something_
     again = Starting()
     speaker(tmp_path, again).lengths(["Soften the jaw.", "Rest."])  # all in the cache: nothing started
     assert again.events == [] and again.calls == []
+
+
+def test_kept_levels_with_values_no_clip_could_have_are_not_trusted():
+    import hashlib
+    import struct
+
+    from guidetrack.speech import ClipLevels
+
+    good = ClipLevels.of((np.sin(np.arange(44_100)) * 0.3).astype(np.float32))
+    assert ClipLevels.from_bytes(good.to_bytes()) is not None
+
+    def forged(**changes) -> bytes:
+        head = dict(length=good.length, active=good.active, every=good.every, power=good.power, energy=good.energy)
+        head.update(changes)
+        body = struct.pack("<4sIQdQdQ", b"gtlv", 1, head["length"], head["active"][0], head["active"][1],
+                           head["every"][0], head["every"][1])
+        body += np.asarray(head["power"], "<f8").tobytes() + np.asarray(head["energy"], "<f8").tobytes()
+        return body + hashlib.sha256(body).digest()
+
+    assert ClipLevels.from_bytes(forged()) is not None
+    for bad in (forged(energy=np.full(len(good.energy), np.nan)), forged(power=-good.power),
+                forged(active=(good.active[0], good.length + 1)), forged(every=(float("inf"), good.length)),
+                forged(every=(good.every[0], good.length - 1)), forged()[:-1] + b"x", b"", b"gtlv"):
+        assert ClipLevels.from_bytes(bad) is None

@@ -210,7 +210,8 @@ class ClipLevels:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> ClipLevels | None:
-        """The levels `to_bytes` wrote, or None for anything else (damaged, or another format)."""
+        """The levels `to_bytes` wrote, or None for anything else (damaged, another format, or
+        values no clip could have: nothing cached is trusted unchecked)."""
         size = cls._HEAD.size
         if len(data) < size + 32 or hashlib.sha256(data[:-32]).digest() != data[-32:]:
             return None
@@ -219,6 +220,9 @@ class ClipLevels:
         if magic != b"gtlv" or form != LEVELS_FORMAT or len(data) != size + 16 * frames + 32:
             return None
         arrays = np.frombuffer(data, "<f8", 2 * frames, size)
+        sums = np.array([active, every, *arrays])
+        if not (np.all(np.isfinite(sums)) and sums.min(initial=0.0) >= 0 and loud <= count == length):
+            return None
         return cls(length, arrays[:frames], arrays[frames:], (active, loud), (every, count))
 
 
