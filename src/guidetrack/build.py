@@ -431,8 +431,11 @@ def _finish(job: Job, outcome: Callable[[], JobResult], out: Path, manifest: Man
 
 def start_worker(parent: int, log_level: int) -> None:
     """Run first in each of the build's worker processes: they end with the build (see
-    `die_with_parent`), and log as the build does (`guidetrack -v build`)."""
+    `die_with_parent`), leave Ctrl-C to the build, which kills them (the terminal sends it to the
+    whole process group: a worker it reached first printed its KeyboardInterrupt's traceback into
+    the build's output), and log as the build does (`guidetrack -v build`)."""
     die_with_parent(parent)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     free_memory_promptly()
     if log_level < logging.WARNING:
         logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
