@@ -76,7 +76,8 @@ class Language:
 @lru_cache(maxsize=1)
 def _files() -> dict[str, dict[str, Any]]:
     # every value is a word: read as text (plain YAML would read `on` or `no` as true or false)
-    return {path.stem: yaml.load(path.read_text(encoding="utf-8"), Loader=yaml.BaseLoader)
+    loader = getattr(yaml, "CBaseLoader", yaml.BaseLoader)  # libyaml's parser where PyYAML has it: ten times faster
+    return {path.stem: yaml.load(path.read_text(encoding="utf-8"), Loader=loader)
             for path in sorted(FOLDER.glob("*.yaml"))}
 
 

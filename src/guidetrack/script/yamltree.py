@@ -25,7 +25,7 @@ KeyPath = tuple[Union[str, int], ...]
 class Tree:
     """Plain data from a YAML node graph, with the position of every value and key."""
 
-    def __init__(self, path: Path, loader: yaml.SafeLoader):
+    def __init__(self, path: Path, loader: Any):
         self.path = path
         self.loader = loader
         self.marks: dict[KeyPath, Location] = {}
@@ -136,6 +136,18 @@ def read_tree(path: Path) -> tuple[Any, Tree]:
     if not text.strip():
         raise InvalidInput(Problem("the file is empty: a script needs guidetrack: 1, title and steps",
                                    Location(path, 1, 1)))
+    fast = getattr(yaml, "CSafeLoader", None)  # libyaml's parser: about ten times faster
+    if fast is not None:
+        loader = fast(text)
+        tree = Tree(path, loader)
+        try:
+            node = loader.get_single_node()
+            if node is not None:
+                return tree.build(node), tree
+        except (yaml.YAMLError, RecursionError):
+            pass  # read again below by PyYAML's own parser, whose messages `explain` knows
+        finally:
+            loader.dispose()
     loader = yaml.SafeLoader(text)
     tree = Tree(path, loader)
     try:
