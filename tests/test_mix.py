@@ -325,3 +325,32 @@ def test_ducking_by_its_curves_is_the_formula_it_stands_for():
     assert np.array_equal(sharp.gain(0, to_samples(3))[:, 0], np.where(
         (index[: to_samples(3)] >= spans[0][0]) & (index[: to_samples(3)] < spans[0][1]),
         np.float32(db_to_gain(-6.0)), np.float32(1.0)))
+
+
+def test_a_noise_loop_is_kept_read_back_and_made_again_when_damaged(tmp_path, monkeypatch):
+    from guidetrack import mix
+
+    made = []
+
+    def make(kind, seed=mix.NOISE_SEED):
+        made.append(kind)
+        loop = np.arange(mix.NOISE_LOOP, dtype=np.float32) / mix.NOISE_LOOP
+        loop.flags.writeable = False
+        return loop
+
+    monkeypatch.setattr(mix, "NOISE_LOOP", 1024)
+    monkeypatch.setattr(mix, "_noise_loop", make)
+    monkeypatch.setattr(mix, "_HELD", {})
+    monkeypatch.setattr(mix, "_KEPT_IN", [])
+    mix.keep_sounds_in(tmp_path)
+    first = mix.noise_loop("pink-noise")
+    mix._HELD.clear()
+    again = mix.noise_loop("pink-noise")  # read from where it is kept, not made
+    assert made == ["pink-noise"] and np.array_equal(first, again) and not again.flags.writeable
+    (kept,) = (tmp_path / "beds").iterdir()
+    kept.write_bytes(kept.read_bytes()[:-1] + b"x")
+    mix._HELD.clear()
+    assert np.array_equal(mix.noise_loop("pink-noise"), first) and len(made) == 2  # damaged: made again
+    mix._HELD.clear()
+    mix.noise_loop("pink-noise")
+    assert len(made) == 2  # and the damaged one was replaced

@@ -61,6 +61,18 @@ def sha256_of(path: Path) -> str:
         return hashlib.file_digest(source, "sha256").hexdigest()
 
 
+def with_checksum(payload: bytes) -> bytes:
+    """`payload` followed by its sha256: how a cache entry is kept (see `without_checksum`)."""
+    return payload + hashlib.sha256(payload).digest()
+
+
+def without_checksum(data: bytes) -> memoryview | None:
+    """What `with_checksum` kept (without a copy), or None if it was damaged since."""
+    if len(data) < 32 or hashlib.sha256(memoryview(data)[:-32]).digest() != data[-32:]:
+        return None
+    return memoryview(data)[:-32]
+
+
 def write_atomically(path: Path, data: bytes, mode: int | None = 0o644) -> None:
     with replacing(path, mode) as temp:
         temp.write_bytes(data)

@@ -22,7 +22,7 @@ import numpy as np
 
 from .decoded import Decoded, decoded
 from .errors import InvalidInput
-from .files import write_atomically, write_new
+from .files import with_checksum, without_checksum, write_atomically
 from .loudness import BLOCK_LENGTH, as_played, loudness_of_energy, meter_pcm
 from .plan import Event, Kind, Plan
 from .script import Background, Duck
@@ -117,7 +117,7 @@ NOISE_LOOP = 1 << 22  # samples in a generated noise's loop: 95 s, made by one F
 HIGH_PASS_HZ = 20.0  # nothing under this is heard; brown noise would spend half its power there
 
 
-NOISE_FORMAT = 1  # bump when the noise a loop holds changes: loops kept on disk are made again
+NOISE_FORMAT = 2  # bump when the noise a loop holds, or how it is kept, changes: loops kept on disk are made again
 _LOOPS = threading.Lock()  # one loop made at a time: a second asker waits for it, and shares it
 _KEPT_IN: list[Path] = []  # where generated sounds are kept between processes (see `keep_sounds_in`)
 _HELD: dict[tuple[str, int], np.ndarray] = {}  # the loops this process has, the latest 4
@@ -142,9 +142,8 @@ def noise_loop(kind: str, seed: int = NOISE_SEED) -> np.ndarray:
         if loop is None:
             loop = _noise_loop(kind, seed)
             if path is not None:
-                payload = loop.tobytes()
                 try:
-                    write_new(path, hashlib.sha256(payload).digest() + payload)
+                    write_atomically(path, with_checksum(loop.tobytes()))  # replacing a damaged one
                 except OSError:
                     pass  # a read-only or full cache: the next render makes it again
         if len(_HELD) >= 4:
@@ -153,15 +152,14 @@ def noise_loop(kind: str, seed: int = NOISE_SEED) -> np.ndarray:
         return loop
 
 
-
 def _read_loop(path: Path) -> np.ndarray | None:
     try:
-        data = path.read_bytes()
+        payload = without_checksum(path.read_bytes())
     except OSError:
         return None
-    if len(data) != 32 + 4 * NOISE_LOOP or hashlib.sha256(data[32:]).digest() != data[:32]:
+    if payload is None or len(payload) != 4 * NOISE_LOOP:
         return None  # damaged: made again
-    return np.frombuffer(data, np.float32, offset=32)  # read-only, as a made one is
+    return np.frombuffer(payload, np.float32)  # read-only, as a made one is
 
 
 def _noise_loop(kind: str, seed: int = NOISE_SEED) -> np.ndarray:

@@ -25,7 +25,7 @@ import numpy as np
 
 from .engines import Engine, get_engine
 from .errors import EngineError, InvalidInput
-from .files import remove_stale_parts, temporary_folder, write_atomically, write_new
+from .files import remove_stale_parts, temporary_folder, with_checksum, without_checksum, write_atomically, write_new
 from .loudness import k_weighted_energy
 from .report import SILENT, Progress
 from .script import slugify
@@ -205,21 +205,21 @@ class ClipLevels:
     def to_bytes(self) -> bytes:
         body = self._HEAD.pack(b"gtlv", LEVELS_FORMAT, self.length, self.active[0], self.active[1],
                                self.every[0], self.every[1])
-        body += self.power.astype("<f8").tobytes() + self.energy.astype("<f8").tobytes()
-        return body + hashlib.sha256(body).digest()
+        return with_checksum(body + self.power.astype("<f8").tobytes() + self.energy.astype("<f8").tobytes())
 
     @classmethod
     def from_bytes(cls, data: bytes) -> ClipLevels | None:
         """The levels `to_bytes` wrote, or None for anything else (damaged, another format, or
         values no clip could have: nothing cached is trusted unchecked)."""
         size = cls._HEAD.size
-        if len(data) < size + 32 or hashlib.sha256(data[:-32]).digest() != data[-32:]:
+        body = without_checksum(data)
+        if body is None or len(body) < size:
             return None
-        magic, form, length, active, loud, every, count = cls._HEAD.unpack_from(data)
+        magic, form, length, active, loud, every, count = cls._HEAD.unpack_from(body)
         frames = length // FRAME
-        if magic != b"gtlv" or form != LEVELS_FORMAT or len(data) != size + 16 * frames + 32:
+        if magic != b"gtlv" or form != LEVELS_FORMAT or len(body) != size + 16 * frames:
             return None
-        arrays = np.frombuffer(data, "<f8", 2 * frames, size)
+        arrays = np.frombuffer(body, "<f8", 2 * frames, size)
         sums = np.array([active, every, *arrays])
         if not (np.all(np.isfinite(sums)) and sums.min(initial=0.0) >= 0 and loud <= count == length):
             return None
