@@ -430,22 +430,21 @@ def _finish(job: Job, outcome: Callable[[], JobResult], out: Path, manifest: Man
 
 
 def start_worker(parent: int, log_level: int) -> None:
-    """Run first in each of the build's worker processes: they end with the build (see
-    `die_with_parent`), leave Ctrl-C to the build, which kills them (the terminal sends it to the
-    whole process group: a worker it reached first printed its KeyboardInterrupt's traceback into
-    the build's output), and log as the build does (`guidetrack -v build`)."""
-    die_with_parent(parent)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    """Run first in each of the build's worker processes: they start as every helper does (see
+    `start_helper`), and log as the build does (`guidetrack -v build`)."""
+    start_helper(parent)
     free_memory_promptly()
     if log_level < logging.WARNING:
         logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
         logging.getLogger("guidetrack").setLevel(log_level)
 
 
-def start_manager(parent: int) -> None:
-    """Run first in the build's manager process: it ends with the build, and leaves Ctrl-C to the
-    build (which shuts it down), since the terminal sends it to the whole process group: killed
-    by it mid-shutdown, the manager printed a traceback into the build's output."""
+def start_helper(parent: int) -> None:
+    """Run first in each of the build's helper processes (its workers and its manager): they end
+    with the build (see `die_with_parent`), and leave Ctrl-C to the build, which kills or shuts
+    them down. The terminal sends it to the whole process group, and a helper it reached first
+    printed a traceback into the build's output (the manager mid-shutdown, a worker its
+    KeyboardInterrupt)."""
     die_with_parent(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
@@ -482,7 +481,7 @@ def _run_locally(pending: list[Job], library: Path, out: Path, manifest: Manifes
     # for a Unix socket (108 bytes); it goes with the build's process
     address = f"\0guidetrack-build-{os.getpid()}-{os.urandom(6).hex()}" if sys.platform == "linux" else None
     manager = SyncManager(address=address, ctx=context)
-    manager.start(start_manager, (os.getpid(),))
+    manager.start(start_helper, (os.getpid(),))
     with manager as sync:
         progress = sync.Queue()
         stop = threading.Event()

@@ -49,15 +49,14 @@ def main() -> None:
     threading.Thread(target=preload, name="hibari-preload", daemon=True).start()
 
     def speak(request: dict) -> None:
-        voice = request["voice"]
-        model(voice)
+        tts = model(request["voice"])
         text = PHONEMES.sub(lambda m: f"[x](/{m.group(1)}/)", request["text"])
-        audio = models[voice](text, speed=request["speed"], seed=request["seed"]) * request["volume"]
+        audio = tts(text, speed=request["speed"], seed=request["seed"]) * request["volume"]
         pcm = (np.clip(audio, -1.0, 1.0) * 32767).astype("<i2")
         with wave.open(request["path"], "wb") as out:
             out.setnchannels(1)
             out.setsampwidth(2)
-            out.setframerate(models[voice].sample_rate)
+            out.setframerate(tts.sample_rate)
             out.writeframes(pcm.tobytes())
 
     serve(version("hibari-tts"), speak)
