@@ -91,6 +91,30 @@ def test_two_fresh_caches_give_identical_clips(tmp_path):
     assert first.tobytes() == second.tobytes()
 
 
+def test_the_spelling_rules_kept_beside_the_clips_give_the_same_speech(tmp_path):
+    """The worker keeps hibari's spelling rules in the cache's engines/ folder and reads them back
+    from there; a damaged kept file is read from hibari's asset again and replaced."""
+    voice = VoiceSpec(engine="hibari", voice="heart", rate=130)
+    said = []
+    for attempt in range(3):
+        engine = HibariEngine()
+        engine.keep_in = tmp_path / "engines"
+        engine.synthesize(LINES[1], voice, tmp_path / f"{attempt}.wav")
+        engine.close()
+        said.append((tmp_path / f"{attempt}.wav").read_bytes())
+        kept = sorted((tmp_path / "engines").glob("hibari-*.marshal"))
+        assert len(kept) == 4  # both lexicons, the tagger and the tokenizer's exceptions
+        if attempt == 0:
+            written = {path: path.stat().st_mtime_ns for path in kept}
+            tagger = next(path for path in kept if "tagger" in path.name)
+            whole = tagger.read_bytes()
+            tagger.write_bytes(whole[:1000] + bytes(10) + whole[1010:])  # damaged: read from the asset again
+    assert said[0] == said[1] == said[2]
+    assert tagger.read_bytes() == whole
+    # the others were read back, never written again
+    assert all(path.stat().st_mtime_ns == when for path, when in written.items() if path != tagger)
+
+
 def test_a_killed_or_hung_worker_is_recovered(tmp_path):
     engine = HibariEngine()
     voice = VoiceSpec(engine="hibari", voice="heart")

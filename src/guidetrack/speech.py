@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from .engines import Engine, get_engine
+from .engines.worker import WorkerEngine
 from .errors import EngineError, InvalidInput
 from .files import remove_stale_parts, temporary_folder, with_checksum, without_checksum, write_atomically, write_new
 from .loudness import k_weighted_energy
@@ -326,6 +327,8 @@ class Speaker:
     def engine(self) -> Engine:
         if self._engine is None:
             self._engine = self._engine_for(self.voice.engine)
+            if isinstance(self._engine, WorkerEngine) and self._engine.keep_in is None:
+                self._engine.keep_in = self.cache.folder / "engines"
         return self._engine
 
     def clip(self, text: str) -> np.ndarray:

@@ -76,6 +76,9 @@ class HibariEngine(WorkerEngine):
         super().__init__()
         self.version = engine_version()
 
+    def worker_args(self) -> list[str]:
+        return [str(self.keep_in)] if self.keep_in is not None else []
+
     def voice_key(self, voice: VoiceSpec) -> str:
         """What names the voice in the clip cache: the voice, and the speed and seed it is spoken at
         (a change to PACE gives new clips)."""

@@ -36,6 +36,9 @@ class WorkerEngine:
     install_hint = ""
 
     def __init__(self) -> None:
+        # where the worker may keep what it prepares once and reads back faster on every start
+        # (hibari's spelling rules); set by whoever starts it, beside the clips it speaks
+        self.keep_in: Path | None = None
         self._worker: subprocess.Popen[str] | None = None
         self._stderr: IO[bytes] | None = None  # what the worker says on stderr: its log, read when it fails
         self.restarts = 0
