@@ -246,3 +246,52 @@ def test_bitrates_are_read_as_ffmpeg_reads_them():
     from guidetrack.encode import _kbps
 
     assert (_kbps("128k"), _kbps("192K"), _kbps("96000"), _kbps(" 64k "), _kbps("1.5M")) == (128, 192, 96, 64, None)
+
+
+def test_an_encode_takes_the_unchanged_chunks_from_the_file_it_replaces(tmp_path):
+    """The chunks whose input did not change are taken from the file being replaced (read where
+    its Layout says, after its tags), and the file comes out byte for byte as a fresh encode;
+    a damaged piece of the old file, or other settings, make those chunks again."""
+    from guidetrack import lame
+
+    encoder = lame.encoder()
+    assert encoder is not None
+    audio = speechlike(31.0, seed=11)
+    chunk_frames = 200  # 5.2 s chunks: 6 of them
+
+    def encode(pcm: np.ndarray, settings: bytes = b"128k", earlier: mp3.Earlier | None = None):
+        out = io.BytesIO()
+        layout = mp3.encode_parallel([pcm], len(pcm), lambda a: encoder.encode(a, 2, RATE, 128, None), 2, out,
+                                     chunk_frames, settings=settings, earlier=earlier)
+        return out.getvalue(), layout
+
+    first, layout = encode(audio)
+    tag = b"ID3-like tag standing in front of the audio " * 3
+    replaced = tmp_path / "old.mp3"
+    replaced.write_bytes(tag + first)
+
+    edited = audio.copy()
+    edited[14 * RATE: 15 * RATE] *= 0.5  # one second, in the third chunk
+    plan = mp3.chunks(len(audio), chunk_frames)
+    unchanged = [c for c in plan if c.stop <= 14 * RATE or c.start >= 15 * RATE]
+    assert len(plan) == 6 and len(unchanged) == 5  # the first chunk among them: its Info frame is taken too
+
+    fresh, _ = encode(edited)
+    with replaced.open("rb") as source:
+        earlier = mp3.Earlier(source, len(tag), layout)
+        again, _ = encode(edited, earlier=earlier)
+    assert earlier.reused == len(unchanged)
+    assert again == fresh  # the same bytes as an encode that took nothing
+
+    with replaced.open("rb") as source:  # other settings: nothing is taken
+        earlier = mp3.Earlier(source, len(tag), layout)
+        encode(edited, settings=b"192k", earlier=earlier)
+    assert earlier.reused == 0
+
+    data = bytearray(replaced.read_bytes())
+    data[len(tag) + layout.chunks[4].at + 500] ^= 0xFF  # a chunk damaged since: made again
+    replaced.write_bytes(bytes(data))
+    with replaced.open("rb") as source:
+        earlier = mp3.Earlier(source, len(tag), layout)
+        again, _ = encode(edited, earlier=earlier)
+    assert earlier.reused == len(unchanged) - 1 and again == fresh

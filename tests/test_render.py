@@ -274,3 +274,31 @@ def test_a_given_cover_is_embedded(gt, tmp_path):
     (cover,) = ID3(out).getall("APIC")
     assert cover.mime == "image/png" and cover.data == (tmp_path / "art.png").read_bytes()
 
+
+
+def test_a_render_over_its_last_file_encodes_only_the_minutes_that_changed(gt, tmp_path):
+    """Rendered again to the same file, the one-minute MP3 chunks whose samples did not change
+    are taken from the file it replaces: all of them when nothing changed, all but the last
+    when the end changed. Either way the file is byte for byte what a render into a new file
+    gives, and it is measured."""
+    script = tmp_path / "s.yaml"
+    body = ("guidetrack: 1\ntitle: Three minutes\nvoice: calm\n"
+            "background: {sound: brown-noise, level: -30, fade_in: 4s, fade_out: 6s}\nsteps:\n"
+            "  - chime\n  - say: Lie down and let the floor hold you.\n  - pause: 50s\n"
+            "  - say: Let the breath be slow and easy.\n  - pause: 50s\n"
+            "  - say: Rest here a little longer.\n  - pause: PAUSE\n  - chime\n")
+    out = tmp_path / "s.mp3"
+
+    def render(to, pause: str) -> str:
+        script.write_text(body.replace("PAUSE", pause))
+        return gt("render", script, "-o", to, "--json", check=True).stderr
+
+    render(out, "40s")
+    said = render(out, "40s")  # nothing changed
+    assert "3 of 3 minutes unchanged, taken from the file it replaces" in said
+    said = render(out, "55s")  # the end is 15 s later: the last minute, and the fade-out, change
+    assert "2 of 3 minutes unchanged" in said
+    render(tmp_path / "new.mp3", "55s")
+    assert out.read_bytes() == (tmp_path / "new.mp3").read_bytes()
+    assert abs(ffprobe_duration(out) - ffprobe_duration(tmp_path / "new.mp3")) < 1e-6
+    assert abs(speech_lufs(decode(out), plan_of(script, gt.cache)) - (-16.0)) <= 0.5

@@ -216,7 +216,9 @@ def render(
                 f"wrote {result.out}  {format_clock(result.samples)}  "
                 f"{len(result.plan.speech())} cues, {spoken} distinct utterances "
                 f"({result.cache_misses} new, {result.cache_hits} cached)  "
-                f"in {time.perf_counter() - started:.1f} s\n"
+                + (f"{result.kept} of {result.chunks} minutes unchanged, taken from the file it replaces  "
+                   if result.kept else "")
+                + f"in {time.perf_counter() - started:.1f} s\n"
                 f"  measured: {result.figures}  (the voice's target: {result.target_lufs:g} LUFS)"
             )
             for problem in result.problems:
@@ -225,7 +227,8 @@ def render(
                 _say(f"warning: clips were not cached ({result.cache_problem}); the next render speaks them again")
             written.append({"out": str(result.out), "variant": one.variant, "duration": to_seconds(result.samples),
                             "target_lufs": result.target_lufs, **result.figures.to_json(),
-                            "encodes": result.encodes, "problems": list(result.problems)})
+                            "encodes": result.encodes, "kept_chunks": result.kept, "chunks": result.chunks,
+                            "problems": list(result.problems)})
         if as_json:
             typer.echo(json.dumps(written, indent=2, ensure_ascii=False))
 

@@ -8,16 +8,22 @@ a peak comes near it. The finished file is then measured
 (speech loudness, programme loudness, loudness range, true peak) and, if the codec moved it off
 the target or over -1 dBTP, made again with the gain or ceiling corrected by what was measured.
 The output is written to a temporary file beside the target and renamed only when complete, so
-an interrupted render never leaves a broken file at the output path.
+an interrupted render never leaves a broken file at the output path. An MP3 encoded on every
+core takes, from the file it replaces, the frames of every chunk whose samples did not change
+(see `mp3.Earlier`): where they lie in it is kept in the cache (its `Layout`).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import re
+import stat
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -28,7 +34,7 @@ import numpy as np
 from . import lame, mp3
 from .errors import EncodeError
 from .ffmpeg import ffmpeg_path, run
-from .files import replacing, sha256_of, temporary_folder
+from .files import replacing, sha256_of, temporary_folder, write_atomically
 from .loudness import Figures, MeasuredAsWritten, measure_file, target_for
 from .report import SILENT, Progress
 from .truepeak import Limiter
@@ -191,12 +197,24 @@ def _kbps(bitrate: str) -> int | None:
     return int(match.group(1)) if match.group(2) else int(match.group(1)) // 1000
 
 
+def _settings(output: Output) -> bytes | None:
+    """Everything that changes a chunk's frames besides its samples, when its encoder is the
+    libmp3lame in this process (an ffmpeg's frames are the same, but not its Info frame): None
+    when they cannot be told, and nothing is taken from an earlier file."""
+    in_process = lame.encoder()
+    if in_process is None or (output.quality is None and _kbps(output.bitrate) is None):
+        return None
+    return json.dumps({"encoder": f"libmp3lame {in_process.version}", **output.cache_key()}, sort_keys=True).encode()
+
+
 def _encode_mp3(blocks: Iterable[np.ndarray], samples: Samples, temp: Path, output: Output, encoders: int,
-                measure: MeasuredAsWritten | None = None) -> None:
+                measure: MeasuredAsWritten | None = None, earlier: mp3.Earlier | None = None) -> mp3.Layout:
     """The mix as MP3 in chunks, one encoder a core (LAME in this process, see `lame`, or else an
-    ffmpeg each), joined into `temp` (and handed to `measure`)."""
+    ffmpeg each), joined into `temp` (and handed to `measure`); a chunk `earlier` holds is taken
+    from it. Where each chunk's frames lie in `temp` is returned."""
     in_process = lame.encoder()
     kbps = _kbps(output.bitrate)
+    settings = _settings(output)
 
     def encode_chunk(audio: np.ndarray) -> bytes:
         if in_process is not None and (output.quality is not None or kbps is not None):
@@ -209,10 +227,69 @@ def _encode_mp3(blocks: Iterable[np.ndarray], samples: Samples, temp: Path, outp
 
     try:
         with temp.open("wb") as out:
-            mp3.encode_parallel(blocks, samples, encode_chunk, encoders, out,
-                                listen=measure.write if measure is not None else None)
+            return mp3.encode_parallel(blocks, samples, encode_chunk, encoders, out,
+                                       listen=measure.write if measure is not None else None,
+                                       settings=settings, earlier=earlier if settings is not None else None)
     except ValueError as err:  # the encoder made something the join does not recognise
         raise EncodeError(f"the MP3 chunks could not be joined: {err}") from None
+
+
+LAYOUT_FORMAT = 1  # bump when what a kept layout holds changes
+
+
+def _layout_json(layout: mp3.Layout, start: int, size: int) -> bytes:
+    body = {"format": LAYOUT_FORMAT, "start": start, "size": size, "info": [layout.info, layout.info_digest],
+            "chunks": [[c.key, c.at, c.length, c.digest] for c in layout.chunks]}
+    return json.dumps({**body, "check": _check(body)}, sort_keys=True).encode()
+
+
+def _check(body: dict) -> str:
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+def _read_layout(path: Path) -> tuple[mp3.Layout, int, int] | None:
+    """(layout, where its Info frame starts, the file's size), as `_layout_json` kept them; None
+    if missing, damaged or holding what no encode could have written."""
+    def digest(value: Any) -> str:
+        if not (isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)):
+            raise ValueError("digest")
+        return value
+
+    def count(value: Any) -> int:
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise ValueError("count")
+        return value
+
+    try:
+        data = json.loads(path.read_bytes())
+        body = {key: data[key] for key in ("format", "start", "size", "info", "chunks")}
+        if data.get("check") != _check(body) or body["format"] != LAYOUT_FORMAT:
+            return None
+        chunks = tuple(mp3.Placed(digest(key), count(at), count(length), digest(sha))
+                       for key, at, length, sha in body["chunks"])
+        layout = mp3.Layout(count(body["info"][0]), digest(body["info"][1]), chunks)
+        return layout, count(body["start"]), count(body["size"])
+    except (OSError, ValueError, KeyError, TypeError, IndexError):
+        return None
+
+
+@contextmanager
+def _earlier(out: Path, layout: Path | None) -> Iterator[mp3.Earlier | None]:
+    """The file at `out`, open for the frames an encode may take from it, if `layout` tells
+    where they lie in it and it is still the size it was written at."""
+    kept = _read_layout(layout) if layout is not None else None
+    if kept is None:
+        yield None
+        return
+    try:  # not waiting on whatever may sit at the path now (a pipe): only a file is read
+        source = os.fdopen(os.open(out, os.O_RDONLY | os.O_NONBLOCK), "rb")
+    except OSError:
+        yield None
+        return
+    with source:
+        found, start, size = kept
+        status = os.fstat(source.fileno())
+        yield mp3.Earlier(source, start, found) if stat.S_ISREG(status.st_mode) and status.st_size == size else None
 
 
 def _id3_frames(tags: Tags) -> list[Any]:
@@ -322,6 +399,8 @@ class Encoded:
     sha256: str  # of the audio as encoded, before its tags
     target_lufs: float  # what the voice was to measure
     encodes: int = 1  # how many times it was encoded
+    kept: int = 0  # MP3 chunks (a minute each) taken unchanged from the file it replaced
+    chunks: int = 0  # MP3 chunks in all, when it was encoded on every core
 
     @property
     def problems(self) -> list[str]:
@@ -340,7 +419,7 @@ def encode(blocks: Callable[[], Iterable[np.ndarray]], out: Path, tags: Tags, ou
            gain_db: float = 0.0, spans: Sequence[tuple[Samples, Samples]] = (),
            ceiling_db: float = CEILING_DB, known: tuple[str, Figures] | None = None,
            beside: Mapping[Path, bytes] | None = None, progress: Progress = SILENT,
-           samples: Samples | None = None, encoders: int | None = None) -> Encoded:
+           samples: Samples | None = None, encoders: int | None = None, layout: Path | None = None) -> Encoded:
     """Write the mix to `out` with the voice at the output's loudness target.
 
     `blocks` makes the mix afresh for each pass; `gain_db` is the gain expected to bring the
@@ -350,10 +429,13 @@ def encode(blocks: Callable[[], Iterable[np.ndarray]], out: Path, tags: Tags, ou
     of an earlier render: a file with the same bytes has the same figures, so it is not measured
     again. `beside` (path -> bytes: transcripts) are put in place with the audio (see `replacing`).
     Given the mix's length in `samples`, an MP3 is encoded on `encoders` cores (default: all of
-    this process's, at most 8; see `mp3`).
+    this process's, at most 8; see `mp3`), and `layout` is where this output's chunks are kept
+    track of: the chunks whose samples are unchanged since the file at `out` was written are taken
+    from it.
     """
     target = output.target_lufs
-    with replacing(out, beside=beside) as temp:
+    written: mp3.Layout | None = None
+    with _earlier(out, layout) as earlier, replacing(out, beside=beside) as temp:
         for attempt in range(1, MAX_ENCODES + 1):
             chunked = samples is not None and in_chunks(output, samples)
             measuring = chunked and (known is None or attempt > 1)  # measured as it is written
@@ -366,16 +448,18 @@ def encode(blocks: Callable[[], Iterable[np.ndarray]], out: Path, tags: Tags, ou
                 # measured as it is written, unless an earlier render of these very settings was
                 measure = MeasuredAsWritten(samples, spans, output.channels, mp3.DECODER_START) \
                     if measuring else None
+                if earlier is not None:
+                    earlier.reused = 0  # counted for the last encode, the one kept
                 try:
-                    _encode_mp3(limiter(blocks()), samples, temp, output,
-                                max(1, min(encoders or cores(), MAX_ENCODERS)), measure)
+                    written = _encode_mp3(limiter(blocks()), samples, temp, output,
+                                          max(1, min(encoders or cores(), MAX_ENCODERS)), measure, earlier)
                     measured = measure.figures() if measure is not None else None
                 finally:
                     if measure is not None and measured is None:
                         measure.abort()
-                written = samples
+                samples_written = samples
             else:
-                written, _ = run([encoder_command(str(temp), output)], limiter(blocks()))
+                samples_written, _ = run([encoder_command(str(temp), output)], limiter(blocks()))
             log.debug("limited %d samples to a true peak of %.2f dB", limiter.limited, ceiling_db)
             log.debug("mixed, encoded and measured in %.2f s", time.perf_counter() - started)
             digest = sha256_of(temp)
@@ -401,4 +485,21 @@ def encode(blocks: Callable[[], Iterable[np.ndarray]], out: Path, tags: Tags, ou
         except EncodeError as err:
             raise EncodeError(f"{out}: {err}; the file was not written") from None
         _still_ours(temp, written_as)
-    return Encoded(written, gain_db, ceiling_db, figures, digest, target, attempt)
+        tagged = temp.stat().st_size
+    if layout is not None:
+        _keep_layout(layout, written if chunked else None, tagged - written_as.st_size, tagged)
+    kept = earlier.reused if earlier is not None else 0
+    return Encoded(samples_written, gain_db, ceiling_db, figures, digest, target, attempt, kept,
+                   len(written.chunks) if written is not None and chunked else 0)
+
+
+def _keep_layout(path: Path, layout: mp3.Layout | None, start: int, size: int) -> None:
+    """Keep where the chunks lie in the file just put in place; or, for a file made otherwise,
+    forget what was kept for the one it replaced."""
+    try:
+        if layout is not None and layout.chunks and layout.chunks[0].key:
+            write_atomically(path, _layout_json(layout, start, size))
+        else:
+            path.unlink(missing_ok=True)
+    except OSError:
+        pass  # a read-only or full cache: the next encode makes every chunk

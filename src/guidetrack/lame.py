@@ -49,6 +49,9 @@ class Lame:
         library.lame_get_lametag_frame.restype = ctypes.c_size_t
         library.lame_close.argtypes = [handle]
         library.lame_close.restype = number
+        library.get_lame_version.argtypes = []
+        library.get_lame_version.restype = ctypes.c_char_p
+        self.version = (library.get_lame_version() or b"").decode("ascii", "replace")
         self.lock = threading.Lock()  # lame_init_params fills tables shared by every encoder, once
 
     def encode(self, audio: np.ndarray, channels: int, rate: int, bitrate: int | None,

@@ -17,10 +17,15 @@ the samples the mix had) and both CRCs.
 
 The chunks are fixed in length, whatever the number of cores, so the bytes are the same on any
 machine; how many encode at once only changes how soon they are done.
+
+So a chunk's frames depend only on its input and the encoder's settings: each chunk is named by
+the sha256 of both (`chunk_key`), and an encode given the file it replaces (`Earlier`, found by
+its `Layout`) takes from it, unchanged, the frames of every chunk whose input did not change.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 from array import array
 from collections import deque
@@ -193,23 +198,35 @@ class _Joined:
         self.sizes = array("I")  # every audio frame's length, for the seek table
         self.bitrates: set[int] = set()  # the frames' bitrate indexes: more than one is a VBR file
         self.crc = 0  # of the audio frames written so far
+        self.placed: list[Placed] = []
+        self.info = b""  # the Info frame, once written
 
-    def add(self, chunk: Chunk, data: bytes) -> None:
+    def add(self, chunk: Chunk, data: bytes, key: str = "") -> None:
+        """A chunk as its encoder made it: its Info frame, the frames dropped, its own."""
         frames = frames_of(data)
         if not frames or not is_info(frames[0]):
             raise ValueError("a chunk's encode has no Info frame")
-        if not self.template:
-            self.template = frames[0]
-            self.out.write(bytes(len(self.template)))
         own = frames[1 + chunk.skip:]
         if chunk.end != -1:
             own = own[: chunk.end - chunk.first]
-            if len(own) != chunk.end - chunk.first:
-                raise ValueError(f"a chunk made {len(own)} frames, not {chunk.end - chunk.first}")
+        self._write(chunk, own, frames[0], key)
+
+    def add_own(self, chunk: Chunk, data: bytes, template: bytes, key: str) -> None:
+        """A chunk's own frames, as an earlier encode of the same input wrote them (`template`:
+        that file's Info frame, which a first chunk's own encode would have made)."""
+        self._write(chunk, frames_of(data), template, key)
+
+    def _write(self, chunk: Chunk, own: list[bytes], template: bytes, key: str) -> None:
+        if chunk.end != -1 and len(own) != chunk.end - chunk.first:
+            raise ValueError(f"a chunk made {len(own)} frames, not {chunk.end - chunk.first}")
+        if not self.template:
+            self.template = template
+            self.out.write(bytes(len(self.template)))
         self.sizes.extend(len(frame) for frame in own)
         self.bitrates.update(frame[2] >> 4 for frame in own)
         data = b"".join(own)
         self.crc = _carry(self.crc, len(data)) ^ _crc_lanes(np.frombuffer(data, np.uint8))
+        self.placed.append(Placed(key, self.out.tell(), len(data), hashlib.sha256(data).hexdigest()))
         self.out.write(data)
         if self.listen is not None:
             self.listen(data)
@@ -244,29 +261,113 @@ class _Joined:
         self.out.seek(0)
         self.out.write(bytes(head))
         self.out.seek(total)
+        self.info = bytes(head)
+
+
+@dataclass(frozen=True)
+class Placed:
+    """One chunk's own frames in a joined file: `length` bytes from `at` (the Info frame is at
+    0), their sha256 `digest`, made from the input named `key` (see `chunk_key`)."""
+
+    key: str
+    at: int
+    length: int
+    digest: str
+
+
+@dataclass(frozen=True)
+class Layout:
+    """What a joined file holds: its Info frame (its length and sha256) and each chunk's frames."""
+
+    info: int
+    info_digest: str
+    chunks: tuple[Placed, ...]
+
+
+def chunk_key(settings: bytes, chunk: Chunk, audio: np.ndarray) -> str:
+    """What names a chunk's frames: the sha256 of the encoder's `settings`, which of its frames
+    are kept, and its input samples."""
+    kept = "all" if chunk.end == -1 else str(chunk.end - chunk.first)
+    digest = hashlib.sha256(settings + f"|{chunk.skip}|{kept}|{audio.shape}|{audio.dtype.str}|".encode())
+    digest.update(np.ascontiguousarray(audio).data.cast("B"))
+    return digest.hexdigest()
+
+
+class Earlier:
+    """The file an encode replaces, read for the frames it can reuse: `source` open on it,
+    whose Info frame starts at `start` (after its tags), as `layout` says it was written. Every
+    piece read is checked against its sha256, so a file changed since gives nothing."""
+
+    def __init__(self, source: BinaryIO, start: int, layout: Layout):
+        self.source = source
+        self.start = start
+        self.layout = layout
+        self.by_key = {placed.key: placed for placed in layout.chunks}
+        self.reused = 0  # chunks taken from it
+
+    def _read(self, at: int, length: int, digest: str) -> bytes | None:
+        try:
+            self.source.seek(self.start + at)
+            data = self.source.read(length)
+        except OSError:
+            return None
+        return data if len(data) == length and hashlib.sha256(data).hexdigest() == digest else None
+
+    def info(self) -> bytes | None:
+        data = self._read(0, self.layout.info, self.layout.info_digest)
+        return data if data is not None and len(frames_of(data)) == 1 and is_info(data) else None
+
+    def frames(self, key: str) -> bytes | None:
+        placed = self.by_key.get(key)
+        return None if placed is None else self._read(placed.at, placed.length, placed.digest)
 
 
 def encode_parallel(pcm: Iterable[np.ndarray], samples: int, encode_chunk: Callable[[np.ndarray], bytes],
                     workers: int, out: BinaryIO, chunk_frames: int = CHUNK_FRAMES,
-                    listen: Callable[[bytes], None] | None = None) -> None:
+                    listen: Callable[[bytes], None] | None = None, settings: bytes | None = None,
+                    earlier: Earlier | None = None) -> Layout:
     """Write to `out` (seekable: the Info frame is written last) the joined MP3 of the `samples` the blocks
     of `pcm` hold, each chunk given to `encode_chunk` (which returns its MP3 bytes) on one of
     `workers` threads. A few chunks at most are held: the mix waits for the encoders, and each
     chunk is written as soon as those before it are, and given to `listen` (the audio frames in
-    order, without the Info frame: see `DECODER_START`)."""
+    order, without the Info frame: see `DECODER_START`). Given the encoder's `settings` (every
+    one that changes its frames), each chunk is named by its `chunk_key`, and a chunk `earlier`
+    holds under that name is taken from it rather than encoded."""
     plan = chunks(samples, chunk_frames)
     joined = _Joined(out, listen)
-    pending: deque[tuple[Chunk, Future[bytes]]] = deque()
+    pending: deque[tuple[Chunk, str, Future[bytes] | bytes]] = deque()  # encoding, or earlier's frames
+    busy = 0  # of the pending, those being encoded
+
+    def write_oldest() -> None:
+        nonlocal busy
+        done, key, made = pending.popleft()
+        if isinstance(made, Future):
+            busy -= 1
+            joined.add(done, made.result(), key)
+        else:
+            joined.add_own(done, made, template, key)
+
+    template = b""
     with ThreadPoolExecutor(max_workers=max(workers, 1), thread_name_prefix="guidetrack-mp3") as pool:
-        for chunk, audio in zip(plan, _cut(pcm, plan), strict=True):
-            while len(pending) >= workers:  # one a core under way: write the oldest first
-                done, future = pending.popleft()
-                joined.add(done, future.result())
-            pending.append((chunk, pool.submit(encode_chunk, audio)))
+        for index, (chunk, audio) in enumerate(zip(plan, _cut(pcm, plan), strict=True)):
+            key = chunk_key(settings, chunk, audio) if settings is not None else ""
+            kept = earlier.frames(key) if earlier is not None and key else None
+            if earlier is not None and kept is not None and index == 0:
+                template = earlier.info() or b""  # the joined file's Info frame is the first chunk's
+                kept = kept if template else None
+            # one encode a core under way, and a few chunks held at most: write the oldest first
+            while (kept is None and busy >= workers) or len(pending) >= 2 * workers:
+                write_oldest()
+            if earlier is not None and kept is not None:
+                earlier.reused += 1
+                pending.append((chunk, key, kept))
+            else:
+                pending.append((chunk, key, pool.submit(encode_chunk, audio)))
+                busy += 1
         while pending:
-            done, future = pending.popleft()
-            joined.add(done, future.result())
+            write_oldest()
     joined.finish(samples)
+    return Layout(len(joined.info), hashlib.sha256(joined.info).hexdigest(), tuple(joined.placed))
 
 
 def _cut(pcm: Iterable[np.ndarray], plan: list[Chunk]) -> Iterator[np.ndarray]:

@@ -46,6 +46,8 @@ class Rendered:
     problems: tuple[str, ...] = ()  # where the file misses the loudness promise
     encodes: int = 1  # 2 or 3 when the first encode's figures were off and it was made again
     cache_problem: str = ""  # why new clips could not be cached (the render went on without)
+    kept: int = 0  # MP3 chunks (a minute each) taken unchanged from the file it replaced
+    chunks: int = 0  # MP3 chunks in all, when it was encoded on every core
 
 
 def free_memory_promptly() -> None:
@@ -148,6 +150,12 @@ def _gain_file(plan: Plan, speaker: Speaker, output: Output) -> Path:
               "output": output.cache_key(), "guidetrack": __version__}
     key = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
     return speaker.cache.folder / "gains" / f"{plan.script.slug[:40]}-{key[:24]}.json"
+
+
+def _layout_file(out: Path, speaker: Speaker) -> Path:
+    """Where what the file at `out` was made from is kept (see `encode`): by its absolute path."""
+    where = str(out.resolve())
+    return speaker.cache.folder / "layouts" / f"{hashlib.sha256(where.encode()).hexdigest()[:32]}.json"
 
 
 @dataclass(frozen=True)
@@ -261,8 +269,8 @@ def render(script: Script, out: Path, cache_dir: Path | None = None, output: Out
             progress.advance(done)
 
     tags = replace(untimed.result(), chapters=chapters_of(plan))
-    done = encode(blocks, out, tags, output, gain, where.spans, ceiling, known,
-                  beside=sidecars, progress=progress, samples=plan.length, encoders=encoders)
+    done = encode(blocks, out, tags, output, gain, where.spans, ceiling, known, beside=sidecars, progress=progress,
+                  samples=plan.length, encoders=encoders, layout=_layout_file(out, speaker))
     try:
         write_atomically(state, _Remembered(done.gain_db, done.ceiling_db, done.sha256, done.figures,
                                             where).to_bytes())
@@ -271,7 +279,7 @@ def render(script: Script, out: Path, cache_dir: Path | None = None, output: Out
     decoded.cache_clear()  # the decoded copies of its audio files hold disk space; a long-lived worker lets go
     return Rendered(out, plan, done.samples, speaker.cache.hits, speaker.cache.misses, done.figures,
                     target.speech_lufs, done.gain_db, tuple(sidecars), tuple(done.problems), done.encodes,
-                    speaker.cache.unwritable)
+                    speaker.cache.unwritable, done.kept, done.chunks)
 
 
 # ---------------------------------------------------------------- checking
