@@ -354,3 +354,22 @@ def test_a_noise_loop_is_kept_read_back_and_made_again_when_damaged(tmp_path, mo
     mix._HELD.clear()
     mix.noise_loop("pink-noise")
     assert len(made) == 2  # and the damaged one was replaced
+
+
+def test_a_chime_is_made_once_and_read_back_the_same(tmp_path, monkeypatch):
+    """A chime (0.1 s to make) is kept beside the noise loops and read back: the same samples."""
+    from guidetrack import mix
+
+    monkeypatch.setattr(mix, "_KEPT_IN", [])
+    mix.chime.cache_clear()
+    made = mix.chime(30_000)  # nothing kept: made
+    mix.keep_sounds_in(tmp_path)
+    mix.chime.cache_clear()
+    first = mix.chime(30_000)  # made, and kept
+    (kept,) = (tmp_path / "beds").glob("chime-30000-*.f32")
+    mix.chime.cache_clear()
+    monkeypatch.setattr(mix, "_struck", lambda *args, **kwargs: pytest.fail("made again, not read back"))
+    again = mix.chime(30_000)
+    assert np.array_equal(made, first) and np.array_equal(first, again) and not again.flags.writeable
+    assert kept.stat().st_size == 4 * 30_000 + 32
+    mix.chime.cache_clear()

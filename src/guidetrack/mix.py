@@ -81,14 +81,18 @@ def _struck(length: Samples, base: float, modes, detune: float, second: float, p
     return (out / np.sqrt(np.mean(out[: SAMPLE_RATE] ** 2))).astype(np.float32)
 
 
+STRUCK_FORMAT = 1  # bump when how a chime or bowl is made changes: those kept on disk are made again
+
+
 @lru_cache(maxsize=8)
 def chime(length: Samples) -> np.ndarray:
     """A soft struck bell: inharmonic partials, each decaying at its own rate; two slightly
-    detuned strikes give the slow shimmer of a real bell."""
+    detuned strikes give the slow shimmer of a real bell. Made once (0.1 s) and kept (see `_kept`)."""
     # (ratio to G4, amplitude, seconds to fall 60 dB): a bell's hum, prime, tierce, quint, nominal...
     partials = ((0.5, 0.35, 5.5), (1.0, 1.0, 4.5), (1.19, 0.35, 3.2), (1.5, 0.25, 2.6),
                 (2.0, 0.3, 2.2), (2.51, 0.12, 1.4), (3.01, 0.08, 1.0), (4.17, 0.05, 0.7))
-    return _struck(length, 392.0, partials, detune=0.7, second=0.5, phase=1.3, attack=0.004, tail=0.5)
+    return _kept(f"chime-{length}-{STRUCK_FORMAT}", length, lambda: _struck(
+        length, 392.0, partials, detune=0.7, second=0.5, phase=1.3, attack=0.004, tail=0.5))
 
 
 @lru_cache(maxsize=4)
@@ -97,7 +101,8 @@ def bowl(length: Samples) -> np.ndarray:
     in two a few hertz apart (the bowl is never perfectly round), so it beats and sings."""
     # (ratio to G3, amplitude, seconds to fall 60 dB, beat in Hz between the mode's two halves)
     modes = ((1.0, 1.0, 11.0, 1.3), (2.71, 0.45, 7.0, 2.1), (5.02, 0.2, 4.0, 3.4), (7.96, 0.08, 2.5, 4.8))
-    return _struck(length, 196.0, modes, detune=0.0, second=1.0, phase=0.7, attack=0.006, tail=1.0)
+    return _kept(f"bowl-{length}-{STRUCK_FORMAT}", length, lambda: _struck(
+        length, 196.0, modes, detune=0.0, second=1.0, phase=0.7, attack=0.006, tail=1.0))
 
 
 GENERATED = {"chime": chime, "bowl": bowl}
@@ -130,7 +135,7 @@ _HELD: dict[tuple[str, int], np.ndarray] = {}  # the loops this process has, the
 def keep_sounds_in(folder: Path | None) -> None:
     """Keep what this process makes of the generated sounds in `folder` (render gives the clip
     cache's), and read it from there: the noise loops in `beds` (35 ms to read, 0.45 s to
-    make), and every sound's loudness in `levels` (see `_metered`)."""
+    make) with the chimes and bowls (1 ms, 0.1 s), and every sound's loudness in `levels` (see `_metered`)."""
     _KEPT_IN[:] = [folder] if folder is not None else []
 
 
@@ -140,30 +145,32 @@ def noise_loop(kind: str, seed: int = NOISE_SEED) -> np.ndarray:
     with _LOOPS:
         if (kind, seed) in _HELD:
             return _HELD[kind, seed]
-        folder = _KEPT_IN[0] / "beds" if _KEPT_IN else None
-        path = folder / f"{kind}-{seed}-{NOISE_LOOP}-{NOISE_FORMAT}.f32" if folder is not None else None
-        loop = _read_loop(path) if path is not None else None
-        if loop is None:
-            loop = _noise_loop(kind, seed)
-            if path is not None:
-                try:
-                    write_atomically(path, with_checksum(loop.tobytes()))  # replacing a damaged one
-                except OSError:
-                    pass  # a read-only or full cache: the next render makes it again
+        loop = _kept(f"{kind}-{seed}-{NOISE_LOOP}-{NOISE_FORMAT}", NOISE_LOOP, lambda: _noise_loop(kind, seed))
         if len(_HELD) >= 4:
             _HELD.pop(next(iter(_HELD)))
         _HELD[kind, seed] = loop
         return loop
 
 
-def _read_loop(path: Path) -> np.ndarray | None:
-    try:
-        payload = without_checksum(path.read_bytes())
-    except OSError:
-        return None
-    if payload is None or len(payload) != 4 * NOISE_LOOP:
-        return None  # damaged: made again
-    return np.frombuffer(payload, np.float32)  # read-only, as a made one is
+def _kept(name: str, length: Samples, make: Callable[[], np.ndarray]) -> np.ndarray:
+    """A generated sound of `length` float32 samples: read from where the sounds are kept
+    (`beds/NAME.f32`, with its checksum), or made and kept there (replacing a damaged one)."""
+    path = _KEPT_IN[0] / "beds" / f"{name}.f32" if _KEPT_IN else None
+    if path is not None:
+        try:
+            payload = without_checksum(path.read_bytes())
+        except OSError:
+            payload = None
+        if payload is not None and len(payload) == 4 * length:
+            return np.frombuffer(payload, np.float32)  # read-only, as a made one is
+    sound = make()
+    sound.flags.writeable = False  # shared by every use in the process
+    if path is not None:
+        try:
+            write_atomically(path, with_checksum(sound.tobytes()))
+        except OSError:
+            pass  # a read-only or full cache: the next render makes it again
+    return sound
 
 
 def _noise_loop(kind: str, seed: int = NOISE_SEED) -> np.ndarray:
