@@ -75,3 +75,27 @@ def test_a_chunked_mp3_is_the_same_audio_whether_lame_runs_here_or_in_ffmpeg(tmp
     assert len(audio_frames(tmp_path / "here.mp3")) > mp3.CHUNK_FRAMES  # more than one chunk
     assert audio_frames(tmp_path / "here.mp3")[1:] == audio_frames(tmp_path / "there.mp3")[1:]
     assert here.figures == there.figures and here.samples == there.samples == 44100 * 66
+
+
+def test_a_kept_layout_is_read_back_and_a_damaged_or_forged_one_is_not(tmp_path):
+    """Where a file's chunks lie is kept in the cache; nothing kept there is trusted unchecked."""
+    import json
+
+    from guidetrack import mp3
+    from guidetrack.encode import _layout_json, _read_layout
+    from guidetrack.files import checked_json
+
+    digest = "ab" * 32
+    layout = mp3.Layout(417, digest, (mp3.Placed("cd" * 32, 417, 1000, digest), mp3.Placed("ef" * 32, 1417, 90, digest)))
+    path = tmp_path / "layout.json"
+    path.write_bytes(_layout_json(layout, 36_000, 37_507))
+    assert _read_layout(path) == (layout, 36_000, 37_507)
+    path.write_bytes(path.read_bytes().replace(b"36000", b"36001"))  # damaged
+    assert _read_layout(path) is None
+    body = json.loads(_layout_json(layout, 36_000, 37_507))
+    for field, forged in (("start", -1), ("chunks", [["cd" * 32, 417, "1000", digest]]), ("info", [417, "x"])):
+        record = {**{k: v for k, v in body.items() if k != "check"}, field: forged}
+        path.write_bytes(checked_json(record))  # its check holds, but no encode writes such a thing
+        assert _read_layout(path) is None, field
+    path.write_text("not json")
+    assert _read_layout(path) is None

@@ -247,7 +247,8 @@ def test_gating_follows_bs1770():
 
 def test_a_remembered_gain_is_checked_before_it_is_used(tmp_path):
     from guidetrack.loudness import Figures
-    from guidetrack.render import _check, _Remembered
+    from guidetrack.files import checked_json
+    from guidetrack.render import _Remembered
 
     good = _Remembered(3.5, -1.2, "a" * 64, Figures(-16.0, -17.0, 5.0, -1.5))
     path = tmp_path / "state.json"
@@ -261,7 +262,7 @@ def test_a_remembered_gain_is_checked_before_it_is_used(tmp_path):
     def forged(**changes) -> bytes:
         data = {key: value for key, value in body.items() if key != "check"}
         data.update(changes)
-        return json.dumps({**data, "check": _check(data)}).encode()
+        return checked_json(data)
 
     for damaged in [b'{"gain_db": Infinity}', b"not json", b"", b"[]",
                     good.to_bytes().replace(b"3.5", b"9.5"),  # a changed value without its checksum

@@ -15,7 +15,6 @@ core takes, from the file it replaces, the frames of every chunk whose samples d
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -34,7 +33,7 @@ import numpy as np
 from . import lame, mp3
 from .errors import EncodeError
 from .ffmpeg import ffmpeg_path, run
-from .files import replacing, sha256_of, temporary_folder, write_atomically
+from .files import checked_json, intact_json, replacing, sha256_of, temporary_folder, write_atomically
 from .loudness import Figures, MeasuredAsWritten, measure_file, target_for
 from .report import SILENT, Progress
 from .truepeak import Limiter
@@ -238,13 +237,9 @@ LAYOUT_FORMAT = 1  # bump when what a kept layout holds changes
 
 
 def _layout_json(layout: mp3.Layout, start: int, size: int) -> bytes:
-    body = {"format": LAYOUT_FORMAT, "start": start, "size": size, "info": [layout.info, layout.info_digest],
-            "chunks": [[c.key, c.at, c.length, c.digest] for c in layout.chunks]}
-    return json.dumps({**body, "check": _check(body)}, sort_keys=True).encode()
-
-
-def _check(body: dict) -> str:
-    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+    return checked_json({"format": LAYOUT_FORMAT, "start": start, "size": size,
+                         "info": [layout.info, layout.info_digest],
+                         "chunks": [[c.key, c.at, c.length, c.digest] for c in layout.chunks]})
 
 
 def _read_layout(path: Path) -> tuple[mp3.Layout, int, int] | None:
@@ -261,9 +256,8 @@ def _read_layout(path: Path) -> tuple[mp3.Layout, int, int] | None:
         return value
 
     try:
-        data = json.loads(path.read_bytes())
-        body = {key: data[key] for key in ("format", "start", "size", "info", "chunks")}
-        if data.get("check") != _check(body) or body["format"] != LAYOUT_FORMAT:
+        body = intact_json(path.read_bytes(), ("format", "start", "size", "info", "chunks"))
+        if body is None or body["format"] != LAYOUT_FORMAT:
             return None
         chunks = tuple(mp3.Placed(digest(key), count(at), count(length), digest(sha))
                        for key, at, length, sha in body["chunks"])

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -71,6 +72,27 @@ def without_checksum(data: bytes) -> memoryview | None:
     if len(data) < 32 or hashlib.sha256(memoryview(data)[:-32]).digest() != data[-32:]:
         return None
     return memoryview(data)[:-32]
+
+
+def checked_json(body: dict) -> bytes:
+    """`body` as JSON with the sha256 of its fields under "check": how a small cache record is
+    kept (see `intact_json`)."""
+    return json.dumps({**body, "check": _json_check(body)}, sort_keys=True).encode()
+
+
+def intact_json(data: bytes, keys: Iterable[str]) -> dict | None:
+    """The fields `keys` of a record `checked_json` kept, or None if any is missing or the
+    record was damaged (or forged) since."""
+    try:
+        found = json.loads(data)
+        body = {key: found[key] for key in keys}
+        return body if found.get("check") == _json_check(body) else None
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def _json_check(body: dict) -> str:
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
 def write_atomically(path: Path, data: bytes, mode: int | None = 0o644) -> None:

@@ -18,7 +18,7 @@ from .decoded import decoded
 from .encode import CEILING_DB, MAX_GAIN_DB, Chapter, Output, Tags, codec_loss, encode
 from .engines import Engine
 from .errors import GuidetrackError, InvalidInput, Location, Problem, Severity
-from .files import check_writable, remove_stale_parts, sha256_of, write_atomically
+from .files import check_writable, checked_json, intact_json, remove_stale_parts, sha256_of, write_atomically
 from .loudness import Figures, target_for
 from .manifest import Track, TrackChapter
 from .mix import Levels, keep_sounds_in, levels, mix
@@ -170,18 +170,16 @@ class _Remembered:
     levels: Levels | None = None  # None in a file written before levels were remembered
 
     def to_bytes(self) -> bytes:
-        body = {"gain_db": self.gain_db, "ceiling_db": self.ceiling_db, "sha256": self.sha256,
-                "figures": self.figures.to_json(), "levels": _levels_json(self.levels)}
-        return json.dumps({**body, "check": _check(body)}, sort_keys=True).encode()
+        return checked_json({"gain_db": self.gain_db, "ceiling_db": self.ceiling_db, "sha256": self.sha256,
+                             "figures": self.figures.to_json(), "levels": _levels_json(self.levels)})
 
     @classmethod
     def read(cls, path: Path) -> _Remembered | None:
         """The remembered values, or None if the file is missing, damaged or holds a value no
         render could have found: nothing cached is trusted unchecked."""
         try:
-            data = json.loads(path.read_bytes())
-            body = {key: data[key] for key in ("gain_db", "ceiling_db", "sha256", "figures", "levels")}
-            if data.get("check") != _check(body):
+            body = intact_json(path.read_bytes(), ("gain_db", "ceiling_db", "sha256", "figures", "levels"))
+            if body is None:
                 return None
             gain, ceiling = body["gain_db"], body["ceiling_db"]
             if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (gain, ceiling)):
@@ -217,10 +215,6 @@ def _levels_from(data: Any) -> Levels | None:
     if not all(math.isfinite(v) for v in (voice, *gains.values())):
         raise ValueError("levels")
     return Levels(voice, spans("spans"), gains, spans("voiced"))
-
-
-def _check(body: dict) -> str:
-    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
 def render(script: Script, out: Path, cache_dir: Path | None = None, output: Output = Output(),
