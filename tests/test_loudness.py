@@ -246,8 +246,8 @@ def test_gating_follows_bs1770():
 
 
 def test_a_remembered_gain_is_checked_before_it_is_used(tmp_path):
-    from guidetrack.loudness import Figures
     from guidetrack.files import checked_json
+    from guidetrack.loudness import Figures
     from guidetrack.render import _Remembered
 
     good = _Remembered(3.5, -1.2, "a" * 64, Figures(-16.0, -17.0, 5.0, -1.5))
