@@ -295,9 +295,9 @@ def test_a_render_over_its_last_file_encodes_only_the_minutes_that_changed(gt, t
 
     render(out, "40s")
     said = render(out, "40s")  # nothing changed
-    assert "3 of 3 minutes unchanged, taken from the file it replaces" in said
+    assert "3 of 3 one-minute chunks unchanged, taken from the file it replaces" in said
     said = render(out, "55s")  # the end is 15 s later: the last minute, and the fade-out, change
-    assert "2 of 3 minutes unchanged" in said
+    assert "2 of 3 one-minute chunks unchanged" in said
     render(tmp_path / "new.mp3", "55s")
     assert out.read_bytes() == (tmp_path / "new.mp3").read_bytes()
     assert abs(ffprobe_duration(out) - ffprobe_duration(tmp_path / "new.mp3")) < 1e-6

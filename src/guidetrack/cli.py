@@ -216,7 +216,7 @@ def render(
                 f"wrote {result.out}  {format_clock(result.samples)}  "
                 f"{len(result.plan.speech())} cues, {spoken} distinct utterances "
                 f"({result.cache_misses} new, {result.cache_hits} cached)  "
-                + (f"{result.kept} of {result.chunks} minutes unchanged, taken from the file it replaces  "
+                + (f"{result.kept} of {result.chunks} one-minute chunks unchanged, taken from the file it replaces  "
                    if result.kept else "")
                 + f"in {time.perf_counter() - started:.1f} s\n"
                 f"  measured: {result.figures}  (the voice's target: {result.target_lufs:g} LUFS)"
