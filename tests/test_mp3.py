@@ -248,7 +248,8 @@ def test_bitrates_are_read_as_ffmpeg_reads_them():
     assert (_kbps("128k"), _kbps("192K"), _kbps("96000"), _kbps(" 64k "), _kbps("1.5M")) == (128, 192, 96, 64, None)
 
 
-def test_an_encode_takes_the_unchanged_chunks_from_the_file_it_replaces(tmp_path):
+@pytest.mark.parametrize("quality", [None, 4])  # 128 kbit/s, and VBR
+def test_an_encode_takes_the_unchanged_chunks_from_the_file_it_replaces(quality, tmp_path):
     """The chunks whose input did not change are taken from the file being replaced (read where
     its Layout says, after its tags), and the file comes out byte for byte as a fresh encode;
     a damaged piece of the old file, or other settings, make those chunks again."""
@@ -261,7 +262,7 @@ def test_an_encode_takes_the_unchanged_chunks_from_the_file_it_replaces(tmp_path
 
     def encode(pcm: np.ndarray, settings: bytes = b"128k", earlier: mp3.Earlier | None = None):
         out = io.BytesIO()
-        layout = mp3.encode_parallel([pcm], len(pcm), lambda a: encoder.encode(a, 2, RATE, 128, None), 2, out,
+        layout = mp3.encode_parallel([pcm], len(pcm), lambda a: encoder.encode(a, 2, RATE, 128, quality), 2, out,
                                      chunk_frames, settings=settings, earlier=earlier)
         return out.getvalue(), layout
 
