@@ -93,9 +93,59 @@ def test_a_kept_layout_is_read_back_and_a_damaged_or_forged_one_is_not(tmp_path)
     path.write_bytes(path.read_bytes().replace(b"36000", b"36001"))  # damaged
     assert _read_layout(path) is None
     body = json.loads(_layout_json(layout, 36_000, 37_507))
-    for field, forged in (("start", -1), ("chunks", [["cd" * 32, 417, "1000", digest]]), ("info", [417, "x"])):
+    overlapping = [["cd" * 32, 417, 1000, digest], ["ef" * 32, 1400, 107, digest]]
+    for field, forged in (("start", -1), ("chunks", [["cd" * 32, 417, "1000", digest]]), ("info", [417, "x"]),
+                          ("size", 1 << 40), ("chunks", overlapping), ("info", [1 << 30, digest])):
         record = {**{k: v for k, v in body.items() if k != "check"}, field: forged}
         path.write_bytes(checked_json(record))  # its check holds, but no encode writes such a thing
         assert _read_layout(path) is None, field
     path.write_text("not json")
     assert _read_layout(path) is None
+
+
+def test_the_file_replaced_is_read_only_while_it_is_the_file_its_layout_describes(tmp_path):
+    """A layout is only taken as telling where the frames lie in a regular file of the size it
+    was written at: a file grown since, a pipe put at its path or no file gives nothing to take."""
+    import os
+
+    from guidetrack import mp3
+    from guidetrack.encode import _earlier, _layout_json
+
+    digest = "ab" * 32
+    layout = mp3.Layout(417, digest, (mp3.Placed("cd" * 32, 417, 1000, digest),))
+    kept, out = tmp_path / "layout.json", tmp_path / "track.mp3"
+    kept.write_bytes(_layout_json(layout, 100, 1517))
+    out.write_bytes(bytes(1517))
+    with _earlier(out, kept) as earlier:
+        assert earlier is not None and earlier.layout == layout and earlier.start == 100
+    with out.open("ab") as grown:
+        grown.write(b"x")
+    with _earlier(out, kept) as earlier:
+        assert earlier is None
+    out.unlink()
+    with _earlier(out, kept) as earlier:
+        assert earlier is None
+    os.mkfifo(out)  # opening it must not wait for a writer
+    with _earlier(out, kept) as earlier:
+        assert earlier is None
+
+
+def test_another_build_or_set_up_of_lame_gives_other_settings_so_no_chunk_is_taken(monkeypatch):
+    """A chunk's name covers what LAME makes of a fixed sound at the output's settings: a LAME
+    set up or fed otherwise (here: its samples scaled otherwise) never has another's frames
+    spliced into its file."""
+    from guidetrack import encode as encoding
+    from guidetrack import lame
+
+    found = lame.encoder()
+    assert found is not None
+    output = encoding.Output()
+    before = encoding._settings(output)
+    assert before is not None and before == encoding._settings(output)
+    assert encoding._settings(encoding.Output(bitrate="192k")) != before
+    fresh = lame.Lame(found.library)  # a process that has not fingerprinted yet
+    monkeypatch.setattr(lame, "encoder", lambda: fresh)
+    assert encoding._settings(output) == before
+    fresh.fingerprints.clear()
+    monkeypatch.setattr(lame, "FLOAT_SCALE", np.float32(32767.0))
+    assert encoding._settings(output) != before

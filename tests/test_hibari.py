@@ -93,8 +93,12 @@ def test_two_fresh_caches_give_identical_clips(tmp_path):
 
 def test_the_spelling_rules_kept_beside_the_clips_give_the_same_speech(tmp_path):
     """The worker keeps hibari's spelling rules in the cache's engines/ folder and reads them back
-    from there; a damaged kept file is read from hibari's asset again and replaced."""
+    from there; a damaged kept file is read from hibari's asset again and replaced, and one kept
+    for another hibari or Python is removed."""
     voice = VoiceSpec(engine="hibari", voice="heart", rate=130)
+    older = tmp_path / "engines" / "hibari-0.1.0-py310-tagger.json.gz-1000-1.marshal"
+    older.parent.mkdir()
+    older.write_bytes(b"kept by an earlier install")
     said = []
     for attempt in range(3):
         engine = HibariEngine()
@@ -108,8 +112,9 @@ def test_the_spelling_rules_kept_beside_the_clips_give_the_same_speech(tmp_path)
             written = {path: path.stat().st_mtime_ns for path in kept}
             tagger = next(path for path in kept if "tagger" in path.name)
             whole = tagger.read_bytes()
-            tagger.write_bytes(whole[:1000] + bytes(10) + whole[1010:])  # damaged: read from the asset again
+            tagger.write_bytes(whole[:1000] + bytes(b ^ 0xFF for b in whole[1000:1010]) + whole[1010:])  # damaged: read from the asset again
     assert said[0] == said[1] == said[2]
+    assert not older.exists()
     assert tagger.read_bytes() == whole
     # the others were read back, never written again
     assert all(path.stat().st_mtime_ns == when for path, when in written.items() if path != tagger)

@@ -198,12 +198,17 @@ def _kbps(bitrate: str) -> int | None:
 
 def _settings(output: Output) -> bytes | None:
     """Everything that changes a chunk's frames besides its samples, when its encoder is the
-    libmp3lame in this process (an ffmpeg's frames are the same, but not its Info frame): None
-    when they cannot be told, and nothing is taken from an earlier file."""
+    libmp3lame in this process (an ffmpeg's frames are the same, but not its Info frame): the
+    output's settings, what LAME makes of a fixed sound at them (so another build of it, or
+    another way of setting it up, is told apart), and the join's own format. None when they
+    cannot be told, and nothing is taken from an earlier file."""
     in_process = lame.encoder()
-    if in_process is None or (output.quality is None and _kbps(output.bitrate) is None):
+    kbps = _kbps(output.bitrate)
+    if in_process is None or (output.quality is None and kbps is None):
         return None
-    return json.dumps({"encoder": f"libmp3lame {in_process.version}", **output.cache_key()}, sort_keys=True).encode()
+    made = in_process.fingerprint(output.channels, output.rate, kbps, output.quality)
+    return json.dumps({"encoder": f"libmp3lame {in_process.version}", "makes": made, "join": mp3.JOIN_FORMAT,
+                       **output.cache_key()}, sort_keys=True).encode()
 
 
 def _encode_mp3(blocks: Iterable[np.ndarray], samples: Samples, temp: Path, output: Output, encoders: int,
@@ -262,7 +267,13 @@ def _read_layout(path: Path) -> tuple[mp3.Layout, int, int] | None:
         chunks = tuple(mp3.Placed(digest(key), count(at), count(length), digest(sha))
                        for key, at, length, sha in body["chunks"])
         layout = mp3.Layout(count(body["info"][0]), digest(body["info"][1]), chunks)
-        return layout, count(body["start"]), count(body["size"])
+        start, size = count(body["start"]), count(body["size"])
+        # the pieces follow one another from the Info frame (one frame) to the end of the file
+        ends = [layout.info, *(c.at + c.length for c in chunks)]
+        if not (0 < layout.info <= mp3.MAX_FRAME and all(c.at == end for c, end in zip(chunks, ends, strict=False))
+                and start + ends[-1] == size):
+            return None
+        return layout, start, size
     except (OSError, ValueError, KeyError, TypeError, IndexError):
         return None
 
@@ -276,7 +287,7 @@ def _earlier(out: Path, layout: Path | None) -> Iterator[mp3.Earlier | None]:
         yield None
         return
     try:  # not waiting on whatever may sit at the path now (a pipe): only a file is read
-        source = os.fdopen(os.open(out, os.O_RDONLY | os.O_NONBLOCK), "rb")
+        source = os.fdopen(os.open(out, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)), "rb")
     except OSError:
         yield None
         return

@@ -27,10 +27,11 @@ from __future__ import annotations
 
 import hashlib
 import math
+import threading
 from array import array
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import BinaryIO
@@ -40,10 +41,12 @@ import numpy as np
 FRAME = 1152  # samples per MPEG-1 Layer III frame
 ENCODER_DELAY = 576  # LAME's, in samples (the decoder's own 529 are part of how players read the header)
 CHUNK_FRAMES = 2296  # about 60 s at 44.1 kHz: each chunk costs an ffmpeg start (70 ms), a few frames of overlap, 21 MB held
+JOIN_FORMAT = 1  # bump when the join changes what it writes (a reused chunk must be as a fresh one)
 PRE_FRAMES = 4  # frames encoded before a chunk's own and dropped: the encoder settles
 POST = 2 * FRAME  # samples encoded after a chunk's own, so its last frames know what comes next
 BITRATES = (0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320)  # kbit/s, MPEG-1 Layer III
 RATES = (44_100, 48_000, 32_000)
+MAX_FRAME = 144 * 320_000 // 32_000 + 1  # the longest frame: 320 kbit/s at 32 kHz, padded
 # a decoder reading the audio frames without the Info frame (which tells it to skip these) gives
 # first LAME's delay, then the decoder's own 529 samples: the track starts this far in
 DECODER_START = ENCODER_DELAY + 529
@@ -211,10 +214,10 @@ class _Joined:
             own = own[: chunk.end - chunk.first]
         self._write(chunk, own, frames[0], key)
 
-    def add_own(self, chunk: Chunk, data: bytes, template: bytes, key: str) -> None:
+    def add_own(self, chunk: Chunk, own: list[bytes], template: bytes, key: str) -> None:
         """A chunk's own frames, as an earlier encode of the same input wrote them (`template`:
         that file's Info frame, which a first chunk's own encode would have made)."""
-        self._write(chunk, frames_of(data), template, key)
+        self._write(chunk, own, template, key)
 
     def _write(self, chunk: Chunk, own: list[bytes], template: bytes, key: str) -> None:
         if chunk.end != -1 and len(own) != chunk.end - chunk.first:
@@ -304,22 +307,31 @@ class Earlier:
         self.layout = layout
         self.by_key = {placed.key: placed for placed in layout.chunks}
         self.reused = 0  # chunks taken from it
+        self.lock = threading.Lock()  # read from the encoders' threads
 
     def _read(self, at: int, length: int, digest: str) -> bytes | None:
         try:
-            self.source.seek(self.start + at)
-            data = self.source.read(length)
+            with self.lock:
+                self.source.seek(self.start + at)
+                data = self.source.read(length)
         except OSError:
             return None
         return data if len(data) == length and hashlib.sha256(data).hexdigest() == digest else None
 
     def info(self) -> bytes | None:
         data = self._read(0, self.layout.info, self.layout.info_digest)
-        return data if data is not None and len(frames_of(data)) == 1 and is_info(data) else None
+        try:
+            return data if data is not None and len(frames_of(data)) == 1 and is_info(data) else None
+        except (ValueError, IndexError):  # not a frame, whatever its digest says
+            return None
 
-    def frames(self, key: str) -> bytes | None:
+    def frames(self, key: str) -> list[bytes] | None:
         placed = self.by_key.get(key)
-        return None if placed is None else self._read(placed.at, placed.length, placed.digest)
+        data = None if placed is None else self._read(placed.at, placed.length, placed.digest)
+        try:
+            return (frames_of(data) or None) if data is not None else None
+        except ValueError:  # not frames, whatever its digest says
+            return None
 
 
 def encode_parallel(pcm: Iterable[np.ndarray], samples: int, encode_chunk: Callable[[np.ndarray], bytes],
@@ -335,39 +347,59 @@ def encode_parallel(pcm: Iterable[np.ndarray], samples: int, encode_chunk: Calla
     holds under that name is taken from it rather than encoded."""
     plan = chunks(samples, chunk_frames)
     joined = _Joined(out, listen)
-    pending: deque[tuple[Chunk, str, Future[bytes] | bytes]] = deque()  # encoding, or earlier's frames
-    busy = 0  # of the pending, those being encoded
+    workers = max(workers, 1)
+    pending: deque[tuple[Chunk, Future[_Made]]] = deque()  # named, then encoded or found in `earlier`
+
+    def make(index: int, chunk: Chunk, audio: np.ndarray) -> _Made:
+        """On an encoder's thread: the chunk's name (hashing 21 MB is not left to the mix's
+        thread), then its frames as `earlier` holds them, or else as they encode."""
+        key = chunk_key(settings, chunk, audio) if settings is not None else ""
+        own = earlier.frames(key) if earlier is not None and key else None
+        template = (earlier.info() or b"") if own is not None and earlier is not None and index == 0 else b""
+        if own is not None and (index > 0 or template):  # the joined file's Info frame is the first chunk's
+            return _Made(key, own=own, template=template)
+        return _Made(key, encoded=encode_chunk(audio))
 
     def write_oldest() -> None:
-        nonlocal busy
-        done, key, made = pending.popleft()
-        if isinstance(made, Future):
-            busy -= 1
-            joined.add(done, made.result(), key)
+        chunk, future = pending.popleft()
+        made = future.result()
+        if made.own is None:
+            joined.add(chunk, made.encoded or b"", made.key)
         else:
-            joined.add_own(done, made, template, key)
-
-    template = b""
-    with ThreadPoolExecutor(max_workers=max(workers, 1), thread_name_prefix="guidetrack-mp3") as pool:
-        for index, (chunk, audio) in enumerate(zip(plan, _cut(pcm, plan), strict=True)):
-            key = chunk_key(settings, chunk, audio) if settings is not None else ""
-            kept = earlier.frames(key) if earlier is not None and key else None
-            if earlier is not None and kept is not None and index == 0:
-                template = earlier.info() or b""  # the joined file's Info frame is the first chunk's
-                kept = kept if template else None
-            # one encode a core under way, and a few chunks held at most: write the oldest first
-            while (kept is None and busy >= workers) or len(pending) >= 2 * workers:
-                write_oldest()
-            if earlier is not None and kept is not None:
+            joined.add_own(chunk, made.own, made.template, made.key)
+            if earlier is not None:
                 earlier.reused += 1
-                pending.append((chunk, key, kept))
-            else:
-                pending.append((chunk, key, pool.submit(encode_chunk, audio)))
-                busy += 1
+
+    def make_room() -> None:
+        """Write what is done, in order, until fewer than one chunk a core is under way and a
+        few are held at most (the mix waits for the encoders)."""
+        while True:
+            while pending and pending[0][1].done():
+                write_oldest()
+            unfinished = [future for _, future in pending if not future.done()]
+            if len(unfinished) < workers and len(pending) < 2 * workers:
+                return
+            wait(unfinished, return_when=FIRST_COMPLETED)
+
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="guidetrack-mp3") as pool:
+        for index, (chunk, audio) in enumerate(zip(plan, _cut(pcm, plan), strict=True)):
+            make_room()
+            pending.append((chunk, pool.submit(make, index, chunk, audio)))
         while pending:
             write_oldest()
     joined.finish(samples)
     return Layout(len(joined.info), hashlib.sha256(joined.info).hexdigest(), tuple(joined.placed))
+
+
+@dataclass(frozen=True)
+class _Made:
+    """A chunk's frames: `encoded` (its encoder's whole stream), or else `own`, taken from an
+    earlier file, with that file's Info frame as `template` for a first chunk."""
+
+    key: str
+    encoded: bytes | None = None
+    own: list[bytes] | None = None
+    template: bytes = b""
 
 
 def _cut(pcm: Iterable[np.ndarray], plan: list[Chunk]) -> Iterator[np.ndarray]:

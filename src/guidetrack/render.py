@@ -153,8 +153,9 @@ def _gain_file(plan: Plan, speaker: Speaker, output: Output) -> Path:
 
 
 def _layout_file(out: Path, speaker: Speaker) -> Path:
-    """Where what the file at `out` was made from is kept (see `encode`): by its absolute path."""
-    where = str(out.resolve())
+    """Where what the file at `out` was made from is kept (see `encode`): by its absolute path
+    (its folder's real one: a link at `out` is replaced by the file, not followed)."""
+    where = str(out.absolute().parent.resolve() / out.name)
     return speaker.cache.folder / "layouts" / f"{hashlib.sha256(where.encode()).hexdigest()[:32]}.json"
 
 

@@ -50,6 +50,9 @@ def keep_rules(load: Callable[[str], Any], assets: Path, folder: Path, version: 
         value = load(name)
         try:
             write_atomically(path, with_checksum(marshal.dumps(value)))
+            for older in folder.glob(f"hibari-*-{name}-*.marshal"):  # another hibari's, Python's or asset's
+                if older != path:
+                    older.unlink(missing_ok=True)
         except (OSError, ValueError):
             pass  # a read-only or full cache: read from the asset every time
         return value
@@ -72,7 +75,7 @@ def main() -> None:
     from hibari.g2p import G2P
     from hibari.voices import DEFAULT, VOICES
 
-    if len(sys.argv) > 1 and hasattr(hibari.g2p, "_load_json"):
+    if len(sys.argv) > 1 and hasattr(hibari.g2p, "_load_json") and hasattr(hibari.g2p, "ASSETS"):
         hibari.g2p._load_json = keep_rules(hibari.g2p._load_json, Path(hibari.g2p.ASSETS), Path(sys.argv[1]),
                                            version("hibari-tts"))
 
