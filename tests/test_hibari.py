@@ -91,6 +91,20 @@ def test_two_fresh_caches_give_identical_clips(tmp_path):
     assert first.tobytes() == second.tobytes()
 
 
+def test_utterances_spoken_at_once_are_each_as_spoken_alone(tmp_path):
+    """The worker speaks a batch one utterance a core at once: each comes out the very samples
+    it has when it is the only one asked for."""
+    voice = VoiceSpec(engine="hibari", voice="heart", rate=130)
+    lines = [*LINES, "Breathe in slowly.", "And out, a little longer.", "Rest here.", "Let the arms be heavy."]
+    engine = HibariEngine()
+    engine.synthesize_many([(line, tmp_path / f"batch{i}.wav") for i, line in enumerate(lines)], voice)
+    for i, line in enumerate(lines):
+        engine.synthesize(line, voice, tmp_path / f"alone{i}.wav")
+    engine.close()
+    for i in range(len(lines)):
+        assert (tmp_path / f"batch{i}.wav").read_bytes() == (tmp_path / f"alone{i}.wav").read_bytes(), lines[i]
+
+
 def test_the_spelling_rules_kept_beside_the_clips_give_the_same_speech(tmp_path):
     """The worker keeps hibari's spelling rules in the cache's engines/ folder and reads them back
     from there; a damaged kept file is read from hibari's asset again and replaced, and one kept
