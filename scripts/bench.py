@@ -266,6 +266,12 @@ def main() -> None:
         # the best of two, each into an empty cache (the first fills the one the rest use)
         cold = min(timed(render_command(script, work / f"cold{i}.mp3"),
                          env if i == 0 else {**env, "GUIDETRACK_CACHE_DIR": str(work / "cold-cache")}) for i in range(2))
+        # the issue's own measure: with espeak-ng's voice, against espeak-ng speaking the same lines
+        espeak = session / "espeak-ng.yaml"
+        espeak.write_text(script.read_text().replace("\nvoice: gentle", "\nvoice: calm", 1))
+        assert "\nvoice: calm" in espeak.read_text()
+        cold_espeak = min(timed(render_command(espeak, work / f"cold-espeak{i}.mp3"),
+                                {**env, "GUIDETRACK_CACHE_DIR": str(work / f"espeak-cache{i}")}) for i in range(2))
         # the same script again: into new files (nothing to take from), then over its own file
         warm = min(timed(render_command(script, work / f"warm{i}.mp3"), env) for i in range(2))
         again = min(timed(render_command(script, work / "warm1.mp3"), env) for _ in range(2))
@@ -294,6 +300,8 @@ def main() -> None:
         print(f"    over its own file {again:6.2f} s   {again / encode:4.2f}x")
         print(f"  cold render  {cold:6.2f} s   {cold / (encode + engine_seconds):4.2f}x the encode floor + "
               f"{engine_name} speaking   (target <= 1.1x; {cold / (encode + speak):4.2f}x with espeak-ng's time)")
+        print(f"    with espeak-ng's voice (calm) {cold_espeak:6.2f} s   {cold_espeak / (encode + speak):4.2f}x the encode "
+              "floor + espeak-ng's command speaking the same lines")
         with wave.open(str(work / "all.wav")) as said:  # pauses between utterances included
             spoken = said.getnframes() / said.getframerate()
         print(f"engines, speaking the same {len(chunks)} utterances (seconds of speech made a second):")
