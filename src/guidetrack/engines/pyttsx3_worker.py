@@ -117,6 +117,13 @@ def _finish(pid: int, message: bytes) -> dict:
 def main() -> None:
     import pyttsx3  # noqa: F401 - imported once here, so each child only starts its engine
 
+    if sys.platform.startswith("linux"):
+        # the espeak-ng driver too, which loads libespeak-ng (23 ms a child otherwise, most of
+        # what an utterance costs); loading it starts nothing: each child still initialises
+        # espeak-ng itself, from the same state
+        with contextlib.suppress(Exception):  # a child reports what is wrong, for its request
+            import pyttsx3.drivers.espeak  # noqa: F401
+
     jobs = max(1, int(sys.argv[1]) if len(sys.argv) > 1 else 1)
     waiting: list[dict] = []
     running: dict[int, dict] = {}  # read end -> {pid, id, deadline, message, timeout}
