@@ -1,8 +1,9 @@
-"""Render timings as ratios against floors measured in the same run (each render the best of
-three runs, RUNS; the encode floor the best of four, timed between them).
+"""Render timings as ratios against floors measured in the same run: each render is timed right
+after the floor, RUNS times, and the median ratio printed.
 
-- cold render (empty clip cache) vs the whole floor: ffmpeg encoding the same PCM
-  with the same settings + one espeak-ng process speaking every unique utterance;
+- cold render (empty clip cache) vs the whole floor: ffmpeg encoding the same PCM with the
+  same settings + the session's engine (hibari) speaking every unique utterance; and the same
+  session with espeak-ng's voice vs the encode + one espeak-ng process speaking them all;
 - warm render (full cache) vs the encode floor, into a new file and over its own file;
 - edit render (one line changed: one new clip, a new mix) vs the encode floor, over the last
   render's file (a teacher's loop: the unchanged minutes are taken from it) and into a new file;
@@ -31,7 +32,7 @@ import wave
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-RUNS = 3  # each render and each floor is timed this many times, and the best taken: this machine's noise is ±10%
+RUNS = 3  # each render, with its floor, is timed this many times: this machine's speed drifts by about 10%
 SESSION = ROOT / "sessions" / "legs-up-the-wall.yaml"
 
 
@@ -271,51 +272,67 @@ def main() -> None:
         session = work / "session"  # a copy, so that one line can be edited
         shutil.copytree(SESSION.parent, session)
         script = session / SESSION.name
-        # the best of RUNS, each into an empty cache (the first fills the one the rest use)
-        cold = min(timed(render_command(script, work / f"cold{i}.mp3"),
-                         env if i == 0 else {**env, "GUIDETRACK_CACHE_DIR": str(work / f"cold-cache{i}")}) for i in range(RUNS))
-        # the floor is timed between the renders, so that it meets the machine as they do
+        # a first cold render fills the cache the floor's mix and the warm renders read
+        timed(render_command(script, work / "first.mp3"), env)
         raw, chunks = floor_pcm(work, cache)
-        floor = [encode_floor(work, raw)]
+        speak = speak_floor(work, chunks)
+        engine_name, engine_speech, engine_seconds = min(  # the best of RUNS
+            (engine_speeds(work, chunks, [VOICE_OF_SESSION])[0] for _ in range(RUNS)), key=lambda found: found[2])
         # the issue's own measure: with espeak-ng's voice, against espeak-ng speaking the same lines
         espeak = session / "espeak-ng.yaml"
         espeak.write_text(script.read_text().replace("\nvoice: gentle", "\nvoice: calm", 1))
         assert "\nvoice: calm" in espeak.read_text()
-        cold_espeak = min(timed(render_command(espeak, work / f"cold-espeak{i}.mp3"),
-                                {**env, "GUIDETRACK_CACHE_DIR": str(work / f"espeak-cache{i}")}) for i in range(RUNS))
-        floor.append(encode_floor(work, raw))
-        # the same script again: into new files (nothing to take from), then over its own file
-        warm = min(timed(render_command(script, work / f"warm{i}.mp3"), env) for i in range(RUNS))
-        again = min(timed(render_command(script, work / "warm1.mp3"), env) for _ in range(RUNS))
-        floor.append(encode_floor(work, raw))
-        over, new = [], []
-        for i, word in enumerate(["slowly", "softly", "gently", "kindly", "calmly", "simply"][: 2 * RUNS]):
-            # a teacher's edit: one line changed, so one new clip and a new mix, rendered over the
-            # last render's file as the teacher's loop does (the unchanged minutes are taken from
-            # it), or into a new file, which has nothing to take from
+
+        def edited() -> None:
+            """A teacher's edit: one line changed, so one new clip and a new mix."""
             text = script.read_text()
             line = next(ln for ln in text.splitlines() if ln.strip().startswith("- say: ") and ln.rstrip().endswith("."))
-            script.write_text(text.replace(line, line.rstrip(".") + f", {word}.", 1))
-            to = work / "warm1.mp3" if i < RUNS else work / f"edit{i}.mp3"
-            (over if i < RUNS else new).append(timed(render_command(script, to), env))
-        edit, edit_new = min(over), min(new)
-        floor.append(encode_floor(work, raw))
-        encode, speak = min(floor), speak_floor(work, chunks)  # the best of four, as each render is of three
-        engine_name, engine_speech, engine_seconds = min(  # the best of RUNS, as the cold render's
-            (engine_speeds(work, chunks, [VOICE_OF_SESSION])[0] for _ in range(RUNS)), key=lambda found: found[2])
+            script.write_text(text.replace(line, line.rstrip(".") + f", {next(words)}.", 1))
+
+        words = iter(["slowly", "softly", "gently", "kindly", "calmly", "simply", "warmly", "freely"] * RUNS)
+        # each render is timed right after the floor, so that both meet the machine at the same
+        # moment (its speed drifts by 10% over minutes), and each ratio is of such a pair
+        floors: list[float] = []
+        found: dict[str, list[tuple[float, float]]] = {}
+
+        def pair(kind: str, script_path: Path, out: Path, extra: float = 0.0, cache_dir: Path | None = None) -> None:
+            floors.append(encode_floor(work, raw))
+            seconds = timed(render_command(script_path, out),
+                            env if cache_dir is None else {**env, "GUIDETRACK_CACHE_DIR": str(cache_dir)})
+            found.setdefault(kind, []).append((seconds, seconds / (floors[-1] + extra)))
+
+        for r in range(RUNS):
+            pair("cold", script, work / f"cold{r}.mp3", engine_seconds, work / f"cold-cache{r}")
+            pair("cold espeak", espeak, work / f"cold-espeak{r}.mp3", speak, work / f"espeak-cache{r}")
+            pair("warm", script, work / f"warm{r}.mp3")  # into a new file: nothing to take from
+            pair("own", script, work / f"warm{r}.mp3")  # over its own file, unchanged
+            edited()  # rendered over the last render's file, as the teacher's loop does
+            pair("edit", script, work / f"warm{r}.mp3")
+            edited()  # into a new file, which has nothing to take from
+            pair("edit new", script, work / f"edit{r}.mp3")
+
+        def median(values: list[float]) -> float:
+            return sorted(values)[len(values) // 2]
+
+        def figure(kind: str) -> str:
+            seconds, ratios = zip(*found[kind], strict=True)
+            return f"{median(list(seconds)):6.2f} s   {median(list(ratios)):4.2f}x"
+
+        encode = median(floors)
         print(f"session: {SESSION.relative_to(ROOT)} (10:00, {len(chunks)} unique utterances, voice "
-              f"{VOICE_OF_SESSION}) on {os.cpu_count()} cores")
-        print(f"  floor: ffmpeg's libmp3lame encoding the same PCM {encode:6.2f} s; speaking every utterance into an "
-              f"empty cache: espeak-ng's command {speak:5.2f} s, {engine_name} {engine_seconds:5.2f} s")
-        print(f"  edit render  {edit:6.2f} s   {edit / encode:4.2f}x the encode floor   (one line changed, rendered "
-              "over the last render's file; target <= 1.0x, goal 0.8x)")
-        print(f"    into a new file {edit_new:6.2f} s   {edit_new / encode:4.2f}x   (nothing to take from an earlier file)")
-        print(f"  warm render  {warm:6.2f} s   {warm / encode:4.2f}x the encode floor   (into a new file; target <= 0.8x)")
-        print(f"    over its own file {again:6.2f} s   {again / encode:4.2f}x")
-        print(f"  cold render  {cold:6.2f} s   {cold / (encode + engine_seconds):4.2f}x the encode floor + "
-              f"{engine_name} speaking   (target <= 1.1x; {cold / (encode + speak):4.2f}x with espeak-ng's time)")
-        print(f"    with espeak-ng's voice (calm) {cold_espeak:6.2f} s   {cold_espeak / (encode + speak):4.2f}x the encode "
-              "floor + espeak-ng's command speaking the same lines")
+              f"{VOICE_OF_SESSION}) on {os.cpu_count()} cores; medians of {RUNS} runs, each ratio against "
+              "the floor timed just before it")
+        print(f"  floor: ffmpeg's libmp3lame encoding the same PCM {encode:6.2f} s (from {min(floors):.2f} to "
+              f"{max(floors):.2f} s); speaking every utterance into an empty cache: espeak-ng's command "
+              f"{speak:5.2f} s, {engine_name} {engine_seconds:5.2f} s")
+        print(f"  edit render  {figure('edit')} the encode floor   (one line changed, rendered over the last "
+              "render's file; target <= 1.0x, goal 0.8x)")
+        print(f"    into a new file {figure('edit new')}   (nothing to take from an earlier file)")
+        print(f"  warm render  {figure('warm')} the encode floor   (into a new file; target <= 0.8x)")
+        print(f"    over its own file {figure('own')}")
+        print(f"  cold render  {figure('cold')} the encode floor + {engine_name} speaking   (target <= 1.1x)")
+        print(f"    with espeak-ng's voice (calm) {figure('cold espeak')} the encode floor + espeak-ng's command "
+              "speaking the same lines")
         with wave.open(str(work / "all.wav")) as said:  # pauses between utterances included
             spoken = said.getnframes() / said.getframerate()
         print(f"engines, speaking the same {len(chunks)} utterances (seconds of speech made a second):")
