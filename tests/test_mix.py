@@ -273,16 +273,15 @@ def test_a_sounds_loudness_is_metered_once_and_kept_by_its_samples(tmp_path, mon
     """Where the sounds are kept, a loudness is remembered by the digest of the samples metered:
     the same sound is not metered again, a changed one is, and a damaged record is metered anew."""
     from guidetrack import mix
-    from guidetrack.loudness import Reading
 
     metered = []
 
     def meter(blocks, channels):
-        audio = np.concatenate(list(blocks))
+        audio = np.concatenate(list(blocks()))
         metered.append(len(audio))
-        return Reading(np.array([-20.0 + len(audio) / 1e6]), 0.0)
+        return -20.0 + len(audio) / 1e6
 
-    monkeypatch.setattr(mix, "meter_pcm", meter)
+    monkeypatch.setattr(mix, "_loudness", meter)
     monkeypatch.setattr(mix, "_KEPT_IN", [])
     tone = np.ones((1000, 2), np.float32) * 0.1
     assert mix._metered(lambda: [tone], 2) == pytest.approx(-19.999)  # nowhere to keep it: metered every time
@@ -298,6 +297,30 @@ def test_a_sounds_loudness_is_metered_once_and_kept_by_its_samples(tmp_path, mon
     for path in kept:
         path.write_text('{"lufs": "loud"}')
     assert mix._metered(lambda: [tone], 2) == pytest.approx(-19.999) and len(metered) == 6
+
+
+@pytest.mark.parametrize("channels", [2, 1])
+def test_a_sound_metered_in_this_process_reads_as_ffmpegs_meter_reads_it(channels):
+    """The generated sounds (a noise bed whose ears differ, the ocean, a chime, a short breath
+    tone padded to one block) are metered in this process, as the voice is: within 0.01 LU of
+    ffmpeg's ebur128 on the very same samples. A sound longer than IN_PROCESS is ffmpeg's."""
+    from guidetrack import mix
+    from guidetrack.loudness import meter_pcm
+    from guidetrack.script import Background
+
+    def bed(sound, seconds):
+        made = mix._bed(Background(sound))
+        return mix.as_played(made.read(SAMPLE_RATE * seconds), channels)
+
+    tone = mix.as_played(np.concatenate([mix.tone(SAMPLE_RATE // 4, "in"), np.zeros(SAMPLE_RATE // 5, np.float32)]),
+                         channels)
+    for name, audio in (("brown", bed("brown-noise", 20)), ("white", bed("white-noise", 20)),
+                        ("ocean", bed("ocean", 30)), ("chime", mix.as_played(mix.chime(SAMPLE_RATE * 6), channels)),
+                        ("tone", tone)):
+        ours = mix._loudness(lambda audio=audio: [audio[: len(audio) // 2], audio[len(audio) // 2:]], channels)
+        ffmpeg = meter_pcm([audio], channels).integrated
+        assert ours is not None and ffmpeg is not None
+        assert abs(ours - ffmpeg) <= 0.01, (name, ours, ffmpeg)
 
 
 def test_ducking_by_its_curves_is_the_formula_it_stands_for():
