@@ -300,7 +300,7 @@ def test_a_sounds_loudness_is_metered_once_and_kept_by_its_samples(tmp_path, mon
 
 
 @pytest.mark.parametrize("channels", [2, 1])
-def test_a_sound_metered_in_this_process_reads_as_ffmpegs_meter_reads_it(channels):
+def test_a_sound_metered_in_this_process_reads_as_ffmpegs_meter_reads_it(channels, monkeypatch):
     """The generated sounds (a noise bed whose ears differ, the ocean, a chime, a short breath
     tone padded to one block) are metered in this process, as the voice is: within 0.01 LU of
     ffmpeg's ebur128 on the very same samples. A sound longer than IN_PROCESS is ffmpeg's."""
@@ -321,6 +321,12 @@ def test_a_sound_metered_in_this_process_reads_as_ffmpegs_meter_reads_it(channel
         ffmpeg = meter_pcm([audio], channels).integrated
         assert ours is not None and ffmpeg is not None
         assert abs(ours - ffmpeg) <= 0.01, (name, ours, ffmpeg)
+    read = []  # a longer sound than IN_PROCESS is not held: ffmpeg reads it
+    monkeypatch.setattr(mix, "IN_PROCESS", SAMPLE_RATE)
+    monkeypatch.setattr(mix, "meter_pcm", lambda blocks, channels: read.append(channels) or meter_pcm(blocks, channels))
+    ring = mix.as_played(mix.chime(SAMPLE_RATE * 6), channels)
+    assert mix._loudness(lambda: [ring[:SAMPLE_RATE], ring[SAMPLE_RATE:]], channels) == \
+        meter_pcm([ring], channels).integrated and read == [channels]
 
 
 def test_ducking_by_its_curves_is_the_formula_it_stands_for():

@@ -565,7 +565,7 @@ def _voiced(plan: Plan, measured: Callable[[str], ClipLevels]) -> dict[str, list
     return {text: voiced_spans(measured(text), threshold) for text in texts}
 
 
-IN_PROCESS = SAMPLE_RATE * 600  # the longest sound metered in this process (a channel of it then holds 106 MB)
+IN_PROCESS = SAMPLE_RATE * 120  # the longest sound metered in this process (the ocean's probe): 60 MB held at most
 
 
 def _loudness(blocks: Callable[[], Iterable[np.ndarray]], channels: int) -> float | None:
