@@ -344,6 +344,28 @@ def test_the_engine_starts_while_the_cache_is_read_only_when_there_is_something_
     assert again.events == [] and again.calls == []
 
 
+def test_levels_prepared_on_threads_are_those_worked_out_one_by_one(tmp_path):
+    """A first render works out its texts' levels on every core (`prepare_levels`), more than
+    one batch of them: each is what `levels` alone gives, kept in the cache, and read from it."""
+    from guidetrack.speech import LEVELS_AT_ONCE
+
+    texts = [f"Line {i}. Let the breath be slow{', and easy' * (i % 3)}." for i in range(LEVELS_AT_ONCE + 5)]
+    threaded = speaker(tmp_path / "a", ToneEngine())
+    threaded.prepare_levels([*texts, *texts[:3]])
+    alone = speaker(tmp_path / "b", ToneEngine())
+    for text in texts:
+        alone.levels(text)
+    kept = sorted(p.name for p in (tmp_path / "a" / "cache" / "levels").iterdir())
+    assert kept == sorted(p.name for p in (tmp_path / "b" / "cache" / "levels").iterdir()) and len(kept) > 3
+    for text in texts:
+        mine, theirs = threaded.levels(text), alone.levels(text)
+        assert np.array_equal(mine.energy, theirs.energy) and np.array_equal(mine.power, theirs.power)
+        assert (mine.length, mine.active, mine.every) == (theirs.length, theirs.active, theirs.every)
+    again = speaker(tmp_path / "a", ToneEngine())
+    again.prepare_levels(texts)  # all kept: read, none worked out
+    assert all(np.array_equal(again.levels(t).energy, alone.levels(t).energy) for t in texts)
+
+
 def test_kept_levels_with_values_no_clip_could_have_are_not_trusted():
     import hashlib
     import struct

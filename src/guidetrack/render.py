@@ -248,6 +248,7 @@ def render(script: Script, out: Path, cache_dir: Path | None = None, output: Out
         where = remembered.levels  # this exact mix's, found by the last render of it
     else:
         progress.stage("setting the levels")
+        speaker.prepare_levels(e.text for e in plan.speech())  # a new text's, on every core
         where = levels(plan, speaker.clip, target.bed_db, output.channels, speaker.levels)
     if remembered is not None:
         gain, ceiling, known = remembered.gain_db, remembered.ceiling_db, (remembered.sha256, remembered.figures)
