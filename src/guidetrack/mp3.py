@@ -354,10 +354,12 @@ def encode_parallel(pcm: Iterable[np.ndarray], samples: int, encode_chunk: Calla
         """On an encoder's thread: the chunk's name (hashing 21 MB is not left to the mix's
         thread), then its frames as `earlier` holds them, or else as they encode."""
         key = chunk_key(settings, chunk, audio) if settings is not None else ""
-        own = earlier.frames(key) if earlier is not None and key else None
-        template = (earlier.info() or b"") if own is not None and earlier is not None and index == 0 else b""
-        if own is not None and (index > 0 or template):  # the joined file's Info frame is the first chunk's
-            return _Made(key, own=own, template=template)
+        if earlier is not None and key:
+            own = earlier.frames(key)
+            # the joined file's Info frame is the first chunk's: taken with it, or it is encoded
+            template = earlier.info() if own is not None and index == 0 else b""
+            if own is not None and template is not None:
+                return _Made(key, own=own, template=template)
         return _Made(key, encoded=encode_chunk(audio))
 
     def write_oldest() -> None:

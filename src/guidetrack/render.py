@@ -15,7 +15,7 @@ import numpy as np
 
 from . import __version__
 from .decoded import decoded
-from .encode import CEILING_DB, MAX_GAIN_DB, Chapter, Output, Tags, codec_loss, encode
+from .encode import CEILING_DB, MAX_GAIN_DB, Chapter, Output, Tags, codec_loss, cores, encode
 from .engines import Engine
 from .errors import GuidetrackError, InvalidInput, Location, Problem, Severity
 from .files import check_writable, checked_json, intact_json, remove_stale_parts, sha256_of, write_atomically
@@ -248,7 +248,7 @@ def render(script: Script, out: Path, cache_dir: Path | None = None, output: Out
         where = remembered.levels  # this exact mix's, found by the last render of it
     else:
         progress.stage("setting the levels")
-        speaker.prepare_levels(e.text for e in plan.speech())  # a new text's, on every core
+        speaker.prepare_levels((e.text for e in plan.speech()), cores())  # a new text's, on every core
         where = levels(plan, speaker.clip, target.bed_db, output.channels, speaker.levels)
     if remembered is not None:
         gain, ceiling, known = remembered.gain_db, remembered.ceiling_db, (remembered.sha256, remembered.figures)

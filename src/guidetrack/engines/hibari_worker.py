@@ -125,6 +125,7 @@ def main() -> None:
     # onnxruntime lets go of the GIL while it runs the model, and most of an utterance's time is
     # spent there: one utterance a core at once speaks the main track's 45 in 0.46 s, not 0.83 s,
     # each the same samples as alone (each request has its own seed; tests/test_hibari.py)
+    # the cores as encode.cores counts them (not imported: this worker imports little, to start fast)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     serve(version("hibari-tts"), speak, at_once=min(cores, AT_ONCE))
 
