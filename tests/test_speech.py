@@ -1,5 +1,7 @@
 """Speech: splitting, the clip cache and engine failures (a fake engine for the pure parts)."""
 
+import sys
+
 import numpy as np
 import pytest
 
@@ -97,6 +99,45 @@ def test_same_text_same_samples_whatever_came_before(tmp_path):
         engine.synthesize(text, VoiceSpec(), tmp_path / f"{index}.wav")
     engine.close()
     assert (tmp_path / "0.wav").read_bytes() == (tmp_path / "2.wav").read_bytes()
+
+
+_CHILD_READS = """
+import contextlib, io, os, sys
+import pyttsx3, pyttsx3.drivers.espeak
+from guidetrack.engines import pyttsx3_worker as worker
+if sys.argv[1] == "listed":
+    worker._list_voices()
+def reads():
+    return int(next(line for line in open("/proc/self/io") if line.startswith("syscr")).split()[1])
+pipe, end = os.pipe()
+if os.fork() == 0:  # a child as the worker makes one
+    with contextlib.redirect_stdout(io.StringIO()):
+        before = reads()
+        worker._speak(pyttsx3.init(), {"text": "Hold.", "path": sys.argv[2], "voice": "gmw/en-us", "rate": 150,
+                                       "volume": 1.0})
+    os.write(end, str(reads() - before).encode())
+    os._exit(0)
+os.close(end)
+print(os.read(pipe, 100).decode())
+"""
+
+
+@pytest.mark.integration
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="espeak-ng through /proc")
+def test_the_worker_reads_espeak_ngs_voices_once_for_all_its_children(tmp_path):
+    """Setting a voice by name makes espeak-ng read its list of voices first, every voice file
+    opened and read (about 400): the worker reads the list before it forks, and a child reads
+    only its own voice and data. The same clip either way."""
+    import subprocess
+
+    def child_reads(mode: str) -> int:
+        done = subprocess.run([sys.executable, "-c", _CHILD_READS, mode, str(tmp_path / f"{mode}.wav")],
+                              capture_output=True, text=True, check=True)
+        return int(done.stdout)
+
+    listed, unlisted = child_reads("listed"), child_reads("unlisted")
+    assert listed * 3 < unlisted, (listed, unlisted)
+    assert (tmp_path / "listed.wav").read_bytes() == (tmp_path / "unlisted.wav").read_bytes()
 
 
 @pytest.mark.integration

@@ -6,7 +6,8 @@ from the same engine state: espeak-ng otherwise carries state (its flutter and
 phase counters) from one utterance to the next, so the same text would sound
 slightly different depending on what was said before, and the clip cache would
 depend on render order. The worker itself never starts espeak-ng (its retrieval
-mode runs a thread, which a fork would not carry). A child that hangs or crashes
+mode runs a thread, which a fork would not carry); it only has it read its list of
+voices, which every child inherits (see `_list_voices`). A child that hangs or crashes
 is killed without harming the worker.
 
 Protocol: one JSON object a line, each with an "id" that its answer repeats
@@ -114,6 +115,18 @@ def _finish(pid: int, message: bytes) -> dict:
         return {"error": f"the engine exited without an answer (exit code {os.WEXITSTATUS(status)})"}
 
 
+def _list_voices() -> None:
+    """Have espeak-ng read its voices' list once, here, for every child to inherit. Setting a
+    voice by name reads the list first, unless the name is a voice file's path, which it never
+    is (espeak-ng lowers the name's case, and its files are named like gmw/en-US): that is
+    every voice file opened and read again, in every child. Reading the list starts nothing
+    (no thread, no sound state): it only needs espeak-ng's data folder found."""
+    from pyttsx3.drivers import _espeak
+
+    _espeak.dll.espeak_ng_InitializePath(None)
+    _espeak.ListVoices(None)
+
+
 def main() -> None:
     import pyttsx3  # noqa: F401 - imported once here, so each child only starts its engine
 
@@ -123,6 +136,8 @@ def main() -> None:
         # espeak-ng itself, from the same state
         with contextlib.suppress(Exception):  # a child reports what is wrong, for its request
             import pyttsx3.drivers.espeak  # noqa: F401
+
+            _list_voices()
 
     jobs = max(1, int(sys.argv[1]) if len(sys.argv) > 1 else 1)
     waiting: list[dict] = []
