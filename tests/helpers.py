@@ -181,9 +181,11 @@ class ToneEngine:
     def voice_key(self, voice):
         return voice.voice
 
-    def synthesize_many(self, items, voice):
-        for text, path in items:
+    def synthesize_many(self, items, voice, spoken=None):
+        for index, (text, path) in enumerate(items):
             self.synthesize(text, voice, path)
+            if spoken is not None:
+                spoken(index)
 
     def synthesize(self, text, voice, path: Path):
         self.calls.append(text)

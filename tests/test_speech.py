@@ -210,6 +210,36 @@ def test_real_engine_follows_rate_and_lexicon(tmp_path):
 
 
 @pytest.mark.integration
+def test_each_clip_is_handed_on_as_soon_as_it_is_written(tmp_path):
+    """The worker's answers come as its children finish: every item is told once, its file
+    already written. A failure in what is done with a clip stops the worker (its other answers
+    would meet the next requests) and is raised; the next request gets its own clip."""
+    from guidetrack.engines.pyttsx3_engine import Pyttsx3Engine
+
+    engine = Pyttsx3Engine()
+    texts = ["Hold.", "Breathe in.", "And out.", "Soften the jaw.", "Rest.", "Let the shoulders drop."] * 3
+    items = [(text, tmp_path / f"{i}.wav") for i, text in enumerate(texts)]
+    told: list[int] = []
+
+    def spoken(index: int) -> None:
+        assert items[index][1].stat().st_size > 10_000
+        told.append(index)
+
+    engine.synthesize_many(items, VoiceSpec(), spoken)
+    assert sorted(told) == list(range(len(items)))
+
+    def failing(index: int) -> None:
+        raise RuntimeError("the cache is gone")
+
+    with pytest.raises(RuntimeError, match="the cache is gone"):
+        engine.synthesize_many([(t, tmp_path / f"again{i}.wav") for i, t in enumerate(texts)], VoiceSpec(), failing)
+    assert engine._worker is None
+    engine.synthesize("Rest.", VoiceSpec(), tmp_path / "after.wav")
+    assert (tmp_path / "after.wav").read_bytes() == (tmp_path / "4.wav").read_bytes()
+    engine.close()
+
+
+@pytest.mark.integration
 def test_say_and_voices_commands(gt, tmp_path):
     from helpers import decode
 
@@ -373,9 +403,9 @@ def test_the_engine_starts_while_the_cache_is_read_only_when_there_is_something_
         def ensure_started(self):
             self.events.append("start")
 
-        def synthesize_many(self, items, voice):
+        def synthesize_many(self, items, voice, spoken=None):
             self.events.append("speak")
-            super().synthesize_many(items, voice)
+            super().synthesize_many(items, voice, spoken)
 
     engine = Starting()
     speaker(tmp_path, engine).lengths(["Soften the jaw.", "Rest."])

@@ -44,7 +44,6 @@ EDGE_FADE = int(0.008 * SAMPLE_RATE)  # samples faded at each end so nothing cli
 _CHECKSUM_CHUNK = b"gtsm"
 RECENT_SAMPLES = 120 * SAMPLE_RATE  # whole clips kept in memory (about 21 MB), the most recently used
 ESTIMATED_PACE = 0.07 * SAMPLE_RATE  # samples a letter, for a clip not yet spoken when no other tells the pace
-BATCH = 24  # chunks sent to the engine at once: big enough to keep its workers busy, small enough to tell progress
 LEVELS_AT_ONCE = 16  # clips held at once while their levels are worked out on threads
 FRAME = SAMPLE_RATE // 100  # 10 ms: the resolution at which a clip's levels are kept (and speech is found)
 ACTIVE_DB = -40.0  # a sample louder than this (dBFS) is active speech, for the voice's reference level
@@ -459,15 +458,18 @@ class Speaker:
             return
         self.progress.stage(f"speaking {len(missing)} new clip{'s' if len(missing) > 1 else ''}", len(missing))
         with temporary_folder("speech") as folder:
-            raws = {chunk: Path(folder) / f"{index}.wav" for index, chunk in enumerate(missing)}
-            todo = list(raws.items())
-            for start in range(0, len(todo), BATCH):  # in batches, so that progress can be told
-                part = todo[start: start + BATCH]
-                batch([(pronounce(chunk, self.voice.lexicon, self.voice.engine), raw) for chunk, raw in part], self.voice)
-                for chunk, raw in part:
-                    self._keep(chunk, missing[chunk], self._check(chunk, raw))
-                    self.cache.misses += 1
-                self.progress.advance(start + len(part))
+            todo = [(chunk, Path(folder) / f"{index}.wav") for index, chunk in enumerate(missing)]
+
+            def spoken(index: int) -> None:
+                """A clip is written: checked and kept while the engine speaks the others."""
+                chunk, raw = todo[index]
+                self._keep(chunk, missing[chunk], self._check(chunk, raw))
+                self.cache.misses += 1
+                self.progress.advance(self.cache.misses - misses)
+
+            misses = self.cache.misses
+            batch([(pronounce(chunk, self.voice.lexicon, self.voice.engine), raw) for chunk, raw in todo], self.voice,
+                  spoken)
 
     def _start_engine(self) -> None:
         try:

@@ -8,6 +8,7 @@ process) and `bundled_voices()` (the voices it has without starting, for checkin
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import import_module
 from pathlib import Path
@@ -25,8 +26,10 @@ class Engine(Protocol):
     def synthesize(self, text: str, voice: VoiceSpec, path: Path) -> None:
         """Speak `text` into a WAV file at `path`."""
 
-    def synthesize_many(self, items: list[tuple[str, Path]], voice: VoiceSpec) -> None:
-        """Speak each (text, path), in one exchange with the engine where it can."""
+    def synthesize_many(self, items: list[tuple[str, Path]], voice: VoiceSpec,
+                        spoken: Callable[[int], None] | None = None) -> None:
+        """Speak each (text, path), in one exchange with the engine where it can; `spoken` is
+        told each item's index as soon as its file is written (in any order)."""
 
     def voice_key(self, voice: VoiceSpec) -> str:
         """What names the voice in the clip cache: everything about it that changes the sound."""

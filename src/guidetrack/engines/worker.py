@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
@@ -27,6 +28,14 @@ log = logging.getLogger(__name__)
 STDERR_TAIL = 2000  # characters of a dead worker's stderr put in the error
 START_TIMEOUT = 30.0  # seconds for a worker to start its engine and answer the first request
 GRACE = 5.0  # seconds on top of a request's own timeout before the worker counts as hung
+
+
+class _Answered(Exception):
+    """What the caller's `answered` raised, carried past the handling of the worker's failures."""
+
+    def __init__(self, error: BaseException):
+        super().__init__(error)
+        self.error = error
 
 
 class WorkerEngine:
@@ -89,33 +98,52 @@ class WorkerEngine:
         if self._worker is None or self._worker.poll() is not None:
             self._start()
 
-    def _ask(self, requests: list[dict]) -> list[dict]:
-        """Send requests to the worker; their answers in the same order. The worker is given each
-        request's timeout (plus GRACE) from its last answer; past that it counts as hung."""
+    def _ask(self, requests: list[dict], answered: Callable[[int, dict], None] | None = None) -> list[dict]:
+        """Send requests to the worker; their answers in the same order, each also handed to
+        `answered` (with the request's index) as soon as it comes. The requests are written as
+        the worker takes them, while its answers are read, so that neither waits on the other's
+        full pipe however many there are. The worker is given each request's timeout (plus
+        GRACE) from its last answer; past that it counts as hung. If `answered` raises, the
+        worker is stopped (its other answers would meet the next requests) and the error raised."""
         assert self._worker is not None and self._worker.stdin is not None and self._worker.stdout is not None
         answers: dict[int, dict] = {}
         patience = max(r["timeout"] for r in requests) + GRACE
         try:
-            self._worker.stdin.write("".join(json.dumps({**r, "id": i}) + "\n" for i, r in enumerate(requests)))
-            self._worker.stdin.flush()
+            self._worker.stdin.flush()  # nothing of ours is left in its buffer: the pipe is written directly
+            payload = memoryview("".join(json.dumps({**r, "id": i}) + "\n" for i, r in enumerate(requests)).encode())
+            sent = 0
             deadline = time.monotonic() + patience
             pending = b""  # read the pipe ourselves: a buffered readline would hide lines from select
-            fd = self._worker.stdout.fileno()
+            fd, to = self._worker.stdout.fileno(), self._worker.stdin.fileno()
             closed = False  # the worker closed its end: it died (a hang keeps it open)
             while len(answers) < len(requests):
-                while b"\n" not in pending:
-                    ready, _, _ = select.select([fd], [], [], max(deadline - time.monotonic(), 0))
-                    chunk = os.read(fd, 65536) if ready else b""
-                    closed = bool(ready) and not chunk
-                    if not chunk:
-                        break
-                    pending += chunk
                 if b"\n" not in pending:
-                    break
+                    writing = [to] if sent < len(payload) else []
+                    readable, writable, _ = select.select([fd], writing, [], max(deadline - time.monotonic(), 0))
+                    if writable:  # room for PIPE_BUF bytes at least: a write that size never waits
+                        sent += os.write(to, payload[sent: sent + select.PIPE_BUF])
+                    if readable:
+                        chunk = os.read(fd, 65536)
+                        closed = not chunk
+                        if closed:
+                            break
+                        pending += chunk
+                    elif not writable:
+                        break  # no answer in time
+                    continue
                 line, pending = pending.split(b"\n", 1)
                 answer = json.loads(line)
-                answers[answer.pop("id")] = answer
+                index = answer.pop("id")
+                answers[index] = answer
                 deadline = time.monotonic() + patience
+                if answered is not None:
+                    try:
+                        answered(index, answer)
+                    except BaseException as err:  # the caller's own failure, not the worker's
+                        raise _Answered(err) from err
+        except _Answered as stop:
+            self.close()
+            raise stop.error from None
         except (BrokenPipeError, OSError, ValueError) as err:
             said = self._said()
             self.close()
@@ -165,9 +193,11 @@ class WorkerEngine:
     def synthesize(self, text: str, voice: VoiceSpec, path: Path) -> None:
         self.synthesize_many([(text, path)], voice)
 
-    def synthesize_many(self, items: list[tuple[str, Path]], voice: VoiceSpec) -> None:
-        """Speak each (text, path); each failure is retried once on a fresh worker, then reported."""
-        todo = list(items)
+    def synthesize_many(self, items: list[tuple[str, Path]], voice: VoiceSpec,
+                        spoken: Callable[[int], None] | None = None) -> None:
+        """Speak each (text, path), `spoken` told each item's index as soon as its file is
+        written; each failure is retried once on a fresh worker, then reported."""
+        todo = list(enumerate(items))
         failures: dict[str, str] = {}
         for attempt in range(2):
             if not todo:
@@ -176,10 +206,16 @@ class WorkerEngine:
                 if attempt:
                     self.restarts += 1
                 self._start()
-            requests = [{**self.request(text, path, voice), "timeout": self.timeout(text)} for text, path in todo]
-            answers = self._ask(requests)
-            failures = {text: a["error"] for (text, _), a in zip(todo, answers, strict=True) if not a.get("ok")}
-            todo = [(text, path) for text, path in todo if text in failures]
+            asked = todo
+
+            def answered(index: int, answer: dict, asked: list[tuple[int, tuple[str, Path]]] = asked) -> None:
+                if spoken is not None and answer.get("ok"):
+                    spoken(asked[index][0])
+
+            requests = [{**self.request(text, path, voice), "timeout": self.timeout(text)} for _, (text, path) in asked]
+            answers = self._ask(requests, answered)
+            failures = {text: a["error"] for (_, (text, _)), a in zip(asked, answers, strict=True) if not a.get("ok")}
+            todo = [(i, (text, path)) for i, (text, path) in asked if text in failures]
         if failures:
             text, error = next(iter(failures.items()))
             raise EngineError(f"{self.name} could not speak {text!r}: {error} (tried twice)")
