@@ -299,6 +299,35 @@ def test_a_sounds_loudness_is_metered_once_and_kept_by_its_samples(tmp_path, mon
     assert mix._metered(lambda: [tone], 2) == pytest.approx(-19.999) and len(metered) == 6
 
 
+def test_a_background_prepared_early_is_metered_once_for_levels(monkeypatch):
+    """render makes and meters the background while the voice is spoken; `levels`, asking at
+    the same moment, waits for that reading rather than making its own."""
+    import threading
+
+    from guidetrack import mix
+    from guidetrack.script import Background
+
+    metered = []
+    started = threading.Event()
+
+    def meter(blocks, channels):
+        started.set()
+        audio = np.concatenate(list(blocks()))
+        metered.append(len(audio))
+        return -30.0
+
+    monkeypatch.setattr(mix, "_loudness", meter)
+    monkeypatch.setattr(mix, "_KEPT_IN", [])
+    mix._generated_bed_loudness.cache_clear()
+    early = threading.Thread(target=mix.prepare_background, args=(Background("pink-noise"), 2))
+    early.start()
+    started.wait(10)
+    assert mix._bed_loudness(Background("pink-noise"), 2) == -30.0
+    early.join()
+    assert metered == [mix.NOISE_PROBE]
+    mix._generated_bed_loudness.cache_clear()
+
+
 @pytest.mark.parametrize("channels", [2, 1])
 def test_a_sound_metered_in_this_process_reads_as_ffmpegs_meter_reads_it(channels, monkeypatch):
     """The generated sounds (a noise bed whose ears differ, the ocean, a chime, a short breath

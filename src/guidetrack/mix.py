@@ -633,10 +633,21 @@ def _unit_loudness(kind: Kind, text: str, length: Samples, channels: int) -> flo
     return found if found is not None else NOMINAL_VOICE_LUFS
 
 
+_BEDS_METERED = threading.Lock()  # a bed is read once: a second asker waits for the first's reading
+
+
 def _bed_loudness(background: Background, channels: int) -> float:
-    if background.is_file:
-        return _file_bed_loudness(background.sound, channels)
-    return _generated_bed_loudness(background.sound, channels)
+    with _BEDS_METERED:
+        if background.is_file:
+            return _file_bed_loudness(background.sound, channels)
+        return _generated_bed_loudness(background.sound, channels)
+
+
+def prepare_background(background: Background | None, channels: int = CHANNELS) -> None:
+    """Make and meter the background now (a generated noise's loop takes 0.2 s to make), so
+    that `levels` finds it ready: render starts this while the voice is spoken."""
+    if background is not None:
+        _bed_loudness(background, channels)
 
 
 @lru_cache(maxsize=8)

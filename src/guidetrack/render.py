@@ -21,7 +21,7 @@ from .errors import GuidetrackError, InvalidInput, Location, Problem, Severity
 from .files import check_writable, checked_json, intact_json, remove_stale_parts, sha256_of, write_atomically
 from .loudness import Figures, target_for
 from .manifest import Track, TrackChapter
-from .mix import Levels, keep_sounds_in, levels, mix
+from .mix import Levels, keep_sounds_in, levels, mix, prepare_background
 from .plan import Plan, make_plan
 from .report import SILENT, Progress
 from .script import MAX_COVER_BYTES, FileKind, Script, load_any
@@ -235,13 +235,15 @@ def render(script: Script, out: Path, cache_dir: Path | None = None, output: Out
     remove_stale_parts(out.parent)  # what a killed render left; a live one's are kept
     output = output.for_script(script.loudness)
     target = target_for(output.loudness, output.channels)
-    early = ThreadPoolExecutor(max_workers=1, thread_name_prefix="guidetrack-cover")
-    try:  # the tags need nothing spoken: their cover (0.15 s to draw) is made while the clips are
+    keep_sounds_in(ClipCache(cache_dir).folder)
+    early = ThreadPoolExecutor(max_workers=2, thread_name_prefix="guidetrack-early")
+    try:  # the tags and the background need nothing spoken: the cover (0.15 s to draw) and a
+        # generated bed are made while the clips are (a file bed is read; `levels` waits for it)
         untimed = early.submit(tags_for, script)
+        early.submit(prepare_background, script.background, output.channels)
         plan, speaker = plan_script(script, cache_dir, progress)
     finally:
         early.shutdown(wait=False)
-    keep_sounds_in(speaker.cache.folder)
     state = _gain_file(plan, speaker, output)
     remembered = _Remembered.read(state)
     if remembered is not None and remembered.levels is not None:
