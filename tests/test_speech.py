@@ -140,6 +140,36 @@ def test_the_worker_reads_espeak_ngs_voices_once_for_all_its_children(tmp_path):
     assert (tmp_path / "listed.wav").read_bytes() == (tmp_path / "unlisted.wav").read_bytes()
 
 
+_VOICES_BOTH_WAYS = """
+import contextlib, io, json, os
+import pyttsx3, pyttsx3.drivers.espeak
+from guidetrack.engines import pyttsx3_worker as worker
+listed = worker._list_voices()
+pipe, end = os.pipe()
+if os.fork() == 0:
+    with contextlib.redirect_stdout(io.StringIO()):
+        os.write(end, json.dumps(worker._voices(pyttsx3.init(), {})["voices"]).encode())
+    os._exit(0)
+os.close(end)
+said = b""
+while chunk := os.read(pipe, 1 << 16):
+    said += chunk
+print(json.dumps([listed, json.loads(said)]))
+"""
+
+
+@pytest.mark.integration
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="espeak-ng")
+def test_the_worker_names_espeak_ngs_voices_as_pyttsx3_does():
+    """The worker answers for the voices from the list it read, as a child's pyttsx3 gives them."""
+    import json
+    import subprocess
+
+    listed, from_pyttsx3 = json.loads(subprocess.run([sys.executable, "-c", _VOICES_BOTH_WAYS], capture_output=True,
+                                                     text=True, check=True).stdout)
+    assert len(listed) > 50 and listed == from_pyttsx3
+
+
 @pytest.mark.integration
 def test_fresh_engines_give_the_same_samples(tmp_path):
     """The voice and its volume are settled in espeak-ng before the text is queued. Before that,

@@ -53,6 +53,11 @@ class Pyttsx3Engine(WorkerEngine):
         self.version = engine_version()
         self._voices: dict[str, str] = {}
 
+    def worker_command(self) -> list[str]:
+        # its file, not its module: it needs only the standard library and pyttsx3, and Python
+        # starts it in 60 ms rather than 100 (no guidetrack package imported first)
+        return ["-P", str(Path(__file__).with_name("pyttsx3_worker.py"))]  # -P: its folder not on sys.path
+
     def worker_args(self) -> list[str]:
         # a child spends much of its time waiting: for espeak-ng's thread, and in pyttsx3's loop,
         # which looks for the end of speech every 10 ms; four a core keep the cores busy (the main

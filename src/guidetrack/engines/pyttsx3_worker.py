@@ -115,20 +115,24 @@ def _finish(pid: int, message: bytes) -> dict:
         return {"error": f"the engine exited without an answer (exit code {os.WEXITSTATUS(status)})"}
 
 
-def _list_voices() -> None:
+def _list_voices() -> list[dict]:
     """Have espeak-ng read its voices' list once, here, for every child to inherit. Setting a
     voice by name reads the list first, unless the name is a voice file's path, which it never
     is (espeak-ng lowers the name's case, and its files are named like gmw/en-US): that is
     every voice file opened and read again, in every child. Reading the list starts nothing
-    (no thread, no sound state): it only needs espeak-ng's data folder found."""
+    (no thread, no sound state): it only needs espeak-ng's data folder found. The voices are
+    returned as a child's pyttsx3 names them (`_voices`), so that this process can answer for them."""
     from pyttsx3.drivers import _espeak
 
     _espeak.dll.espeak_ng_InitializePath(None)
-    _espeak.ListVoices(None)
+    return [{"id": voice.identifier.decode("utf-8").lower(), "name": voice.name.decode("utf-8")}
+            for voice in _espeak.ListVoices(None)]
 
 
 def main() -> None:
     import pyttsx3  # noqa: F401 - imported once here, so each child only starts its engine
+
+    voices: list[dict] | None = None  # espeak-ng's, when this process could read them
 
     if sys.platform.startswith("linux"):
         # the espeak-ng driver too, which loads libespeak-ng (23 ms a child otherwise, most of
@@ -137,7 +141,7 @@ def main() -> None:
         with contextlib.suppress(Exception):  # a child reports what is wrong, for its request
             import pyttsx3.drivers.espeak  # noqa: F401
 
-            _list_voices()
+            voices = _list_voices()
 
     jobs = max(1, int(sys.argv[1]) if len(sys.argv) > 1 else 1)
     waiting: list[dict] = []
@@ -166,7 +170,12 @@ def main() -> None:
                     stdin_open = False
                 pending += chunk
                 *lines, pending = pending.split(b"\n")
-                waiting.extend(json.loads(line) for line in lines if line.strip())
+                for line in filter(bytes.strip, lines):
+                    request = json.loads(line)
+                    if request.get("voices") and voices is not None:  # known here: no child to start
+                        answer(request.get("id"), {"voices": voices})
+                    else:
+                        waiting.append(request)
                 continue
             job = running[fd]
             chunk = os.read(fd, 65536)

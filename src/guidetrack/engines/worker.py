@@ -54,6 +54,10 @@ class WorkerEngine:
 
     # -------------------------------------------------------- what each engine says
 
+    def worker_command(self) -> list[str]:
+        """How Python is told to run the worker: its module by default."""
+        return ["-m", self.worker_module]
+
     def worker_args(self) -> list[str]:
         return []
 
@@ -83,7 +87,7 @@ class WorkerEngine:
     def _start(self) -> None:
         self.close()
         self._stderr = tempfile.TemporaryFile(prefix=f"guidetrack-{self.name}-worker-")  # unnamed: nothing to clean
-        command = [sys.executable, "-m", self.worker_module, *self.worker_args()]
+        command = [sys.executable, *self.worker_command(), *self.worker_args()]
         log.debug("starting the %s worker: %s", self.name, " ".join(command))
         self._worker = subprocess.Popen(
             command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, text=True, bufsize=1,
