@@ -40,7 +40,7 @@ import numpy as np
 
 FRAME = 1152  # samples per MPEG-1 Layer III frame
 ENCODER_DELAY = 576  # LAME's, in samples (the decoder's own 529 are part of how players read the header)
-CHUNK_FRAMES = 2296  # about 60 s at 44.1 kHz: each chunk costs an ffmpeg start (70 ms), a few frames of overlap, 21 MB held
+CHUNK_FRAMES = 2296  # about 60 s at 44.1 kHz: each chunk costs a LAME set-up (an ffmpeg start, 70 ms, without lame.py), a few frames of overlap, 21 MB held
 JOIN_FORMAT = 1  # bump when the join changes what it writes (a reused chunk must be as a fresh one)
 PRE_FRAMES = 4  # frames encoded before a chunk's own and dropped: the encoder settles
 POST = 2 * FRAME  # samples encoded after a chunk's own, so its last frames know what comes next

@@ -459,6 +459,7 @@ class Speaker:
         self.progress.stage(f"speaking {len(missing)} new clip{'s' if len(missing) > 1 else ''}", len(missing))
         with temporary_folder("speech") as folder:
             todo = [(chunk, Path(folder) / f"{index}.wav") for index, chunk in enumerate(missing)]
+            misses = self.cache.misses  # before this batch: progress counts the new clips
 
             def spoken(index: int) -> None:
                 """A clip is written: checked and kept while the engine speaks the others."""
@@ -467,7 +468,6 @@ class Speaker:
                 self.cache.misses += 1
                 self.progress.advance(self.cache.misses - misses)
 
-            misses = self.cache.misses
             batch([(pronounce(chunk, self.voice.lexicon, self.voice.engine), raw) for chunk, raw in todo], self.voice,
                   spoken)
 
